@@ -1,0 +1,5 @@
+export * from './schema';
+export * from './database';
+export * from './transaction';
+export * from './db.module';
+export { PGliteDialect } from './pglite-dialect';

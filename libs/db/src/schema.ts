@@ -1,0 +1,148 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Types of the device database, one interface per table (migrations/ is the source of truth). */
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A hybrid logical clock value: fixed-width text that sorts in clock order (collation "C"). */
+export type HlcText = string;
+export type FieldClocks = Record<string, HlcText>;
+
+export interface SyncLocalStateTable {
+  key: string;
+  value: string;
+}
+
+export interface DevicesTable {
+  id: string;
+  name: string;
+  library_id: string;
+  is_self: boolean;
+  online: boolean;
+  last_seen_at: Timestamp | null;
+  /** Highest owner version of this device's owned data applied here contiguously. */
+  state_watermark: HlcText | null;
+  /** Highest HLC of this device's shared changes applied here. */
+  shared_watermark: HlcText | null;
+  /** Highest HLC of our shared change log this device has acknowledged. */
+  acked_shared: HlcText | null;
+  /** Highest version of our owned data this device has acknowledged. */
+  acked_state: HlcText | null;
+  removed_at: Timestamp | null;
+  registered_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+interface OwnedColumns {
+  id: string;
+  device_id: string;
+  version: HlcText;
+  updated_at: Timestamp;
+}
+
+export interface VolumesTable extends OwnedColumns {
+  name: string;
+  mount_point: string;
+  capacity_bytes: number;
+  free_bytes: number | null;
+}
+
+export interface LocationsTable extends OwnedColumns {
+  volume_id: string | null;
+  name: string;
+  path: string;
+}
+
+export interface EntriesTable extends OwnedColumns {
+  location_id: string;
+  name: string;
+  path: string;
+  kind: 'file' | 'dir';
+  size_bytes: number;
+  modified_at: Timestamp;
+}
+
+export interface OwnedTombstonesTable {
+  model: string;
+  id: string;
+  device_id: string;
+  version: HlcText;
+}
+
+interface SharedColumns {
+  clocks: ColumnType<FieldClocks, FieldClocks | string, FieldClocks | string>;
+  /** Greatest HLC seen for this record: the synced "last changed" stamp. */
+  updated_hlc: HlcText;
+}
+
+export interface TagsTable extends SharedColumns {
+  id: string;
+  name: string;
+  color: string | null;
+  deleted_hlc: HlcText | null;
+}
+
+export interface AlbumsTable extends SharedColumns {
+  id: string;
+  name: string;
+  description: string | null;
+  deleted_hlc: HlcText | null;
+}
+
+export interface UserMetadataTable extends SharedColumns {
+  entry_id: string;
+  favorite: boolean;
+  hidden: boolean;
+  notes: string | null;
+}
+
+export interface TagEntriesTable extends SharedColumns {
+  tag_id: string;
+  entry_id: string;
+  present: boolean;
+}
+
+export interface AlbumEntriesTable extends SharedColumns {
+  album_id: string;
+  entry_id: string;
+  present: boolean;
+}
+
+export interface SharedChangesTable {
+  hlc: HlcText;
+  model: string;
+  record_key: string;
+  op: 'set' | 'delete';
+  fields: ColumnType<Record<string, unknown>, Record<string, unknown> | string, Record<string, unknown> | string>;
+  published: ColumnType<boolean, boolean | undefined, boolean>;
+}
+
+export interface DeadLettersTable {
+  id: Generated<number>;
+  received_at: ColumnType<Date, Date | string | undefined, never>;
+  subject: string;
+  origin: string | null;
+  reason: string;
+  payload: string;
+}
+
+export interface SyncCheckpointsTable {
+  key: string;
+  value: string;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export interface Database {
+  sync_local_state: SyncLocalStateTable;
+  devices: DevicesTable;
+  volumes: VolumesTable;
+  locations: LocationsTable;
+  entries: EntriesTable;
+  owned_tombstones: OwnedTombstonesTable;
+  tags: TagsTable;
+  albums: AlbumsTable;
+  user_metadata: UserMetadataTable;
+  tag_entries: TagEntriesTable;
+  album_entries: AlbumEntriesTable;
+  shared_changes: SharedChangesTable;
+  dead_letters: DeadLettersTable;
+  sync_checkpoints: SyncCheckpointsTable;
+}

@@ -1,0 +1,136 @@
+import { RawBuilder, sql } from 'kysely';
+import type { DbOrTx } from '@lib/db';
+import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
+import { decodeCursor, encodeCursor, OwnedCursor, TOMBSTONE_KIND } from './cursor';
+
+/** One owned row as it travels: snake_case columns, timestamps as ISO-8601 text. */
+export type OwnedRow = Record<string, unknown> & { id: string; device_id: string; version: string };
+
+export interface Tombstone {
+  model: string;
+  id: string;
+  device_id: string;
+  version: string;
+}
+
+/** One element of an owner's change stream, in cursor order. */
+export type OwnedChange = { type: 'row'; model: string; row: OwnedRow; cursor: string } | { type: 'tombstone'; tombstone: Tombstone; cursor: string };
+
+function recordset(model: OwnedModel, rows: readonly Record<string, unknown>[]): RawBuilder<unknown> {
+  const defs = model.columns.map((c) => sql.raw(`${c} ${model.sqlTypes[c]}`));
+  return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.join(defs)})`;
+}
+
+function toWire(model: OwnedModel, row: Record<string, unknown>): OwnedRow {
+  const out: Record<string, unknown> = {};
+  for (const c of model.columns) {
+    const v = row[c];
+    out[c] = v instanceof Date ? v.toISOString() : v;
+  }
+  return out as OwnedRow;
+}
+
+/**
+ * Device-owned rows, their tombstones and the owner's change stream. The rows are the log: an
+ * owner's changes after a cursor are simply its rows and tombstones with a greater (version, id).
+ */
+export class OwnedRepository {
+  /**
+   * Upserts rows. `onlyNewer` applies a row only when its version is greater than the stored one
+   * and it was not deleted since (remote state); the owner's own writes skip those checks.
+   * Returns the number of rows written.
+   */
+  async upsert(db: DbOrTx, model: OwnedModel, rows: readonly Record<string, unknown>[], onlyNewer: boolean): Promise<number> {
+    if (rows.length === 0) return 0;
+    const cols = sql.join(model.columns.map((c) => sql.ref(c)));
+    const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
+    const updates = sql.join(model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`));
+    const t = sql.table(model.table);
+    const filters: RawBuilder<unknown>[] = [sql`true`];
+    if (onlyNewer) {
+      filters.push(sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.version >= x.version)`);
+      if (model.parent?.onDelete === 'cascade') {
+        filters.push(sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)})`);
+      }
+    }
+    const guard = onlyNewer
+      ? sql`where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`
+      : sql`where ${t}.device_id = excluded.device_id`;
+    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, rows)} where ${sql.join(filters, sql` and `)}
+      on conflict (id) do update set ${updates} ${guard}`.execute(db);
+    return Number(res.numAffectedRows ?? 0);
+  }
+
+  /**
+   * Records deletes: the tombstones, the rows (if not newer) and what goes with them: a location's
+   * entries. Returns the number of tombstones that were new or newer.
+   */
+  async applyTombstones(db: DbOrTx, tombstones: readonly Tombstone[]): Promise<number> {
+    if (tombstones.length === 0) return 0;
+    const json = JSON.stringify(tombstones);
+    const res = await sql`insert into owned_tombstones (model, id, device_id, version)
+      select x.model, x.id, x.device_id, x.version from jsonb_to_recordset(${json}::jsonb) as x(model text, id uuid, device_id uuid, version text)
+      on conflict (model, id) do update set version = excluded.version
+      where owned_tombstones.version < excluded.version and owned_tombstones.device_id = excluded.device_id`.execute(db);
+    for (const model of OWNED_MODELS) {
+      const mine = tombstones.filter((t) => t.model === model.name);
+      if (mine.length === 0) continue;
+      const mj = JSON.stringify(mine);
+      await sql`delete from ${sql.table(model.table)} r using jsonb_to_recordset(${mj}::jsonb) as x(id uuid, device_id uuid, version text)
+        where r.id = x.id and r.device_id = x.device_id and r.version <= x.version`.execute(db);
+      for (const child of OWNED_MODELS.filter((m) => m.parent?.model === model.name && m.parent.onDelete === 'cascade')) {
+        await sql`delete from ${sql.table(child.table)} c using jsonb_to_recordset(${mj}::jsonb) as x(id uuid, device_id uuid)
+          where ${sql.ref(`c.${child.parent!.column}`)} = x.id and c.device_id = x.device_id`.execute(db);
+      }
+    }
+    return Number(res.numAffectedRows ?? 0);
+  }
+
+  async isTombstoned(db: DbOrTx, model: string, id: string): Promise<boolean> {
+    const row = await db.selectFrom('owned_tombstones').select('id').where('model', '=', model).where('id', '=', id).executeTakeFirst();
+    return !!row;
+  }
+
+  /**
+   * An owner's changes after `after` (exclusive) in cursor order: rows of every owned model and
+   * tombstones, at most `limit`. Each source is read with a keyset query and the pages are merged.
+   */
+  async changesAfter(db: DbOrTx, owner: string, after: string | null, limit: number): Promise<OwnedChange[]> {
+    const c: OwnedCursor | null = after ? decodeCursor(after) : null;
+    const pageCond = (kind: number): RawBuilder<unknown> => {
+      if (!c) return sql`true`;
+      if (kind < c.kind) return sql`version > ${c.version}`;
+      if (kind > c.kind) return sql`version >= ${c.version}`;
+      return sql`(version, id) > (${c.version}, ${c.id}::uuid)`;
+    };
+    const out: OwnedChange[] = [];
+    for (const model of OWNED_MODELS) {
+      const res = await sql<Record<string, unknown>>`select ${sql.join(model.columns.map((col) => sql.ref(col)))} from ${sql.table(model.table)}
+        where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit}`.execute(db);
+      for (const r of res.rows) {
+        const row = toWire(model, r);
+        out.push({ type: 'row', model: model.name, row, cursor: encodeCursor({ version: row.version, kind: model.order, id: row.id }) });
+      }
+    }
+    const ts = await sql<Tombstone>`select model, id, device_id, version from owned_tombstones
+      where device_id = ${owner} and ${pageCond(TOMBSTONE_KIND)} order by version, id limit ${limit}`.execute(db);
+    for (const t of ts.rows) {
+      out.push({ type: 'tombstone', tombstone: t, cursor: encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) });
+    }
+    out.sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
+    return out.slice(0, limit);
+  }
+
+  /** Reads one row (any owner) in wire form, optionally locking it. */
+  async find(db: DbOrTx, model: OwnedModel, id: string, forUpdate = false): Promise<OwnedRow | null> {
+    const lock = forUpdate ? sql`for update` : sql``;
+    const res = await sql<Record<string, unknown>>`select * from ${sql.table(model.table)} where id = ${id} ${lock}`.execute(db);
+    return res.rows[0] ? toWire(model, res.rows[0]) : null;
+  }
+
+  modelOf(name: string): OwnedModel {
+    const m = ownedModel(name);
+    if (!m) throw new Error(`not an owned model: ${name}`);
+    return m;
+  }
+}

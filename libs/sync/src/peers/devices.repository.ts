@@ -1,0 +1,125 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db, DbOrTx, DevicesTable } from '@lib/db';
+import type { Selectable } from 'kysely';
+
+export type DeviceRow = Selectable<DevicesTable>;
+
+/** Sorts above every clock stamp. */
+export const ALL_ACKNOWLEDGED = '~';
+
+export class IdentityError extends Error {
+  constructor(readonly variable: 'DEVICE_ID' | 'LIBRARY_ID', detail: string) {
+    super(`${variable}: ${detail}`);
+    this.name = 'IdentityError';
+  }
+}
+
+/** The devices table: this device and its peers, the source of truth for who is in the library. */
+export class DevicesRepository {
+  /**
+   * This device's id: the configured one, else the one persisted in its database, else a new one
+   * (persisted). A database belongs to one device of one library for its whole life.
+   */
+  async resolveSelf(db: Db, opts: { configuredId: string | null; name: string; libraryId: string }): Promise<string> {
+    return db.transaction().execute(async (tx) => {
+      const stored = await tx.selectFrom('sync_local_state').select(['key', 'value']).where('key', 'in', ['device_id', 'library_id']).forUpdate().execute();
+      const storedId = stored.find((r) => r.key === 'device_id')?.value ?? null;
+      const storedLibrary = stored.find((r) => r.key === 'library_id')?.value ?? null;
+      if (storedLibrary && storedLibrary !== opts.libraryId) {
+        throw new IdentityError('LIBRARY_ID', `this database belongs to library ${storedLibrary}, not ${opts.libraryId}`);
+      }
+      if (storedId && opts.configuredId && storedId !== opts.configuredId) {
+        throw new IdentityError('DEVICE_ID', `this database belongs to device ${storedId}, not ${opts.configuredId}`);
+      }
+      const id = storedId ?? opts.configuredId ?? randomUUID();
+      await tx
+        .insertInto('sync_local_state')
+        .values([
+          { key: 'device_id', value: id },
+          { key: 'library_id', value: opts.libraryId },
+        ])
+        .onConflict((oc) => oc.column('key').doNothing())
+        .execute();
+      await tx
+        .insertInto('devices')
+        .values({ id, name: opts.name, library_id: opts.libraryId, is_self: true, online: true })
+        .onConflict((oc) => oc.column('id').doUpdateSet({ name: opts.name, is_self: true, online: true, removed_at: null }))
+        .execute();
+      return id;
+    });
+  }
+
+  /** Records a peer we heard of (a hello, a heartbeat, a change); never resurrects a removed one by itself. */
+  async upsertPeer(db: DbOrTx, peer: { id: string; name: string; libraryId: string }): Promise<void> {
+    await db
+      .insertInto('devices')
+      .values({ id: peer.id, name: peer.name, library_id: peer.libraryId, is_self: false, online: false })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ name: peer.name }).where('devices.is_self', '=', false))
+      .execute();
+  }
+
+  async list(db: DbOrTx): Promise<DeviceRow[]> {
+    return db.selectFrom('devices').selectAll().orderBy('id').execute();
+  }
+
+  async peers(db: DbOrTx): Promise<DeviceRow[]> {
+    return db.selectFrom('devices').selectAll().where('is_self', '=', false).orderBy('id').execute();
+  }
+
+  async get(db: DbOrTx, id: string): Promise<DeviceRow | undefined> {
+    return db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Raises a peer's state watermark (our applied position in its owned stream); never lowers it. */
+  async raiseStateWatermark(db: DbOrTx, id: string, cursor: string): Promise<void> {
+    await sql`update devices set state_watermark = ${cursor} where id = ${id} and (state_watermark is null or state_watermark < ${cursor})`.execute(db);
+  }
+
+  async raiseSharedWatermark(db: DbOrTx, id: string, hlc: string): Promise<void> {
+    await sql`update devices set shared_watermark = ${hlc} where id = ${id} and (shared_watermark is null or shared_watermark < ${hlc})`.execute(db);
+  }
+
+  /** Records how far a peer has applied our streams (from its heartbeat or ack). */
+  async recordAcks(db: DbOrTx, id: string, acks: { shared?: string | null; state?: string | null }): Promise<void> {
+    if (acks.shared) {
+      await sql`update devices set acked_shared = ${acks.shared} where id = ${id} and (acked_shared is null or acked_shared < ${acks.shared})`.execute(db);
+    }
+    if (acks.state) {
+      await sql`update devices set acked_state = ${acks.state} where id = ${id} and (acked_state is null or acked_state < ${acks.state})`.execute(db);
+    }
+  }
+
+  async markSeen(db: DbOrTx, id: string, at: Date): Promise<void> {
+    await db.updateTable('devices').set({ online: true, last_seen_at: at }).where('id', '=', id).execute();
+  }
+
+  /** Marks peers not heard from since `before` offline; returns their ids. */
+  async markStaleOffline(db: DbOrTx, before: Date): Promise<string[]> {
+    const rows = await db
+      .updateTable('devices')
+      .set({ online: false })
+      .where('is_self', '=', false)
+      .where('online', '=', true)
+      .where((eb) => eb.or([eb('last_seen_at', '<', before), eb('last_seen_at', 'is', null)]))
+      .returning('id')
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * The shared change-log position every active peer has acknowledged: null while any active peer
+   * has never acknowledged (it holds pruning back); removed devices do not count. With no peer
+   * at all everything published may go: a device that joins later is backfilled from state.
+   */
+  async minimumSharedAck(db: DbOrTx): Promise<string | null> {
+    const peers = await db.selectFrom('devices').select('acked_shared').where('is_self', '=', false).where('removed_at', 'is', null).execute();
+    if (peers.length === 0) return ALL_ACKNOWLEDGED;
+    let min: string | null = null;
+    for (const p of peers) {
+      if (p.acked_shared === null) return null;
+      if (min === null || p.acked_shared < min) min = p.acked_shared;
+    }
+    return min;
+  }
+}

@@ -1,0 +1,89 @@
+import { sql } from 'kysely';
+import type { DbOrTx } from '@lib/db';
+import type { SharedModel } from '../models/registry';
+import type { SharedState } from './merge';
+
+export interface ChangeLogRow {
+  hlc: string;
+  model: string;
+  record_key: string;
+  op: 'set' | 'delete';
+  fields: Record<string, unknown>;
+}
+
+/** Reads and writes shared records with their field clocks, and this device's change log. */
+export class SharedRepository {
+  async load(db: DbOrTx, model: SharedModel, key: Record<string, string>, forUpdate = false): Promise<SharedState | null> {
+    const where = sql.join(model.keyColumns.map((c) => sql`${sql.ref(c)} = ${key[c]}`), sql` and `);
+    const lock = forUpdate ? sql`for update` : sql``;
+    const res = await sql<Record<string, unknown>>`select * from ${sql.table(model.table)} where ${where} ${lock}`.execute(db);
+    const row = res.rows[0];
+    return row ? this.toState(model, row) : null;
+  }
+
+  toState(model: SharedModel, row: Record<string, unknown>): SharedState {
+    const values: Record<string, unknown> = {};
+    for (const f of Object.keys(model.fields)) values[f] = row[f];
+    const clocks = typeof row.clocks === 'string' ? JSON.parse(row.clocks) : (row.clocks as Record<string, string>);
+    return { values, clocks, deletedHlc: model.deletable ? ((row.deleted_hlc as string | null) ?? null) : null, updatedHlc: row.updated_hlc as string };
+  }
+
+  async save(db: DbOrTx, model: SharedModel, key: Record<string, string>, state: SharedState): Promise<void> {
+    const cols = [...model.keyColumns, ...Object.keys(model.fields), 'clocks', 'updated_hlc', ...(model.deletable ? ['deleted_hlc'] : [])];
+    const values = [
+      ...model.keyColumns.map((c) => sql`${key[c]}`),
+      ...Object.keys(model.fields).map((f) => sql`${state.values[f]}`),
+      sql`${JSON.stringify(state.clocks)}::jsonb`,
+      sql`${state.updatedHlc}`,
+      ...(model.deletable ? [sql`${state.deletedHlc}`] : []),
+    ];
+    const updates = cols.filter((c) => !model.keyColumns.includes(c)).map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`);
+    await sql`insert into ${sql.table(model.table)} (${sql.join(cols.map((c) => sql.ref(c)))}) values (${sql.join(values)})
+      on conflict (${sql.join(model.keyColumns.map((c) => sql.ref(c)))}) do update set ${sql.join(updates)}`.execute(db);
+  }
+
+  async appendChange(db: DbOrTx, change: ChangeLogRow): Promise<void> {
+    await db
+      .insertInto('shared_changes')
+      .values({ ...change, fields: JSON.stringify(change.fields), published: false })
+      .execute();
+  }
+
+  async unpublished(db: DbOrTx, limit: number): Promise<ChangeLogRow[]> {
+    return db
+      .selectFrom('shared_changes')
+      .select(['hlc', 'model', 'record_key', 'op', 'fields'])
+      .where('published', '=', false)
+      .orderBy('hlc')
+      .limit(limit)
+      .execute();
+  }
+
+  async markPublished(db: DbOrTx, upTo: string): Promise<void> {
+    await db.updateTable('shared_changes').set({ published: true }).where('published', '=', false).where('hlc', '<=', upTo).execute();
+  }
+
+  /** Changes after `after` (exclusive), oldest first: what a peer behind us needs. */
+  async changesAfter(db: DbOrTx, after: string | null, limit: number): Promise<ChangeLogRow[]> {
+    let q = db.selectFrom('shared_changes').select(['hlc', 'model', 'record_key', 'op', 'fields']).orderBy('hlc').limit(limit);
+    if (after) q = q.where('hlc', '>', after);
+    return q.execute();
+  }
+
+  /** Deletes published changes at or below `upTo`; returns how many were removed. */
+  async pruneUpTo(db: DbOrTx, upTo: string): Promise<number> {
+    const res = await db.deleteFrom('shared_changes').where('published', '=', true).where('hlc', '<=', upTo).executeTakeFirst();
+    return Number(res.numDeletedRows ?? 0);
+  }
+
+  async logSize(db: DbOrTx): Promise<number> {
+    const row = await db.selectFrom('shared_changes').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** The oldest change still in the log; a peer whose watermark is below it needs a state transfer. */
+  async oldest(db: DbOrTx): Promise<string | null> {
+    const row = await db.selectFrom('shared_changes').select('hlc').orderBy('hlc').limit(1).executeTakeFirst();
+    return row?.hlc ?? null;
+  }
+}

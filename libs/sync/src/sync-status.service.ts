@@ -1,0 +1,85 @@
+import { sql } from 'kysely';
+import type { Db } from '@lib/db';
+import type { ClockService } from './clock/clock.service';
+import { computeDigest, ModelDigest } from './models/digest';
+import { OWNED_MODELS } from './models/registry';
+import type { DevicesRepository } from './peers/devices.repository';
+import type { SharedRepository } from './shared/shared.repository';
+import type { SyncEngine } from './sync.engine';
+import type { SyncOptions, SyncPhase } from './sync.options';
+import { decodeCursor } from './owned/cursor';
+
+export interface PeerStatus {
+  deviceId: string;
+  deviceName: string;
+  online: boolean;
+  lastSeenAt: string | null;
+  stateWatermark: string | null;
+  sharedWatermark: string | null;
+  pendingToPeer: number;
+}
+
+export interface SyncStatus {
+  deviceId: string;
+  deviceName: string;
+  libraryId: string;
+  phase: SyncPhase;
+  hlc: string;
+  sharedLogSize: number;
+  peers: PeerStatus[];
+}
+
+/** What /sync/status and /sync/digest report (API.md "Health and sync state"). */
+export class SyncStatusService {
+  constructor(
+    private readonly db: Db,
+    private readonly options: SyncOptions,
+    private readonly clock: ClockService,
+    private readonly devices: DevicesRepository,
+    private readonly shared: SharedRepository,
+    private readonly engine: SyncEngine,
+  ) {}
+
+  async status(): Promise<SyncStatus> {
+    const peers = await this.devices.peers(this.db);
+    return {
+      deviceId: this.options.deviceId,
+      deviceName: this.options.deviceName,
+      libraryId: this.options.libraryId,
+      phase: this.engine.phase,
+      hlc: this.clock.current(),
+      sharedLogSize: await this.shared.logSize(this.db),
+      peers: await Promise.all(
+        peers
+          .filter((p) => p.removed_at === null)
+          .map(async (p) => ({
+            deviceId: p.id,
+            deviceName: p.name,
+            online: p.online,
+            lastSeenAt: p.last_seen_at ? new Date(p.last_seen_at).toISOString() : null,
+            stateWatermark: p.state_watermark,
+            sharedWatermark: p.shared_watermark,
+            pendingToPeer: await this.pendingFor(p.acked_shared, p.acked_state),
+          })),
+      ),
+    };
+  }
+
+  /** Our changes the peer has not acknowledged yet: shared log rows and owned rows/tombstones. */
+  private async pendingFor(ackedShared: string | null, ackedState: string | null): Promise<number> {
+    const since = ackedState ? decodeCursor(ackedState).version : '';
+    let total = 0;
+    const shared = await sql<{ n: number }>`select count(*)::int as n from shared_changes where hlc > ${ackedShared ?? ''}`.execute(this.db);
+    total += shared.rows[0].n;
+    for (const m of OWNED_MODELS) {
+      const r = await sql<{ n: number }>`select count(*)::int as n from ${sql.table(m.table)} where device_id = ${this.options.deviceId} and version > ${since}`.execute(this.db);
+      total += r.rows[0].n;
+    }
+    const t = await sql<{ n: number }>`select count(*)::int as n from owned_tombstones where device_id = ${this.options.deviceId} and version > ${since}`.execute(this.db);
+    return total + t.rows[0].n;
+  }
+
+  async digest(): Promise<{ models: Record<string, ModelDigest> }> {
+    return { models: await computeDigest(this.db) };
+  }
+}

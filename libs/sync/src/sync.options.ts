@@ -1,0 +1,22 @@
+/** Everything the sync engine needs to know about the device it runs in. */
+export interface SyncOptions {
+  deviceId: string;
+  deviceName: string;
+  libraryId: string;
+  /** NATS servers (with JetStream); the engine connects in the background and keeps retrying. */
+  natsServers: string[];
+  /** false: the device serves its data but neither sends nor receives changes (phase "disabled"). */
+  enabled: boolean;
+  /** A remote stamp further ahead than this is held, not applied (DESIGN.md "Clocks"). */
+  maxClockDriftMs: number;
+  /** Heartbeat period; a peer that misses three is offline. Default 2000. */
+  heartbeatIntervalMs?: number;
+  /** Coalescing window of outgoing owned changes. Default 100. */
+  batchWindowMs?: number;
+  /** How often the change log is pruned even without new acknowledgements. Default 5000. */
+  pruneIntervalMs?: number;
+}
+
+export const SYNC_OPTIONS = Symbol('SYNC_OPTIONS');
+
+export type SyncPhase = 'uninitialized' | 'backfilling' | 'catching_up' | 'ready' | 'disabled';

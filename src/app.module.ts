@@ -1,0 +1,27 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { Db, DbModule } from '@lib/db';
+import { SyncModule } from '@lib/sync';
+import type { DeviceConfig } from './config/config';
+import { LibraryModule } from './library/library.module';
+
+/** One device: its database, the sync engine and the library's HTTP API. */
+@Module({})
+export class AppModule {
+  static forDevice(config: DeviceConfig, deviceId: string, db: Db): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        DbModule.forDatabase(db),
+        SyncModule.forRoot({
+          deviceId,
+          deviceName: config.deviceName,
+          libraryId: config.libraryId,
+          natsServers: config.natsServers,
+          enabled: config.syncEnabled,
+          maxClockDriftMs: config.maxClockDriftMs,
+        }),
+        LibraryModule,
+      ],
+    };
+  }
+}

@@ -1,0 +1,115 @@
+import { hostname } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Every setting of a device, parsed and validated once at start (API.md "Starting a device"). */
+export interface DeviceConfig {
+  /** Unset means: use the id persisted in the database, or generate one there. */
+  deviceId: string | null;
+  deviceName: string;
+  libraryId: string;
+  /** Unset means: embedded PGlite under dataDir. */
+  databaseUrl: string | null;
+  dataDir: string;
+  natsServers: string[];
+  port: number;
+  syncEnabled: boolean;
+  maxClockDriftMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`${variable}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (s: string): boolean => UUID.test(s);
+
+type Env = Record<string, string | undefined>;
+
+/** Reads `KEY=value` lines of a .env file; real environment variables win over it. */
+export function readDotEnv(path: string): Env {
+  if (!existsSync(path)) return {};
+  const out: Env = {};
+  for (const line of readFileSync(path, 'utf8').split(/\r?\n/)) {
+    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)\s*$/.exec(line);
+    if (!m || line.trimStart().startsWith('#')) continue;
+    out[m[1]] = m[2].replace(/^(['"])(.*)\1$/, '$2');
+  }
+  return out;
+}
+
+function parseBool(name: string, raw: string | undefined, dflt: boolean): boolean {
+  if (raw === undefined || raw === '') return dflt;
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, `expected true or false, got "${raw}"`);
+}
+
+function parseInteger(name: string, raw: string | undefined, dflt: number, min: number, max: number): number {
+  if (raw === undefined || raw === '') return dflt;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected an integer, got "${raw}"`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(name, `expected ${min}..${max}, got ${n}`);
+  return n;
+}
+
+export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()): DeviceConfig {
+  const env: Env = { ...readDotEnv(join(cwd, '.env')), ...processEnv };
+  const get = (k: string): string | undefined => {
+    const v = env[k];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+
+  const libraryId = get('LIBRARY_ID');
+  if (!libraryId) throw new ConfigError('LIBRARY_ID', 'required (a uuid)');
+  if (!isUuid(libraryId)) throw new ConfigError('LIBRARY_ID', `not a uuid: "${libraryId}"`);
+
+  const deviceId = get('DEVICE_ID') ?? null;
+  if (deviceId !== null && !isUuid(deviceId)) throw new ConfigError('DEVICE_ID', `not a uuid: "${deviceId}"`);
+
+  const deviceName = get('DEVICE_NAME') ?? hostname();
+  if (deviceName.length > 200) throw new ConfigError('DEVICE_NAME', 'longer than 200 characters');
+
+  const databaseUrl = get('DATABASE_URL') ?? null;
+  if (databaseUrl !== null) {
+    let url: URL;
+    try {
+      url = new URL(databaseUrl);
+    } catch {
+      throw new ConfigError('DATABASE_URL', 'not a URL (expected postgres://user@host:port/database)');
+    }
+    if (!['postgres:', 'postgresql:'].includes(url.protocol)) {
+      throw new ConfigError('DATABASE_URL', `expected a postgres:// URL, got ${url.protocol}//`);
+    }
+  }
+
+  const dataDir = get('DATA_DIR') ?? join('.', 'data', deviceName.replace(/[^A-Za-z0-9._-]/g, '_'));
+
+  const natsRaw = get('NATS_URL') ?? 'nats://127.0.0.1:4222';
+  const natsServers = natsRaw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (natsServers.length === 0) throw new ConfigError('NATS_URL', 'no server given');
+  for (const s of natsServers) {
+    try {
+      const u = new URL(s.includes('://') ? s : `nats://${s}`);
+      if (!u.hostname) throw new Error('no host');
+    } catch {
+      throw new ConfigError('NATS_URL', `not a server address: "${s}"`);
+    }
+  }
+
+  return {
+    deviceId: deviceId?.toLowerCase() ?? null,
+    deviceName,
+    libraryId: libraryId.toLowerCase(),
+    databaseUrl,
+    dataDir,
+    natsServers,
+    port: parseInteger('PORT', get('PORT'), 3000, 0, 65535),
+    syncEnabled: parseBool('SYNC_ENABLED', get('SYNC_ENABLED'), true),
+    maxClockDriftMs: parseInteger('SYNC_MAX_CLOCK_DRIFT_MS', get('SYNC_MAX_CLOCK_DRIFT_MS'), 5 * 60_000, 0, 365 * 24 * 3600_000),
+  };
+}

@@ -1,0 +1,59 @@
+import type { AddressInfo } from 'node:net';
+import { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Db, migrateToLatest, openDatabase } from '@lib/db';
+import { DevicesRepository } from '@lib/sync';
+import type { DeviceConfig } from './config/config';
+import { AppModule } from './app.module';
+import { configureHttp } from './library/http/configure-http';
+
+export interface RunningDevice {
+  app: INestApplication;
+  db: Db;
+  deviceId: string;
+  port: number;
+  embedded: boolean;
+  /** Stops syncing, closes the HTTP server, then the database. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts one device: open the database, migrate, resolve the device id, then serve HTTP and sync.
+ * Used by main.ts and by tests that run several devices in one process.
+ */
+export async function startDevice(config: DeviceConfig, logger?: LoggerService | LogLevel[] | false): Promise<RunningDevice> {
+  const { db, embedded } = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await migrateToLatest(db);
+    const deviceId = await new DevicesRepository().resolveSelf(db, {
+      configuredId: config.deviceId,
+      name: config.deviceName,
+      libraryId: config.libraryId,
+    });
+    const app = await NestFactory.create<NestExpressApplication>(AppModule.forDevice(config, deviceId, db), {
+      bodyParser: false,
+      logger: logger ?? ['log', 'warn', 'error'],
+      abortOnError: false,
+    });
+    configureHttp(app);
+    await app.listen(config.port, '0.0.0.0');
+    const port = (app.getHttpServer().address() as AddressInfo).port;
+    let closing: Promise<void> | null = null;
+    return {
+      app,
+      db,
+      deviceId,
+      port,
+      embedded,
+      close: () =>
+        (closing ??= (async () => {
+          await app.close();
+          await db.destroy();
+        })()),
+    };
+  } catch (e) {
+    await db.destroy().catch(() => undefined);
+    throw e;
+  }
+}
