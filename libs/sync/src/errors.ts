@@ -30,3 +30,9 @@ export class ClockDriftError extends DomainError {
     super(`clock stamp ${stamp} is ${aheadMs} ms ahead of the local clock`);
   }
 }
+/** A received message that breaks a rule (forged owner, bad field): dead-lettered, never applied. */
+export class RejectedMessageError extends DomainError {
+  constructor(readonly reason: string, detail: string) {
+    super(`${reason}: ${detail}`);
+  }
+}

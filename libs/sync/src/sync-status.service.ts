@@ -27,6 +27,10 @@ export interface SyncStatus {
   hlc: string;
   sharedLogSize: number;
   peers: PeerStatus[];
+  /** Additions to API.md's shape. */
+  natsConnected: boolean;
+  clockDriftHeld: number;
+  deadLetters: number;
 }
 
 /** What /sync/status and /sync/digest report (API.md "Health and sync state"). */
@@ -62,6 +66,9 @@ export class SyncStatusService {
             pendingToPeer: await this.pendingFor(p.acked_shared, p.acked_state),
           })),
       ),
+      natsConnected: this.engine.natsConnected,
+      clockDriftHeld: this.engine.clockDriftHeld,
+      deadLetters: Number((await sql<{ n: number }>`select count(*)::int as n from dead_letters`.execute(this.db)).rows[0].n),
     };
   }
 

@@ -1,22 +1,260 @@
 import { Logger } from '@nestjs/common';
+import type { JsMsg } from 'nats';
+import type { Db } from '@lib/db';
+import type { ClockService } from './clock/clock.service';
+import { ClockDriftError, RejectedMessageError } from './errors';
+import type { SyncMetrics } from './metrics';
+import { OwnedApplier } from './owned/owned-applier';
+import { OwnedPublisher } from './owned/owned-publisher';
+import type { OwnedRepository } from './owned/owned.repository';
+import type { DevicesRepository } from './peers/devices.repository';
+import { PresenceService } from './peers/presence';
+import { SharedApplier } from './shared/shared-applier';
+import { SharedPublisher } from './shared/shared-publisher';
+import type { SharedRepository } from './shared/shared.repository';
 import type { SyncOptions, SyncPhase } from './sync.options';
+import type { ChangeSignal } from './sync.signals';
+import { backoffDelay, sleep } from './transport/backoff';
+import { DeadLetterRepository } from './transport/dead-letter.repository';
+import { isNotFound, JetStreamTransport } from './transport/jetstream.transport';
+import { LocalStateRepository } from './transport/local-state.repository';
+import { describeZodError, HelloMessage, LogMessage } from './transport/messages';
+import { PublishLoop } from './transport/publisher';
+import { LibrarySubjects } from './transport/subjects';
 
-/** Placeholder until the transport lands: serves the phase. */
+const FETCH_BATCH = 128;
+const FETCH_EXPIRES_MS = 1000;
+const DRIFT_RETRY_MS = 10_000;
+
+/**
+ * One device's sync engine. No roles: every device runs the same loops. Local writes wake the
+ * publishers; the durable consumer feeds the appliers; presence carries acks that prune the log.
+ */
 export class SyncEngine {
   private readonly logger = new Logger('SyncEngine');
   phase: SyncPhase;
+  /** Received messages held back because their clock is too far ahead (DESIGN.md "Clocks"). */
+  clockDriftHeld = 0;
+  /** Origins whose stream showed a gap since start (filled by a catch-up). */
+  readonly gaps = new Set<string>();
+  private transport: JetStreamTransport | null = null;
+  private presence: PresenceService | null = null;
+  private ownedLoop: PublishLoop | null = null;
+  private sharedLoop: PublishLoop | null = null;
+  private consuming: Promise<void> | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private pruneRunning = false;
+  private linked = false;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly state = new LocalStateRepository();
+  private readonly deadLetters = new DeadLetterRepository();
+  private readonly ownedApplier: OwnedApplier;
+  private readonly sharedApplier: SharedApplier;
 
-  constructor(private readonly options: SyncOptions) {
+  constructor(
+    private readonly db: Db,
+    private readonly options: SyncOptions,
+    private readonly clock: ClockService,
+    private readonly ownedRepo: OwnedRepository,
+    private readonly sharedRepo: SharedRepository,
+    private readonly devices: DevicesRepository,
+    private readonly signal: ChangeSignal,
+    readonly metrics: SyncMetrics,
+  ) {
     this.phase = options.enabled ? 'uninitialized' : 'disabled';
+    this.ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics);
+    this.sharedApplier = new SharedApplier(db, clock, sharedRepo, devices, metrics);
+  }
+
+  get natsConnected(): boolean {
+    return this.transport?.connected ?? false;
   }
 
   async start(): Promise<void> {
     if (!this.options.enabled) return;
-    this.phase = 'ready';
-    this.logger.log('sync started');
+    const o = this.options;
+    const subjects = new LibrarySubjects(o.libraryId);
+    const transport = (this.transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId));
+    const ready = () => transport.connected && this.linked;
+    const failed = () => this.metrics.publishFailures.inc();
+    const owned = new OwnedPublisher(this.db, this.ownedRepo, this.state, transport, this.metrics, o.deviceId, o.libraryId);
+    const shared = new SharedPublisher(this.db, this.sharedRepo, this.state, transport, this.metrics, o.deviceId, o.libraryId);
+    this.ownedLoop = new PublishLoop('OwnedPublisher', o.batchWindowMs ?? 100, () => owned.drainOnce(), ready, failed);
+    this.sharedLoop = new PublishLoop('SharedPublisher', o.batchWindowMs ?? 100, () => shared.drainOnce(), ready, failed);
+    this.unsubscribe.push(this.signal.on('owned', () => this.ownedLoop?.wake()));
+    this.unsubscribe.push(this.signal.on('shared', () => this.sharedLoop?.wake()));
+    this.presence = new PresenceService(
+      this.db,
+      this.devices,
+      transport,
+      this.clock,
+      this.metrics,
+      { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId },
+      o.heartbeatIntervalMs ?? 2000,
+      () => this.phase,
+      { peerOnline: () => undefined, acknowledged: () => void this.pruneAcknowledged() },
+    );
+    this.presence.start();
+    this.pruneTimer = setInterval(() => void this.pruneAcknowledged(), o.pruneIntervalMs ?? 5000);
+    transport.onConnected(() => void this.link());
+    transport.start();
   }
 
+  /** After every (re)connection: make sure the stream and our consumer exist, then run. */
+  private async link(): Promise<void> {
+    const transport = this.transport!;
+    for (let attempt = 0; !this.stopped && transport.connected; attempt++) {
+      try {
+        await transport.ensureStream();
+        const created = await transport.ensureConsumer();
+        if (created) this.logger.log('durable consumer (re)created');
+        const hello: HelloMessage = { v: 1, kind: 'hello', library: this.options.libraryId, origin: this.options.deviceId, name: this.options.deviceName };
+        await transport.publishLog(transport.subjects.log('hello', this.options.deviceId), Buffer.from(JSON.stringify(hello)), `hello:${this.options.deviceId}:${Math.floor(Date.now() / 60_000)}`);
+        this.linked = true;
+        if (this.phase === 'uninitialized') this.phase = 'ready';
+        this.presence?.subscribe();
+        this.ownedLoop?.wake(true);
+        this.sharedLoop?.wake(true);
+        this.consuming ??= this.consumeLoop();
+        return;
+      } catch (e) {
+        const delay = backoffDelay(attempt, 250, 5000);
+        this.logger.warn(`cannot set up the stream/consumer yet (${(e as Error).message}); retrying in ${delay} ms`);
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  private async consumeLoop(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      const transport = this.transport!;
+      if (!transport.connected || !this.linked) {
+        await sleep(200, this.abort.signal);
+        continue;
+      }
+      try {
+        let transient = false;
+        await transport.fetch(FETCH_BATCH, FETCH_EXPIRES_MS, async (m) => {
+          if (!(await this.receive(m))) transient = true;
+        });
+        if (transient) await sleep(backoffDelay(attempt++), this.abort.signal);
+        else attempt = 0;
+      } catch (e) {
+        if (this.stopped) break;
+        if (isNotFound(e)) {
+          this.logger.warn(`stream or consumer missing (${(e as Error).message}); recreating`);
+          this.linked = false;
+          void this.link();
+        }
+        await sleep(backoffDelay(attempt++, 200, 5000), this.abort.signal);
+      }
+    }
+  }
+
+  /**
+   * Handles one log message: applied and acked, dead-lettered (terminated), held (clock drift), or
+   * left for redelivery after a transient failure (returns false then).
+   */
+  private async receive(m: JsMsg): Promise<boolean> {
+    const subjects = this.transport!.subjects;
+    const subjectOrigin = subjects.originOf(m.subject);
+    const raw = Buffer.from(m.data).toString('utf8');
+    let msg: LogMessage;
+    try {
+      const parsed = LogMessage.safeParse(JSON.parse(raw));
+      if (!parsed.success) throw new RejectedMessageError('malformed', describeZodError(parsed.error));
+      msg = parsed.data;
+      if (msg.library !== this.options.libraryId) throw new RejectedMessageError('wrong_library', `library ${msg.library}`);
+      if (msg.origin !== subjectOrigin) throw new RejectedMessageError('origin_mismatch', `subject names ${subjectOrigin}, payload ${msg.origin}`);
+    } catch (e) {
+      const reason = e instanceof RejectedMessageError ? e : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
+      return this.deadLetter(m, subjectOrigin, reason, raw);
+    }
+    if (msg.origin === this.options.deviceId) {
+      m.ack();
+      return true;
+    }
+    const started = process.hrtime.bigint();
+    try {
+      if (msg.kind === 'hello') {
+        await this.devices.upsertPeer(this.db, { id: msg.origin, name: msg.name, libraryId: msg.library });
+      } else if (msg.kind === 'state') {
+        if (!(await this.ownedApplier.apply(msg))) this.noteGap(msg.origin, 'state');
+        this.presence?.scheduleAck(msg.origin);
+      } else {
+        if (!(await this.sharedApplier.apply(msg))) this.noteGap(msg.origin, 'shared');
+        this.presence?.scheduleAck(msg.origin);
+      }
+      m.ack();
+      this.metrics.applySeconds.observe({ kind: msg.kind }, Number(process.hrtime.bigint() - started) / 1e9);
+      return true;
+    } catch (e) {
+      if (e instanceof RejectedMessageError) return this.deadLetter(m, msg.origin, e, raw);
+      if (e instanceof ClockDriftError) {
+        this.clockDriftHeld++;
+        this.metrics.driftHeld.inc();
+        this.logger.warn(`holding a message of ${msg.origin}: ${e.message}`);
+        m.nak(DRIFT_RETRY_MS);
+        return true;
+      }
+      this.logger.warn(`applying a message of ${msg.origin} failed (${(e as Error).message}); it will be redelivered`);
+      m.nak(1000);
+      return false;
+    }
+  }
+
+  private async deadLetter(m: JsMsg, origin: string | null, e: RejectedMessageError, raw: string): Promise<boolean> {
+    try {
+      await this.deadLetters.record(this.db, { subject: m.subject, origin, reason: e.message, payload: raw });
+    } catch (err) {
+      // the record could not be written (database down): keep the message for later
+      this.logger.warn(`cannot dead-letter yet: ${(err as Error).message}`);
+      m.nak(1000);
+      return false;
+    }
+    this.metrics.rejected.inc({ reason: e.reason });
+    this.metrics.deadLettered.inc();
+    this.logger.warn(`dead-lettered ${m.subject}: ${e.message}`);
+    m.term();
+    return true;
+  }
+
+  private noteGap(origin: string, kind: string): void {
+    if (!this.gaps.has(`${kind}:${origin}`)) this.logger.warn(`gap in the ${kind} stream of ${origin}: waiting for catch-up`);
+    this.gaps.add(`${kind}:${origin}`);
+  }
+
+  /** Deletes change-log rows every active peer has acknowledged. */
+  async pruneAcknowledged(): Promise<number> {
+    if (this.pruneRunning) return 0;
+    this.pruneRunning = true;
+    try {
+      const upTo = await this.devices.minimumSharedAck(this.db);
+      const n = upTo ? await this.sharedRepo.pruneUpTo(this.db, upTo) : 0;
+      if (n) this.metrics.pruned.inc(n);
+      this.metrics.logSize.set(await this.sharedRepo.logSize(this.db));
+      return n;
+    } catch (e) {
+      this.logger.warn(`pruning failed: ${(e as Error).message}`);
+      return 0;
+    } finally {
+      this.pruneRunning = false;
+    }
+  }
+
+  /** Stops consuming (in-flight messages stay unacknowledged and are redelivered), then closes. */
   async stop(): Promise<void> {
-    /* nothing yet */
+    if (this.stopped) return;
+    this.stopped = true;
+    this.abort.abort();
+    for (const u of this.unsubscribe) u();
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.presence?.stop();
+    await Promise.all([this.ownedLoop?.stop(), this.sharedLoop?.stop()]);
+    await this.consuming;
+    await this.transport?.stop();
   }
 }

@@ -10,6 +10,7 @@ import { SyncEngine } from './sync.engine';
 import { SYNC_OPTIONS, SyncOptions } from './sync.options';
 import { ChangeSignal } from './sync.signals';
 import { SyncStatusService } from './sync-status.service';
+import { SyncMetrics } from './metrics';
 
 export interface SyncModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
   inject?: unknown[];
@@ -40,10 +41,12 @@ const providers: Provider[] = [
     inject: [DB, ClockService, SharedRepository, ChangeSignal],
     useFactory: (db: Db, c: ClockService, r: SharedRepository, s: ChangeSignal) => new SharedWriter(db, c, r, s),
   },
+  { provide: SyncMetrics, useFactory: () => new SyncMetrics() },
   {
     provide: SyncEngine,
-    inject: [SYNC_OPTIONS],
-    useFactory: (o: SyncOptions) => new SyncEngine(o),
+    inject: [DB, SYNC_OPTIONS, ClockService, OwnedRepository, SharedRepository, DevicesRepository, ChangeSignal, SyncMetrics],
+    useFactory: (db: Db, o: SyncOptions, c: ClockService, or: OwnedRepository, sr: SharedRepository, d: DevicesRepository, s: ChangeSignal, m: SyncMetrics) =>
+      new SyncEngine(db, o, c, or, sr, d, s, m),
   },
   {
     provide: SyncStatusService,
@@ -53,7 +56,7 @@ const providers: Provider[] = [
   },
 ];
 
-const exported = [SYNC_OPTIONS, ClockService, OwnedRepository, SharedRepository, DevicesRepository, OwnedWriter, SharedWriter, SyncEngine, SyncStatusService];
+const exported = [SyncMetrics, SYNC_OPTIONS, ClockService, OwnedRepository, SharedRepository, DevicesRepository, OwnedWriter, SharedWriter, SyncEngine, SyncStatusService];
 
 /**
  * The sync engine as a Nest module. Needs a DB provider (DbModule) in the application. Starts

@@ -59,6 +59,16 @@ export class DevicesRepository {
       .execute();
   }
 
+  /** Makes sure a device we received changes from is known, without knowing its name yet. */
+  async ensurePeer(db: DbOrTx, id: string): Promise<void> {
+    const self = await db.selectFrom('devices').select(['id', 'library_id']).where('is_self', '=', true).executeTakeFirst();
+    await db
+      .insertInto('devices')
+      .values({ id, name: id, library_id: self?.library_id ?? id, is_self: false, online: false })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+  }
+
   async list(db: DbOrTx): Promise<DeviceRow[]> {
     return db.selectFrom('devices').selectAll().orderBy('id').execute();
   }

@@ -1,0 +1,82 @@
+import type { Db } from '@lib/db';
+import type { ClockService } from '../clock/clock.service';
+import { RejectedMessageError } from '../errors';
+import type { SyncMetrics } from '../metrics';
+import { OWNED_MODELS, ownedModel } from '../models/registry';
+import type { DevicesRepository } from '../peers/devices.repository';
+import type { StateMessage } from '../transport/messages';
+import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
+
+const CHUNK = 5000;
+
+/**
+ * Applies an owner's broadcast state on a peer: only rows of the message's origin, only when
+ * newer than what is held, in one transaction with the clock and the peer's state watermark.
+ */
+export class OwnedApplier {
+  constructor(
+    private readonly db: Db,
+    private readonly clock: ClockService,
+    private readonly repo: OwnedRepository,
+    private readonly devices: DevicesRepository,
+    private readonly metrics: SyncMetrics,
+  ) {}
+
+  /** Throws RejectedMessageError (nothing applied) for a forged or malformed message. */
+  validate(msg: StateMessage): { byModel: Map<string, OwnedRow[]>; tombstones: Tombstone[]; maxVersion: string } {
+    const byModel = new Map<string, Map<string, OwnedRow>>();
+    let maxVersion = msg.to.split('|')[0];
+    msg.rows.forEach(({ model: name, row }, i) => {
+      const model = ownedModel(name);
+      if (!model) throw new RejectedMessageError('unknown_model', `rows[${i}].model: ${name}`);
+      const parsed = model.wire.safeParse(row);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new RejectedMessageError('invalid_row', `rows[${i}].${issue.path.join('.')}: ${issue.message}`);
+      }
+      const r = parsed.data as OwnedRow;
+      if (r.device_id !== msg.origin) {
+        throw new RejectedMessageError('not_owner', `rows[${i}]: ${name} ${r.id} belongs to ${r.device_id}, not to the sender ${msg.origin}`);
+      }
+      if (r.version > maxVersion) maxVersion = r.version;
+      const rows = byModel.get(name) ?? new Map<string, OwnedRow>();
+      const prev = rows.get(r.id);
+      if (!prev || prev.version < r.version) rows.set(r.id, r);
+      byModel.set(name, rows);
+    });
+    msg.tombstones.forEach((t, i) => {
+      if (!ownedModel(t.model)) throw new RejectedMessageError('unknown_model', `tombstones[${i}].model: ${t.model}`);
+      if (t.device_id !== msg.origin) {
+        throw new RejectedMessageError('not_owner', `tombstones[${i}]: ${t.model} ${t.id} belongs to ${t.device_id}, not to the sender ${msg.origin}`);
+      }
+      if (t.version > maxVersion) maxVersion = t.version;
+    });
+    return { byModel: new Map([...byModel].map(([k, v]) => [k, [...v.values()]])), tombstones: msg.tombstones, maxVersion };
+  }
+
+  /**
+   * Applies the message. Returns whether it continued the origin's stream contiguously (false
+   * means a gap: the watermark stays where it was until a catch-up fills it).
+   */
+  async apply(msg: StateMessage): Promise<boolean> {
+    const { byModel, tombstones, maxVersion } = this.validate(msg);
+    this.clock.checkDrift(maxVersion);
+    const contiguous = await this.db.transaction().execute(async (tx) => {
+      await this.clock.observe(tx, maxVersion);
+      for (const model of OWNED_MODELS) {
+        const rows = byModel.get(model.name) ?? [];
+        for (let i = 0; i < rows.length; i += CHUNK) await this.repo.upsert(tx, model, rows.slice(i, i + CHUNK), true);
+      }
+      await this.repo.applyTombstones(tx, tombstones);
+      await this.devices.ensurePeer(tx, msg.origin);
+      const peer = await this.devices.get(tx, msg.origin);
+      const held = peer?.state_watermark ?? null;
+      const continues = msg.from === null || (held !== null && held >= msg.from);
+      if (continues) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
+      return continues;
+    });
+    for (const [model, rows] of byModel) this.metrics.applied.inc({ model }, rows.length);
+    if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
+    return contiguous;
+  }
+}

@@ -1,0 +1,54 @@
+import type { Db } from '@lib/db';
+import { splitBySize } from '../transport/batching';
+import type { SyncMetrics } from '../metrics';
+import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { LocalStateRepository } from '../transport/local-state.repository';
+import type { StateMessage } from '../transport/messages';
+import type { OwnedRepository } from './owned.repository';
+
+export const OWNED_PUBLISHED_KEY = 'owned_published';
+const PAGE = 5000;
+
+/**
+ * Broadcasts this device's owned rows and tombstones in cursor order. The rows are the log, so
+ * changes to one record within the window coalesce by themselves (a page reads its latest state),
+ * and a crash before the published cursor is saved only repeats messages (deduplicated by
+ * Nats-Msg-Id, and idempotent to apply).
+ */
+export class OwnedPublisher {
+  constructor(
+    private readonly db: Db,
+    private readonly repo: OwnedRepository,
+    private readonly state: LocalStateRepository,
+    private readonly transport: JetStreamTransport,
+    private readonly metrics: SyncMetrics,
+    private readonly deviceId: string,
+    private readonly libraryId: string,
+  ) {}
+
+  /** Publishes one page of unpublished changes; returns whether more may be waiting. */
+  async drainOnce(): Promise<boolean> {
+    const published = await this.state.get(this.db, OWNED_PUBLISHED_KEY);
+    const changes = await this.repo.changesAfter(this.db, this.deviceId, published, PAGE);
+    if (changes.length === 0) return false;
+    let from = published;
+    for (const batch of splitBySize(changes, (c) => Buffer.byteLength(JSON.stringify(c.type === 'row' ? { model: c.model, row: c.row } : c.tombstone)) + 1, this.transport.maxPayload - 2048)) {
+      const to = batch[batch.length - 1].cursor;
+      const msg: StateMessage = {
+        v: 1,
+        kind: 'state',
+        library: this.libraryId,
+        origin: this.deviceId,
+        from,
+        to,
+        rows: batch.flatMap((c) => (c.type === 'row' ? [{ model: c.model, row: c.row }] : [])),
+        tombstones: batch.flatMap((c) => (c.type === 'tombstone' ? [c.tombstone] : [])),
+      };
+      await this.transport.publishLog(this.transport.subjects.log('state', this.deviceId), Buffer.from(JSON.stringify(msg)), `${this.deviceId}:state:${to}`);
+      await this.state.set(this.db, OWNED_PUBLISHED_KEY, to);
+      for (const c of batch) this.metrics.sent.inc({ model: c.type === 'row' ? c.model : 'tombstones' });
+      from = to;
+    }
+    return changes.length === PAGE;
+  }
+}

@@ -1,0 +1,167 @@
+import { Logger } from '@nestjs/common';
+import type { Db } from '@lib/db';
+import type { ClockService } from '../clock/clock.service';
+import type { SyncMetrics } from '../metrics';
+import type { JetStreamTransport } from '../transport/jetstream.transport';
+import { AckMessage, Heartbeat } from '../transport/messages';
+import type { DevicesRepository } from './devices.repository';
+
+export interface PresenceEvents {
+  /** A peer that was offline (or unknown) sent a heartbeat. */
+  peerOnline(id: string): void;
+  /** A peer acknowledged some of our changes. */
+  acknowledged(): void;
+}
+
+/**
+ * Heartbeats over core NATS carrying this device's watermarks, and explicit acks after applying
+ * an origin's changes. A peer that misses three heartbeats is marked offline. Acks from either
+ * source are recorded in the devices table, which drives pruning.
+ */
+export class PresenceService {
+  private readonly logger = new Logger('Presence');
+  private timer: NodeJS.Timeout | null = null;
+  private readonly ackTimers = new Map<string, NodeJS.Timeout>();
+  private subscribed = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly devices: DevicesRepository,
+    private readonly transport: JetStreamTransport,
+    private readonly clock: ClockService,
+    private readonly metrics: SyncMetrics,
+    private readonly self: { id: string; name: string; libraryId: string },
+    private readonly intervalMs: number,
+    private readonly phase: () => string,
+    private readonly events: PresenceEvents,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+  }
+
+  /** Subscribes once a connection exists (the client resubscribes after reconnects). */
+  subscribe(): void {
+    if (this.subscribed) return;
+    const s = this.transport.subjects;
+    const a = this.transport.subscribeCore(s.presenceAll, (data) => void this.receiveHeartbeat(data));
+    const b = this.transport.subscribeCore(s.ack(this.self.id), (data) => void this.receiveAck(data));
+    this.subscribed = !!a && !!b;
+    void this.tick();
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.beat();
+      const stale = await this.devices.markStaleOffline(this.db, new Date(Date.now() - 3 * this.intervalMs));
+      for (const id of stale) {
+        this.logger.log(`peer ${id} missed three heartbeats: offline`);
+        this.metrics.peerOnline.set({ peer: id }, 0);
+      }
+    } catch (e) {
+      this.logger.warn(`heartbeat failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Our watermarks of every origin: what we have applied of each peer's streams. */
+  private async watermarks(): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
+    const peers = await this.devices.peers(this.db);
+    const state: Record<string, string> = {};
+    const shared: Record<string, string> = {};
+    for (const p of peers) {
+      if (p.state_watermark) state[p.id] = p.state_watermark;
+      if (p.shared_watermark) shared[p.id] = p.shared_watermark;
+    }
+    return { state, shared };
+  }
+
+  async beat(): Promise<void> {
+    if (!this.transport.connected) return;
+    const hb: Heartbeat = {
+      v: 1,
+      kind: 'heartbeat',
+      library: this.self.libraryId,
+      origin: this.self.id,
+      name: this.self.name,
+      phase: this.phase(),
+      hlc: this.clock.current(),
+      ...(await this.watermarks()),
+    };
+    this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));
+  }
+
+  /** Tells `origin` soon (coalesced per origin) how far we have applied its streams. */
+  scheduleAck(origin: string): void {
+    if (this.ackTimers.has(origin)) return;
+    this.ackTimers.set(
+      origin,
+      setTimeout(() => {
+        this.ackTimers.delete(origin);
+        void this.sendAck(origin).catch((e) => this.logger.warn(`ack failed: ${(e as Error).message}`));
+      }, 100),
+    );
+  }
+
+  private async sendAck(origin: string): Promise<void> {
+    const peer = await this.devices.get(this.db, origin);
+    if (!peer) return;
+    const ack: AckMessage = {
+      v: 1,
+      kind: 'ack',
+      library: this.self.libraryId,
+      origin: this.self.id,
+      target: origin,
+      shared: peer.shared_watermark,
+      state: peer.state_watermark,
+    };
+    this.transport.publishCore(this.transport.subjects.ack(origin), Buffer.from(JSON.stringify(ack)));
+  }
+
+  private parse<T>(schema: { safeParse(x: unknown): { success: true; data: T } | { success: false } }, data: Uint8Array): T | null {
+    try {
+      const r = schema.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
+      if (r.success && (r.data as { library: string }).library === this.self.libraryId) return r.data;
+    } catch {
+      /* counted below */
+    }
+    this.metrics.rejected.inc({ reason: 'invalid_presence' });
+    return null;
+  }
+
+  private async receiveHeartbeat(data: Uint8Array): Promise<void> {
+    const hb = this.parse(Heartbeat, data);
+    if (!hb || hb.origin === this.self.id) return;
+    try {
+      const before = await this.devices.get(this.db, hb.origin);
+      if (before?.removed_at) return;
+      await this.devices.upsertPeer(this.db, { id: hb.origin, name: hb.name, libraryId: this.self.libraryId });
+      await this.devices.markSeen(this.db, hb.origin, new Date());
+      await this.devices.recordAcks(this.db, hb.origin, { shared: hb.shared[this.self.id], state: hb.state[this.self.id] });
+      this.metrics.peerOnline.set({ peer: hb.origin }, 1);
+      if (!before?.online) {
+        this.logger.log(`peer ${hb.name} (${hb.origin}) is online`);
+        this.events.peerOnline(hb.origin);
+      }
+      this.events.acknowledged();
+    } catch (e) {
+      this.logger.warn(`heartbeat of ${hb.origin} not recorded: ${(e as Error).message}`);
+    }
+  }
+
+  private async receiveAck(data: Uint8Array): Promise<void> {
+    const ack = this.parse(AckMessage, data);
+    if (!ack || ack.target !== this.self.id) return;
+    try {
+      await this.devices.recordAcks(this.db, ack.origin, { shared: ack.shared, state: ack.state });
+      this.events.acknowledged();
+    } catch (e) {
+      this.logger.warn(`ack of ${ack.origin} not recorded: ${(e as Error).message}`);
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const t of this.ackTimers.values()) clearTimeout(t);
+    this.ackTimers.clear();
+  }
+}

@@ -1,0 +1,76 @@
+import type { Db } from '@lib/db';
+import type { ClockService } from '../clock/clock.service';
+import { decodeHlc } from '../clock/hlc';
+import { RejectedMessageError } from '../errors';
+import type { SyncMetrics } from '../metrics';
+import { decodeRecordKey, SharedModel, sharedModel } from '../models/registry';
+import type { DevicesRepository } from '../peers/devices.repository';
+import type { SharedMessage } from '../transport/messages';
+import { applyChange, changes, initialState, SharedChange } from './merge';
+import type { SharedRepository } from './shared.repository';
+
+interface ValidChange {
+  model: SharedModel;
+  key: Record<string, string>;
+  change: SharedChange;
+}
+
+/** Merges an origin's shared changes field by field, in one transaction with the clock. */
+export class SharedApplier {
+  constructor(
+    private readonly db: Db,
+    private readonly clock: ClockService,
+    private readonly repo: SharedRepository,
+    private readonly devices: DevicesRepository,
+    private readonly metrics: SyncMetrics,
+  ) {}
+
+  /** Throws RejectedMessageError (nothing applied) for a forged or malformed change. */
+  validate(msg: SharedMessage): ValidChange[] {
+    return msg.changes.map((c, i) => {
+      const model = sharedModel(c.model);
+      if (!model) throw new RejectedMessageError('unknown_model', `changes[${i}].model: ${c.model}`);
+      const key = decodeRecordKey(model, c.record_key);
+      if (!key) throw new RejectedMessageError('invalid_key', `changes[${i}].record_key: ${c.record_key}`);
+      // a stamp names the device that issued it: a change stamped by another device is forged
+      if (decodeHlc(c.hlc).node !== msg.origin) {
+        throw new RejectedMessageError('not_origin', `changes[${i}].hlc: stamped by ${decodeHlc(c.hlc).node}, sent by ${msg.origin}`);
+      }
+      if (c.op === 'delete' && !model.deletable) throw new RejectedMessageError('invalid_op', `changes[${i}].op: ${c.model} cannot be deleted`);
+      for (const [field, value] of Object.entries(c.fields)) {
+        const spec = model.fields[field];
+        if (!spec) throw new RejectedMessageError('invalid_field', `changes[${i}].fields.${field}: not a field of ${c.model}`);
+        const ok = spec.schema.safeParse(value);
+        if (!ok.success) throw new RejectedMessageError('invalid_field', `changes[${i}].fields.${field}: ${ok.error.issues[0].message}`);
+      }
+      return { model, key, change: { hlc: c.hlc, op: c.op, fields: c.fields } };
+    });
+  }
+
+  /** Applies the changes; returns whether they continue the origin's log contiguously. */
+  async apply(msg: SharedMessage): Promise<boolean> {
+    const valid = this.validate(msg);
+    const last = msg.changes.reduce((m, c) => (c.hlc > m ? c.hlc : m), msg.changes[0].hlc);
+    this.clock.checkDrift(last);
+    const contiguous = await this.db.transaction().execute(async (tx) => {
+      await this.clock.observe(tx, last);
+      for (const { model, key, change } of valid) {
+        const state = await this.repo.load(tx, model, key, true);
+        if (state && !changes(state, change)) continue;
+        if (state && change.op === 'set' && Object.entries(change.fields).some(([f]) => (state.clocks[f] ?? '') > change.hlc)) {
+          this.metrics.conflicts.inc({ model: model.name });
+        }
+        const next = applyChange(state ?? initialState(model), change);
+        await this.repo.save(tx, model, key, next);
+        this.metrics.applied.inc({ model: model.name });
+      }
+      await this.devices.ensurePeer(tx, msg.origin);
+      const peer = await this.devices.get(tx, msg.origin);
+      const held = peer?.shared_watermark ?? null;
+      const continues = msg.prev === null || (held !== null && held >= msg.prev);
+      if (continues) await this.devices.raiseSharedWatermark(tx, msg.origin, last);
+      return continues;
+    });
+    return contiguous;
+  }
+}

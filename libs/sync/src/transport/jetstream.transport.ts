@@ -1,0 +1,212 @@
+import { Logger } from '@nestjs/common';
+import {
+  AckPolicy,
+  connect,
+  DeliverPolicy,
+  Events,
+  headers,
+  JsMsg,
+  NatsConnection,
+  NatsError,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  Subscription,
+} from 'nats';
+import { sleep } from './backoff';
+import type { LibrarySubjects } from './subjects';
+
+const STREAM_MAX_AGE_MS = 30 * 24 * 3600_000;
+const DUPLICATE_WINDOW_MS = 2 * 60_000;
+
+/** A JetStream API answer that the stream or the consumer does not exist. */
+export function isNotFound(e: unknown): boolean {
+  const err = e as NatsError;
+  const api = typeof err?.jsError === 'function' ? err.jsError() : (err?.api_error ?? null);
+  if (api && (api.code === 404 || api.err_code === 10059 || api.err_code === 10014)) return true;
+  const text = String(err?.message ?? '');
+  return /stream not found|consumer not found|no responders|consumer deleted|stream deleted/i.test(text) || err?.code === '503';
+}
+
+/**
+ * The library's JetStream plumbing for one device: a connection that keeps reconnecting, the
+ * stream and this device's durable consumer (created when missing, recreated when lost),
+ * deduplicated publishing, pull fetches, and core NATS for presence and acks.
+ */
+export class JetStreamTransport {
+  private readonly logger = new Logger('Transport');
+  private nc: NatsConnection | null = null;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private readonly listeners: { connected: (() => void)[] } = { connected: [] };
+  connected = false;
+
+  constructor(
+    private readonly servers: string[],
+    private readonly name: string,
+    readonly subjects: LibrarySubjects,
+    private readonly deviceId: string,
+  ) {}
+
+  /** Largest message the server accepts, with room for headers. */
+  get maxPayload(): number {
+    return Math.max(64 * 1024, (this.nc?.info?.max_payload ?? 1024 * 1024) - 16 * 1024);
+  }
+
+  /** Called on the first connection and after every reconnection. */
+  onConnected(fn: () => void): void {
+    this.listeners.connected.push(fn);
+  }
+
+  /** Connects in the background: an unreachable NATS never blocks the device. */
+  start(): void {
+    void this.connectLoop();
+  }
+
+  private async connectLoop(): Promise<void> {
+    let logged = false;
+    while (!this.stopped && !this.nc) {
+      try {
+        const nc = await connect({
+          servers: this.servers,
+          name: this.name,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          reconnectJitter: 250,
+          pingInterval: 5000,
+          maxPingOut: 3,
+          timeout: 5000,
+        });
+        if (this.stopped) {
+          await nc.close();
+          return;
+        }
+        this.nc = nc;
+        this.connected = true;
+        this.logger.log(`connected to NATS ${nc.getServer()}`);
+        void this.watchStatus(nc);
+        this.emitConnected();
+      } catch (e) {
+        if (!logged) this.logger.warn(`NATS unreachable (${(e as Error).message}); serving locally and retrying`);
+        logged = true;
+        await sleep(1000, this.abort.signal);
+      }
+    }
+  }
+
+  private emitConnected(): void {
+    for (const fn of this.listeners.connected) fn();
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === Events.Disconnect) {
+        this.connected = false;
+        this.logger.warn('NATS disconnected; retrying');
+      } else if (s.type === Events.Reconnect) {
+        this.connected = true;
+        this.logger.log(`NATS reconnected to ${nc.getServer()}`);
+        this.emitConnected();
+      }
+    }
+  }
+
+  private conn(): NatsConnection {
+    if (!this.nc || !this.connected) throw new Error('NATS is not connected');
+    return this.nc;
+  }
+
+  /** Creates the library's stream if it does not exist. */
+  async ensureStream(): Promise<void> {
+    const jsm = await this.conn().jetstreamManager();
+    try {
+      await jsm.streams.info(this.subjects.stream);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      try {
+        await jsm.streams.add({
+          name: this.subjects.stream,
+          subjects: [this.subjects.logAll],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          max_age: nanos(STREAM_MAX_AGE_MS),
+          duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+        });
+        this.logger.log(`created stream ${this.subjects.stream}`);
+      } catch (e2) {
+        // another device created it first
+        if (!/already in use|exists/i.test(String((e2 as Error).message))) throw e2;
+      }
+    }
+  }
+
+  /**
+   * Creates this device's durable consumer if missing. Returns true when it had to be created,
+   * meaning whatever the old consumer held is gone and watermarks must be reconciled.
+   */
+  async ensureConsumer(): Promise<boolean> {
+    const jsm = await this.conn().jetstreamManager();
+    const durable = this.subjects.durable(this.deviceId);
+    try {
+      await jsm.consumers.info(this.subjects.stream, durable);
+      return false;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    await jsm.consumers.add(this.subjects.stream, {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: this.subjects.logAll,
+      ack_wait: nanos(60_000),
+      max_ack_pending: 1000,
+      max_deliver: -1,
+    });
+    this.logger.log(`created durable consumer ${durable}`);
+    return true;
+  }
+
+  /** Publishes one log message, deduplicated by msgId within the stream's window. */
+  async publishLog(subject: string, payload: Uint8Array, msgId: string): Promise<void> {
+    const js = this.conn().jetstream();
+    const h = headers();
+    h.set('Nats-Msg-Id', msgId);
+    await js.publish(subject, payload, { msgID: msgId, headers: h, expect: { streamName: this.subjects.stream }, timeout: 10_000 });
+  }
+
+  /** Pulls up to max messages from this device's durable consumer, waiting at most expiresMs. */
+  async fetch(max: number, expiresMs: number, onMessage: (m: JsMsg) => Promise<void>): Promise<number> {
+    const js = this.conn().jetstream();
+    const consumer = await js.consumers.get(this.subjects.stream, this.subjects.durable(this.deviceId));
+    const batch = await consumer.fetch({ max_messages: max, expires: expiresMs });
+    let n = 0;
+    for await (const m of batch) {
+      n++;
+      await onMessage(m);
+      if (this.stopped) {
+        batch.stop();
+        break;
+      }
+    }
+    return n;
+  }
+
+  publishCore(subject: string, payload: Uint8Array): void {
+    if (this.nc && this.connected) this.nc.publish(subject, payload);
+  }
+
+  /** A core NATS subscription that survives reconnects (the client resubscribes). */
+  subscribeCore(subject: string, fn: (data: Uint8Array, subject: string) => void): Subscription | null {
+    if (!this.nc) return null;
+    return this.nc.subscribe(subject, { callback: (err, msg) => !err && fn(msg.data, msg.subject) });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    const nc = this.nc;
+    this.nc = null;
+    this.connected = false;
+    if (nc) await nc.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+/**
+ * Everything that travels between devices, validated at the boundary. A message that fails these
+ * schemas (or the ownership rules checked when applying) is dead-lettered, never applied.
+ */
+const uuid = z.string().uuid();
+const hlc = z.string().regex(/^\d{15}-\d{6}-[0-9a-f-]{36}$/, 'expected a clock stamp');
+const cursor = z.string().regex(/^\d{15}-\d{6}-[0-9a-f-]{36}\|\d\|[0-9a-f-]{36}$/, 'expected an owned cursor');
+
+const base = { v: z.literal(1), library: uuid, origin: uuid };
+
+/** Owned state of one owner: rows and tombstones in cursor order, after `from` up to `to`. */
+export const StateMessage = z
+  .object({
+    ...base,
+    kind: z.literal('state'),
+    /** The owner's published cursor before this message (null for its first), for gap detection. */
+    from: cursor.nullable(),
+    to: cursor,
+    rows: z.array(z.object({ model: z.string(), row: z.record(z.unknown()) }).strict()).max(100_000),
+    tombstones: z.array(z.object({ model: z.string(), id: uuid, device_id: uuid, version: hlc }).strict()).max(100_000),
+  })
+  .strict();
+export type StateMessage = z.infer<typeof StateMessage>;
+
+export const SharedChangeWire = z
+  .object({
+    hlc,
+    model: z.string(),
+    record_key: z.string().max(200),
+    op: z.enum(['set', 'delete']),
+    fields: z.record(z.unknown()),
+  })
+  .strict();
+export type SharedChangeWire = z.infer<typeof SharedChangeWire>;
+
+/** A run of the origin's shared change log, oldest first. */
+export const SharedMessage = z
+  .object({
+    ...base,
+    kind: z.literal('shared'),
+    /** The origin's last change published before this batch (null for its first), for gap detection. */
+    prev: hlc.nullable(),
+    changes: z.array(SharedChangeWire).min(1).max(100_000),
+  })
+  .strict();
+export type SharedMessage = z.infer<typeof SharedMessage>;
+
+/** A device announcing itself to the library (kept in the stream, so offline peers learn of it). */
+export const HelloMessage = z.object({ ...base, kind: z.literal('hello'), name: z.string().max(200) }).strict();
+export type HelloMessage = z.infer<typeof HelloMessage>;
+
+export const LogMessage = z.discriminatedUnion('kind', [StateMessage, SharedMessage, HelloMessage]);
+export type LogMessage = z.infer<typeof LogMessage>;
+
+/** Presence over core NATS: who is alive and how far it has applied every origin's streams. */
+export const Heartbeat = z
+  .object({
+    ...base,
+    kind: z.literal('heartbeat'),
+    name: z.string().max(200),
+    phase: z.string().max(40),
+    hlc,
+    /** owner id → this device's state watermark for that owner. */
+    state: z.record(uuid, cursor),
+    /** origin id → highest shared change of that origin applied here. */
+    shared: z.record(uuid, hlc),
+  })
+  .strict();
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+/** Explicit acknowledgement of an origin's shared changes, sent soon after applying them. */
+export const AckMessage = z.object({ ...base, kind: z.literal('ack'), target: uuid, shared: hlc.nullable(), state: cursor.nullable() }).strict();
+export type AckMessage = z.infer<typeof AckMessage>;
+
+/** Human-readable reason of a failed parse: the first issues with their paths. */
+export function describeZodError(e: z.ZodError): string {
+  return e.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`)
+    .join('; ');
+}

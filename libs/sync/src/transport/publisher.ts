@@ -1,0 +1,71 @@
+import { Logger } from '@nestjs/common';
+import { backoffDelay, sleep } from './backoff';
+
+/**
+ * The loop shared by both publishers: woken by local writes (after a coalescing window) and by
+ * (re)connection, it drains what is unpublished, retrying with backoff until it succeeds or the
+ * engine stops. One drain runs at a time; a wake-up during a drain schedules another.
+ */
+export class PublishLoop {
+  private readonly logger: Logger;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    name: string,
+    private readonly windowMs: number,
+    private readonly drain: () => Promise<boolean>,
+    private readonly ready: () => boolean,
+    private readonly onFailure: () => void,
+  ) {
+    this.logger = new Logger(name);
+  }
+
+  /** Schedules a drain after the coalescing window (or at once with immediate). */
+  wake(immediate = false): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.run().finally(() => {
+        this.running = null;
+        if (this.again) {
+          this.again = false;
+          this.wake(true);
+        }
+      });
+    }, immediate ? 0 : this.windowMs);
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      if (!this.ready()) return; // woken again on (re)connection
+      try {
+        const more = await this.drain();
+        attempt = 0;
+        if (!more) return;
+      } catch (e) {
+        this.onFailure();
+        const delay = backoffDelay(attempt++);
+        if (attempt === 1 || attempt % 10 === 0) this.logger.warn(`publish failed (${(e as Error).message}); retrying in ${delay} ms`);
+        await sleep(delay, this.abort.signal);
+      }
+    }
+  }
+
+  /** Stops waking; waits for a drain in progress (its state is in the database either way). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+}

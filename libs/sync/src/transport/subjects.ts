@@ -1,0 +1,38 @@
+/**
+ * Subject and stream names of a library. Log messages (kept in JetStream) live under
+ * sync.<library>.log.<kind>.<origin>; presence and acks are core NATS, never stored.
+ */
+export class LibrarySubjects {
+  constructor(readonly libraryId: string) {}
+
+  get stream(): string {
+    return `SYNC_${this.libraryId.replace(/-/g, '')}`;
+  }
+  /** The one filter every device's consumer uses (nats-server 2.9: one filter per consumer). */
+  get logAll(): string {
+    return `sync.${this.libraryId}.log.>`;
+  }
+  log(kind: 'state' | 'shared' | 'hello', origin: string): string {
+    return `sync.${this.libraryId}.log.${kind}.${origin}`;
+  }
+  /** The origin device named by a log subject, or null when the subject is not one of ours. */
+  originOf(subject: string): string | null {
+    const parts = subject.split('.');
+    return parts.length === 5 && parts[0] === 'sync' && parts[1] === this.libraryId && parts[2] === 'log' ? parts[4] : null;
+  }
+  get presenceAll(): string {
+    return `sync.${this.libraryId}.presence.*`;
+  }
+  presence(device: string): string {
+    return `sync.${this.libraryId}.presence.${device}`;
+  }
+  ack(target: string): string {
+    return `sync.${this.libraryId}.ack.${target}`;
+  }
+  rpc(device: string, method: string): string {
+    return `sync.${this.libraryId}.rpc.${device}.${method}`;
+  }
+  durable(device: string): string {
+    return `device_${device.replace(/-/g, '')}`;
+  }
+}
