@@ -77,6 +77,8 @@ export interface TestDeviceOptions {
   natsUrl?: string;
   syncEnabled?: boolean;
   maxClockDriftMs?: number;
+  /** Nest log levels (default warnings and errors). */
+  logLevels?: ('log' | 'error' | 'warn' | 'debug' | 'verbose' | 'fatal')[];
 }
 
 /** A device as a Nest application inside the test process. */
@@ -93,7 +95,7 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     syncEnabled: o.syncEnabled ?? true,
     maxClockDriftMs: o.maxClockDriftMs ?? 5 * 60_000,
   };
-  const device = await startDevice(config, ['error', 'warn']);
+  const device = await startDevice(config, o.logLevels ?? ['error', 'warn']);
   const url = `http://127.0.0.1:${device.port}`;
   return Object.assign(device, {
     url,

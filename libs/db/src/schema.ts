@@ -130,7 +130,16 @@ export interface SyncCheckpointsTable {
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
+export interface PeerWatermarksTable {
+  peer_id: string;
+  origin_id: string;
+  state_watermark: HlcText | null;
+  shared_watermark: HlcText | null;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface Database {
+  peer_watermarks: PeerWatermarksTable;
   sync_local_state: SyncLocalStateTable;
   devices: DevicesTable;
   volumes: VolumesTable;

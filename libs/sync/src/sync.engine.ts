@@ -9,6 +9,10 @@ import { OwnedPublisher } from './owned/owned-publisher';
 import type { OwnedRepository } from './owned/owned.repository';
 import type { DevicesRepository } from './peers/devices.repository';
 import { PresenceService } from './peers/presence';
+import { CatchUpService } from './peers/catch-up';
+import { PeerRpcServer, WatermarksReply } from './peers/peer-rpc';
+import { BackfillService } from './backfill/backfill';
+import { collectTombstones } from './owned/owned.repository';
 import { SharedApplier } from './shared/shared-applier';
 import { SharedPublisher } from './shared/shared-publisher';
 import type { SharedRepository } from './shared/shared.repository';
@@ -38,6 +42,15 @@ export class SyncEngine {
   /** Origins whose stream showed a gap since start (filled by a catch-up). */
   readonly gaps = new Set<string>();
   private transport: JetStreamTransport | null = null;
+  private rpc: PeerRpcServer | null = null;
+  private catchUp: CatchUpService | null = null;
+  backfill: BackfillService | null = null;
+  private bootstrapped = false;
+  private booting: Promise<void> | null = null;
+  private served = false;
+  private readonly catchUpQueue = new Set<string>();
+  private catchUpRunning: Promise<void> | null = null;
+  private readonly ahead = new Map<string, { signature: string; count: number }>();
   private presence: PresenceService | null = null;
   private ownedLoop: PublishLoop | null = null;
   private sharedLoop: PublishLoop | null = null;
@@ -85,6 +98,10 @@ export class SyncEngine {
     this.sharedLoop = new PublishLoop('SharedPublisher', o.batchWindowMs ?? 100, () => shared.drainOnce(), ready, failed);
     this.unsubscribe.push(this.signal.on('owned', () => this.ownedLoop?.wake()));
     this.unsubscribe.push(this.signal.on('shared', () => this.sharedLoop?.wake()));
+    const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
+    this.rpc = new PeerRpcServer(this.db, this.ownedRepo, this.sharedRepo, this.devices, transport, self, () => this.phase);
+    this.catchUp = new CatchUpService(this.db, transport, this.devices, this.ownedApplier, this.sharedApplier, self);
+    this.backfill = new BackfillService(this.db, transport, this.catchUp, this.ownedApplier, this.devices, self);
     this.presence = new PresenceService(
       this.db,
       this.devices,
@@ -94,7 +111,12 @@ export class SyncEngine {
       { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId },
       o.heartbeatIntervalMs ?? 2000,
       () => this.phase,
-      { peerOnline: () => undefined, acknowledged: () => void this.pruneAcknowledged() },
+      () => this.rpc!.heads(),
+      {
+        peerOnline: (id) => this.scheduleCatchUp(id),
+        acknowledged: () => void this.pruneAcknowledged(),
+        peerAhead: (id, signature) => this.notePeerAhead(id, signature),
+      },
     );
     this.presence.start();
     this.pruneTimer = setInterval(() => void this.pruneAcknowledged(), o.pruneIntervalMs ?? 5000);
@@ -113,17 +135,122 @@ export class SyncEngine {
         const hello: HelloMessage = { v: 1, kind: 'hello', library: this.options.libraryId, origin: this.options.deviceId, name: this.options.deviceName };
         await transport.publishLog(transport.subjects.log('hello', this.options.deviceId), Buffer.from(JSON.stringify(hello)), `hello:${this.options.deviceId}:${Math.floor(Date.now() / 60_000)}`);
         this.linked = true;
-        if (this.phase === 'uninitialized') this.phase = 'ready';
+        if (!this.served) this.served = !!this.rpc?.serve();
         this.presence?.subscribe();
         this.ownedLoop?.wake(true);
         this.sharedLoop?.wake(true);
-        this.consuming ??= this.consumeLoop();
+        if (!this.bootstrapped) {
+          this.bootstrapped = true;
+          this.booting = this.bootstrap(created).catch((e) => this.logger.error(`start-up failed: ${(e as Error).stack}`));
+        } else if (created) {
+          // the consumer was lost with whatever it held: reconcile with every online peer
+          void this.reconcileAll();
+        }
         return;
       } catch (e) {
         const delay = backoffDelay(attempt, 250, 5000);
         this.logger.warn(`cannot set up the stream/consumer yet (${(e as Error).message}); retrying in ${delay} ms`);
         await sleep(delay, this.abort.signal);
       }
+    }
+  }
+
+  /**
+   * First link of this process: backfill when the database has never been filled, then consume
+   * the durable queue (catching_up) until it is drained (ready).
+   */
+  private async bootstrap(consumerCreated: boolean): Promise<void> {
+    const wasFilled = await this.backfill!.isFinished();
+    if (!wasFilled) {
+      this.phase = 'backfilling';
+      await this.runBackfill();
+      if (this.stopped) return;
+    }
+    this.phase = 'catching_up';
+    this.consuming ??= this.consumeLoop();
+    if (wasFilled && consumerCreated) void this.reconcileAll();
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        if (this.linked && this.transport!.connected && (await this.transport!.pending()) === 0 && !this.catchUpRunning) {
+          this.phase = 'ready';
+          this.logger.log('ready');
+          return;
+        }
+      } catch {
+        /* not connected: try again */
+      }
+      await sleep(Math.min(1000, 100 * (attempt + 1)), this.abort.signal);
+    }
+  }
+
+  /** Pulls the library from the best online peer, switching peers when one fails. */
+  private async runBackfill(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      let peers: WatermarksReply[] = [];
+      try {
+        peers = (await this.transport!.gather<WatermarksReply>(this.transport!.subjects.rpcAll('watermarks'), {}, 1500)).filter(
+          (p) => p.deviceId !== this.options.deviceId,
+        );
+      } catch (e) {
+        this.logger.warn(`peer discovery failed: ${(e as Error).message}`);
+      }
+      if (peers.length === 0 && !(await this.backfill!.hasStarted())) {
+        this.logger.log('no peer online and nothing pulled yet: this is the library\'s first device');
+        await this.backfill!.finishEmpty();
+        return;
+      }
+      // prefer complete peers with the most data
+      peers.sort((a, b) => Number(a.phase === 'backfilling') - Number(b.phase === 'backfilling') || b.rows - a.rows);
+      for (const peer of peers) {
+        try {
+          this.logger.log(`backfilling from ${peer.name} (${peer.deviceId}): ${peer.rows} rows`);
+          await this.backfill!.runFrom(peer);
+          return;
+        } catch (e) {
+          if (this.stopped) return;
+          this.logger.warn(`backfill from ${peer.name} interrupted (${(e as Error).message}); trying another peer`);
+        }
+      }
+      await sleep(backoffDelay(attempt, 500, 5000), this.abort.signal);
+    }
+  }
+
+  /** Catches up from every online peer (after the consumer or the stream was lost). */
+  async reconcileAll(): Promise<void> {
+    try {
+      const peers = await this.transport!.gather<WatermarksReply>(this.transport!.subjects.rpcAll('watermarks'), {}, 1500);
+      for (const p of peers) if (p.deviceId !== this.options.deviceId) this.scheduleCatchUp(p.deviceId);
+    } catch (e) {
+      this.logger.warn(`reconcile failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Queues a watermark exchange and catch-up with peer; one catch-up runs at a time. */
+  scheduleCatchUp(peer: string): void {
+    if (this.stopped || this.phase === 'backfilling' || !this.bootstrapped) return;
+    this.catchUpQueue.add(peer);
+    this.catchUpRunning ??= (async () => {
+      while (this.catchUpQueue.size && !this.stopped) {
+        const next = this.catchUpQueue.values().next().value as string;
+        this.catchUpQueue.delete(next);
+        try {
+          await this.catchUp!.catchUpFrom(next);
+          for (const k of [...this.gaps]) if (k.endsWith(next)) this.gaps.delete(k);
+        } catch (e) {
+          this.logger.warn(`catch-up from ${next} failed: ${(e as Error).message}`);
+        }
+      }
+    })().finally(() => (this.catchUpRunning = null));
+  }
+
+  /** A peer claiming the same changes we lack for three heartbeats in a row gets a catch-up. */
+  private notePeerAhead(id: string, signature: string): void {
+    const seen = this.ahead.get(id);
+    const count = seen && seen.signature === signature ? seen.count + 1 : 1;
+    this.ahead.set(id, { signature, count });
+    if (count >= 3) {
+      this.ahead.delete(id);
+      this.scheduleCatchUp(id);
     }
   }
 
@@ -223,8 +350,9 @@ export class SyncEngine {
   }
 
   private noteGap(origin: string, kind: string): void {
-    if (!this.gaps.has(`${kind}:${origin}`)) this.logger.warn(`gap in the ${kind} stream of ${origin}: waiting for catch-up`);
+    if (!this.gaps.has(`${kind}:${origin}`)) this.logger.warn(`gap in the ${kind} stream of ${origin}: catching up`);
     this.gaps.add(`${kind}:${origin}`);
+    void this.devices.get(this.db, origin).then((d) => (d?.online ? this.scheduleCatchUp(origin) : this.reconcileAll()));
   }
 
   /** Deletes change-log rows every active peer has acknowledged. */
@@ -235,6 +363,7 @@ export class SyncEngine {
       const upTo = await this.devices.minimumSharedAck(this.db);
       const n = upTo ? await this.sharedRepo.pruneUpTo(this.db, upTo) : 0;
       if (n) this.metrics.pruned.inc(n);
+      await collectTombstones(this.db, await this.devices.tombstoneHorizons(this.db));
       this.metrics.logSize.set(await this.sharedRepo.logSize(this.db));
       return n;
     } catch (e) {
@@ -255,6 +384,8 @@ export class SyncEngine {
     this.presence?.stop();
     await Promise.all([this.ownedLoop?.stop(), this.sharedLoop?.stop()]);
     await this.consuming;
+    // closing the connection interrupts catch-up and backfill requests; their progress is committed
     await this.transport?.stop();
+    await Promise.all([this.catchUpRunning, this.booting]);
   }
 }

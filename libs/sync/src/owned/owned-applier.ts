@@ -1,4 +1,5 @@
-import type { Db } from '@lib/db';
+import type { Transaction } from 'kysely';
+import type { Database, Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
@@ -58,10 +59,11 @@ export class OwnedApplier {
    * Applies the message. Returns whether it continued the origin's stream contiguously (false
    * means a gap: the watermark stays where it was until a catch-up fills it).
    */
-  async apply(msg: StateMessage): Promise<boolean> {
+  async apply(msg: StateMessage, opts: { raiseWatermark?: boolean; alsoInTx?: (tx: Transaction<Database>) => Promise<void> } = {}): Promise<boolean> {
     const { byModel, tombstones, maxVersion } = this.validate(msg);
     this.clock.checkDrift(maxVersion);
     const contiguous = await this.db.transaction().execute(async (tx) => {
+      await opts.alsoInTx?.(tx);
       await this.clock.observe(tx, maxVersion);
       for (const model of OWNED_MODELS) {
         const rows = byModel.get(model.name) ?? [];
@@ -72,7 +74,7 @@ export class OwnedApplier {
       const peer = await this.devices.get(tx, msg.origin);
       const held = peer?.state_watermark ?? null;
       const continues = msg.from === null || (held !== null && held >= msg.from);
-      if (continues) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
+      if (continues && opts.raiseWatermark !== false) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
       return continues;
     });
     for (const [model, rows] of byModel) this.metrics.applied.inc({ model }, rows.length);

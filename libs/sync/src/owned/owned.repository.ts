@@ -1,5 +1,5 @@
-import { RawBuilder, sql } from 'kysely';
-import type { DbOrTx } from '@lib/db';
+import { Kysely, RawBuilder, sql } from 'kysely';
+import type { Database, DbOrTx } from '@lib/db';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import { decodeCursor, encodeCursor, OwnedCursor, TOMBSTONE_KIND } from './cursor';
 
@@ -11,6 +11,23 @@ export interface Tombstone {
   id: string;
   device_id: string;
   version: string;
+}
+
+/** The pseudo-model name of the tombstone stream in per-model paging. */
+export const TOMBSTONES = 'tombstones';
+
+/**
+ * Collects tombstones every device has seen past: `horizons` maps an owner to the smallest state
+ * watermark (cursor) any active device reported for it.
+ */
+export async function collectTombstones(db: DbOrTx, horizons: Map<string, string>): Promise<number> {
+  let n = 0;
+  for (const [owner, cursor] of horizons) {
+    const version = cursor.split('|')[0];
+    const res = await db.deleteFrom('owned_tombstones').where('device_id', '=', owner).where('version', '<', version).executeTakeFirst();
+    n += Number(res.numDeletedRows ?? 0);
+  }
+  return n;
 }
 
 /** One element of an owner's change stream, in cursor order. */
@@ -67,7 +84,14 @@ export class OwnedRepository {
    */
   async applyTombstones(db: DbOrTx, tombstones: readonly Tombstone[]): Promise<number> {
     if (tombstones.length === 0) return 0;
-    const json = JSON.stringify(tombstones);
+    // one tombstone per record, the newest: a batch may repeat a delete, and one INSERT … ON
+    // CONFLICT cannot update a row twice (it would fail the whole batch, on every redelivery)
+    const newest = new Map<string, Tombstone>();
+    for (const t of tombstones) {
+      const held = newest.get(`${t.model}:${t.id}`);
+      if (!held || held.version < t.version) newest.set(`${t.model}:${t.id}`, t);
+    }
+    const json = JSON.stringify([...newest.values()]);
     const res = await sql`insert into owned_tombstones (model, id, device_id, version)
       select x.model, x.id, x.device_id, x.version from jsonb_to_recordset(${json}::jsonb) as x(model text, id uuid, device_id uuid, version text)
       on conflict (model, id) do update set version = excluded.version
@@ -94,8 +118,18 @@ export class OwnedRepository {
   /**
    * An owner's changes after `after` (exclusive) in cursor order: rows of every owned model and
    * tombstones, at most `limit`. Each source is read with a keyset query and the pages are merged.
+   * `only` restricts it to one model (or TOMBSTONES): a backfill pulls model by model.
    */
-  async changesAfter(db: DbOrTx, owner: string, after: string | null, limit: number): Promise<OwnedChange[]> {
+  async changesAfter(db: DbOrTx, owner: string, after: string | null, limit: number, only?: string): Promise<OwnedChange[]> {
+    // The sources must be read in one snapshot: a write committing between two of the queries
+    // would show in a later source only, and the page's last cursor would skip it in the earlier
+    // one for good. (A caller passing its own transaction must give it a snapshot too.)
+    if (!db.isTransaction) {
+      return (db as Kysely<Database>)
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .execute((tx) => this.changesAfter(tx, owner, after, limit, only));
+    }
     const c: OwnedCursor | null = after ? decodeCursor(after) : null;
     const pageCond = (kind: number): RawBuilder<unknown> => {
       if (!c) return sql`true`;
@@ -104,7 +138,7 @@ export class OwnedRepository {
       return sql`(version, id) > (${c.version}, ${c.id}::uuid)`;
     };
     const out: OwnedChange[] = [];
-    for (const model of OWNED_MODELS) {
+    for (const model of OWNED_MODELS.filter((m) => !only || m.name === only)) {
       const res = await sql<Record<string, unknown>>`select ${sql.join(model.columns.map((col) => sql.ref(col)))} from ${sql.table(model.table)}
         where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit}`.execute(db);
       for (const r of res.rows) {
@@ -112,7 +146,7 @@ export class OwnedRepository {
         out.push({ type: 'row', model: model.name, row, cursor: encodeCursor({ version: row.version, kind: model.order, id: row.id }) });
       }
     }
-    const ts = await sql<Tombstone>`select model, id, device_id, version from owned_tombstones
+    const ts = only && only !== TOMBSTONES ? { rows: [] } : await sql<Tombstone>`select model, id, device_id, version from owned_tombstones
       where device_id = ${owner} and ${pageCond(TOMBSTONE_KIND)} order by version, id limit ${limit}`.execute(db);
     for (const t of ts.rows) {
       out.push({ type: 'tombstone', tombstone: t, cursor: encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) });

@@ -5,6 +5,9 @@ import type { Selectable } from 'kysely';
 
 export type DeviceRow = Selectable<DevicesTable>;
 
+/** Advisory lock key that serializes resolveSelf across processes sharing a database. */
+const RESOLVE_SELF_LOCK = 0x5e1f1d;
+
 /** Sorts above every clock stamp. */
 export const ALL_ACKNOWLEDGED = '~';
 
@@ -23,6 +26,9 @@ export class DevicesRepository {
    */
   async resolveSelf(db: Db, opts: { configuredId: string | null; name: string; libraryId: string }): Promise<string> {
     return db.transaction().execute(async (tx) => {
+      // two processes starting on one new database would each pick an id (FOR UPDATE locks no row
+      // that does not exist yet): the second one waits here and then reads the first one's choice
+      await sql`select pg_advisory_xact_lock(${sql.lit(RESOLVE_SELF_LOCK)})`.execute(tx);
       const stored = await tx.selectFrom('sync_local_state').select(['key', 'value']).where('key', 'in', ['device_id', 'library_id']).forUpdate().execute();
       const storedId = stored.find((r) => r.key === 'device_id')?.value ?? null;
       const storedLibrary = stored.find((r) => r.key === 'library_id')?.value ?? null;
@@ -98,6 +104,50 @@ export class DevicesRepository {
     if (acks.state) {
       await sql`update devices set acked_state = ${acks.state} where id = ${id} and (acked_state is null or acked_state < ${acks.state})`.execute(db);
     }
+  }
+
+  /** Stores what a peer reported of every origin's streams (drives tombstone collection). */
+  async recordPeerWatermarks(db: DbOrTx, peer: string, state: Record<string, string>, shared: Record<string, string>): Promise<void> {
+    const origins = new Set([...Object.keys(state), ...Object.keys(shared)]);
+    if (origins.size === 0) return;
+    await db
+      .insertInto('peer_watermarks')
+      .values([...origins].map((o) => ({ peer_id: peer, origin_id: o, state_watermark: state[o] ?? null, shared_watermark: shared[o] ?? null, updated_at: new Date() })))
+      .onConflict((oc) =>
+        oc.columns(['peer_id', 'origin_id']).doUpdateSet((eb) => ({
+          state_watermark: eb.ref('excluded.state_watermark'),
+          shared_watermark: eb.ref('excluded.shared_watermark'),
+          updated_at: eb.ref('excluded.updated_at'),
+        })),
+      )
+      .execute();
+  }
+
+  /**
+   * For each owner whose tombstones we hold: the smallest state watermark that every active
+   * device other than the owner has reported for it. Owners some device never reported are absent
+   * (their tombstones stay): a device offline for a month holds collection back.
+   */
+  async tombstoneHorizons(db: DbOrTx): Promise<Map<string, string>> {
+    const active = (await db.selectFrom('devices').select(['id', 'is_self', 'state_watermark']).where('removed_at', 'is', null).execute());
+    const owners = await db.selectFrom('owned_tombstones').select('device_id').distinct().execute();
+    const reported = await db.selectFrom('peer_watermarks').select(['peer_id', 'origin_id', 'state_watermark']).execute();
+    const out = new Map<string, string>();
+    for (const { device_id: owner } of owners) {
+      let min: string | null = null;
+      let complete = true;
+      for (const d of active) {
+        if (d.id === owner) continue;
+        const wm = d.is_self ? active.find((x) => x.id === owner)?.state_watermark : reported.find((r) => r.peer_id === d.id && r.origin_id === owner)?.state_watermark;
+        if (!wm) {
+          complete = false;
+          break;
+        }
+        if (min === null || wm < min) min = wm;
+      }
+      if (complete && min) out.set(owner, min);
+    }
+    return out;
   }
 
   async markSeen(db: DbOrTx, id: string, at: Date): Promise<void> {

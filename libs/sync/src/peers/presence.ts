@@ -11,6 +11,8 @@ export interface PresenceEvents {
   peerOnline(id: string): void;
   /** A peer acknowledged some of our changes. */
   acknowledged(): void;
+  /** A peer holds changes we lack; `signature` identifies what it claims (same value = no progress). */
+  peerAhead(id: string, signature: string): void;
 }
 
 /**
@@ -33,6 +35,7 @@ export class PresenceService {
     private readonly self: { id: string; name: string; libraryId: string },
     private readonly intervalMs: number,
     private readonly phase: () => string,
+    private readonly heads: () => Promise<{ ownedHead: string | null; sharedHead: string | null }>,
     private readonly events: PresenceEvents,
   ) {}
 
@@ -86,6 +89,7 @@ export class PresenceService {
       phase: this.phase(),
       hlc: this.clock.current(),
       ...(await this.watermarks()),
+      ...(await this.heads()),
     };
     this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));
   }
@@ -137,7 +141,10 @@ export class PresenceService {
       await this.devices.upsertPeer(this.db, { id: hb.origin, name: hb.name, libraryId: this.self.libraryId });
       await this.devices.markSeen(this.db, hb.origin, new Date());
       await this.devices.recordAcks(this.db, hb.origin, { shared: hb.shared[this.self.id], state: hb.state[this.self.id] });
+      await this.devices.recordPeerWatermarks(this.db, hb.origin, hb.state, hb.shared);
       this.metrics.peerOnline.set({ peer: hb.origin }, 1);
+      const behind = await this.behind(hb);
+      if (behind) this.events.peerAhead(hb.origin, behind);
       if (!before?.online) {
         this.logger.log(`peer ${hb.name} (${hb.origin}) is online`);
         this.events.peerOnline(hb.origin);
@@ -146,6 +153,23 @@ export class PresenceService {
     } catch (e) {
       this.logger.warn(`heartbeat of ${hb.origin} not recorded: ${(e as Error).message}`);
     }
+  }
+
+  /** What the heartbeat's sender holds beyond our watermarks, as a signature; null if nothing. */
+  private async behind(hb: Heartbeat): Promise<string | null> {
+    const mine = new Map((await this.devices.peers(this.db)).map((p) => [p.id, p]));
+    const claims: string[] = [];
+    const check = (kind: string, origin: string, theirs: string | null | undefined, ours: string | null | undefined) => {
+      if (origin !== this.self.id && theirs && (!ours || ours < theirs)) claims.push(`${kind}:${origin}:${theirs}`);
+    };
+    check('state', hb.origin, hb.ownedHead, mine.get(hb.origin)?.state_watermark);
+    check('shared', hb.origin, hb.sharedHead, mine.get(hb.origin)?.shared_watermark);
+    for (const [owner, wm] of Object.entries(hb.state)) check('state', owner, wm, mine.get(owner)?.state_watermark);
+    for (const [origin, wm] of Object.entries(hb.shared)) {
+      // another origin's shared changes are pulled from that origin while it is online
+      if (!mine.get(origin)?.online) check('shared', origin, wm, mine.get(origin)?.shared_watermark);
+    }
+    return claims.length ? claims.sort().join(',') : null;
   }
 
   private async receiveAck(data: Uint8Array): Promise<void> {

@@ -1,4 +1,5 @@
-import type { Db } from '@lib/db';
+import type { Transaction } from 'kysely';
+import type { Database, Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { decodeHlc } from '../clock/hlc';
 import { RejectedMessageError } from '../errors';
@@ -6,7 +7,7 @@ import type { SyncMetrics } from '../metrics';
 import { decodeRecordKey, SharedModel, sharedModel } from '../models/registry';
 import type { DevicesRepository } from '../peers/devices.repository';
 import type { SharedMessage } from '../transport/messages';
-import { applyChange, changes, initialState, SharedChange } from './merge';
+import { applyChange, changes, initialState, mergeStates, SharedChange, SharedState } from './merge';
 import type { SharedRepository } from './shared.repository';
 
 interface ValidChange {
@@ -45,6 +46,35 @@ export class SharedApplier {
       }
       return { model, key, change: { hlc: c.hlc, op: c.op, fields: c.fields } };
     });
+  }
+
+  /** Merges a page of a state transfer (records with their field clocks) into ours. */
+  async mergeSnapshot(model: SharedModel, records: { key: string; state: SharedState }[], alsoInTx?: (tx: Transaction<Database>) => Promise<void>): Promise<number> {
+    const valid = records.map((r, i) => {
+      const key = decodeRecordKey(model, r.key);
+      if (!key) throw new RejectedMessageError('invalid_key', `records[${i}].key: ${r.key}`);
+      for (const [field, value] of Object.entries(r.state.values)) {
+        const spec = model.fields[field];
+        if (!spec || !spec.schema.safeParse(value).success) throw new RejectedMessageError('invalid_field', `records[${i}].values.${field}`);
+      }
+      return { key, state: r.state };
+    });
+    const newest = records.reduce((m, r) => (r.state.updatedHlc > m ? r.state.updatedHlc : m), '');
+    if (newest) this.clock.checkDrift(newest);
+    let changed = 0;
+    await this.db.transaction().execute(async (tx) => {
+      await alsoInTx?.(tx);
+      if (newest) await this.clock.observe(tx, newest);
+      for (const { key, state } of valid) {
+        const current = await this.repo.load(tx, model, key, true);
+        const next = current ? mergeStates(current, state) : mergeStates(initialState(model), state);
+        if (current && JSON.stringify(next) === JSON.stringify(current)) continue;
+        await this.repo.save(tx, model, key, next);
+        changed++;
+      }
+    });
+    this.metrics.applied.inc({ model: model.name }, changed);
+    return changed;
   }
 
   /** Applies the changes; returns whether they continue the origin's log contiguously. */

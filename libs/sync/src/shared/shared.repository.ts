@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
-import type { DbOrTx } from '@lib/db';
+import { DbOrTx, executeTx } from '@lib/db';
+
+const PRUNED_KEY = 'shared_pruned_upto';
 import type { SharedModel } from '../models/registry';
 import type { SharedState } from './merge';
 
@@ -42,6 +44,15 @@ export class SharedRepository {
       on conflict (${sql.join(model.keyColumns.map((c) => sql.ref(c)))}) do update set ${sql.join(updates)}`.execute(db);
   }
 
+  /** One page of a model's records with their field clocks, in key order: a state transfer. */
+  async snapshotPage(db: DbOrTx, model: SharedModel, afterKey: string | null, limit: number): Promise<{ key: string; state: SharedState }[]> {
+    const keys = sql.join(model.keyColumns.map((c) => sql.ref(c)));
+    const after = afterKey ? afterKey.split(':') : null;
+    const cond = after ? sql`(${keys}) > (${sql.join(after.map((v) => sql`${v}::uuid`))})` : sql`true`;
+    const res = await sql<Record<string, unknown>>`select * from ${sql.table(model.table)} where ${cond} order by ${keys} limit ${limit}`.execute(db);
+    return res.rows.map((row) => ({ key: model.keyColumns.map((c) => String(row[c])).join(':'), state: this.toState(model, row) }));
+  }
+
   async appendChange(db: DbOrTx, change: ChangeLogRow): Promise<void> {
     await db
       .insertInto('shared_changes')
@@ -72,8 +83,27 @@ export class SharedRepository {
 
   /** Deletes published changes at or below `upTo`; returns how many were removed. */
   async pruneUpTo(db: DbOrTx, upTo: string): Promise<number> {
-    const res = await db.deleteFrom('shared_changes').where('published', '=', true).where('hlc', '<=', upTo).executeTakeFirst();
-    return Number(res.numDeletedRows ?? 0);
+    return executeTx(db, async (tx) => {
+      const gone = await tx.deleteFrom('shared_changes').where('published', '=', true).where('hlc', '<=', upTo).returning('hlc').execute();
+      if (gone.length === 0) return 0;
+      const highest = gone.reduce((m, r) => (r.hlc > m ? r.hlc : m), gone[0].hlc);
+      // remembered so that a peer asking for changes below it is told to take a state transfer
+      await sql`insert into sync_local_state (key, value) values (${PRUNED_KEY}, ${highest})
+        on conflict (key) do update set value = greatest(sync_local_state.value collate "C", excluded.value collate "C")`.execute(tx);
+      return gone.length;
+    });
+  }
+
+  /** The highest change ever pruned from our log (null: the log is complete). */
+  async prunedUpTo(db: DbOrTx): Promise<string | null> {
+    const row = await db.selectFrom('sync_local_state').select('value').where('key', '=', PRUNED_KEY).executeTakeFirst();
+    return row?.value ?? null;
+  }
+
+  /** Our newest change (committed), pruned or not. */
+  async head(db: DbOrTx): Promise<string | null> {
+    const row = await db.selectFrom('shared_changes').select('hlc').orderBy('hlc', 'desc').limit(1).executeTakeFirst();
+    return row?.hlc ?? (await this.prunedUpTo(db));
   }
 
   async logSize(db: DbOrTx): Promise<number> {

@@ -9,6 +9,7 @@ import {
   NatsConnection,
   NatsError,
   nanos,
+  RequestStrategy,
   RetentionPolicy,
   StorageType,
   Subscription,
@@ -156,7 +157,8 @@ export class JetStreamTransport {
     await jsm.consumers.add(this.subjects.stream, {
       durable_name: durable,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      // live changes from now on; what came before is pulled by backfill or catch-up
+      deliver_policy: DeliverPolicy.New,
       filter_subject: this.subjects.logAll,
       ack_wait: nanos(60_000),
       max_ack_pending: 1000,
@@ -174,6 +176,13 @@ export class JetStreamTransport {
     await js.publish(subject, payload, { msgID: msgId, headers: h, expect: { streamName: this.subjects.stream }, timeout: 10_000 });
   }
 
+  /** Messages still waiting in this device's consumer (for the catching_up phase). */
+  async pending(): Promise<number> {
+    const jsm = await this.conn().jetstreamManager();
+    const info = await jsm.consumers.info(this.subjects.stream, this.subjects.durable(this.deviceId));
+    return info.num_pending + info.num_ack_pending;
+  }
+
   /** Pulls up to max messages from this device's durable consumer, waiting at most expiresMs. */
   async fetch(max: number, expiresMs: number, onMessage: (m: JsMsg) => Promise<void>): Promise<number> {
     const js = this.conn().jetstream();
@@ -189,6 +198,53 @@ export class JetStreamTransport {
       }
     }
     return n;
+  }
+
+  /**
+   * Serves request-reply on a subject: each request is answered with {ok, result} or {ok: false,
+   * error}; NATS correlates every reply with its request through the requester's inbox.
+   */
+  serve(subject: string, handler: (request: unknown) => Promise<unknown>): Subscription | null {
+    if (!this.nc) return null;
+    return this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err || !msg.reply) return;
+        let request: unknown;
+        try {
+          request = JSON.parse(Buffer.from(msg.data).toString('utf8'));
+        } catch {
+          msg.respond(Buffer.from(JSON.stringify({ ok: false, error: 'request is not JSON' })));
+          return;
+        }
+        handler(request).then(
+          (result) => msg.respond(Buffer.from(JSON.stringify({ ok: true, result }))),
+          (e: Error) => msg.respond(Buffer.from(JSON.stringify({ ok: false, error: e.message }))),
+        );
+      },
+    });
+  }
+
+  /** One request, one correlated reply; throws on timeout, no responder, or an error reply. */
+  async request<T>(subject: string, payload: unknown, timeoutMs = 15_000): Promise<T> {
+    const reply = await this.conn().request(subject, Buffer.from(JSON.stringify(payload)), { timeout: timeoutMs });
+    const body = JSON.parse(Buffer.from(reply.data).toString('utf8')) as { ok: boolean; result?: T; error?: string };
+    if (!body.ok) throw new Error(`${subject}: ${body.error}`);
+    return body.result as T;
+  }
+
+  /** Asks everyone listening on subject and collects the replies that arrive within windowMs. */
+  async gather<T>(subject: string, payload: unknown, windowMs: number): Promise<T[]> {
+    const out: T[] = [];
+    const replies = await this.conn().requestMany(subject, Buffer.from(JSON.stringify(payload)), { strategy: RequestStrategy.Timer, maxWait: windowMs });
+    try {
+      for await (const m of replies) {
+        const body = JSON.parse(Buffer.from(m.data).toString('utf8')) as { ok: boolean; result?: T };
+        if (body.ok) out.push(body.result as T);
+      }
+    } catch {
+      /* no responders: an empty answer */
+    }
+    return out;
   }
 
   publishCore(subject: string, payload: Uint8Array): void {

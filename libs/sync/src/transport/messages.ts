@@ -66,6 +66,9 @@ export const Heartbeat = z
     state: z.record(uuid, cursor),
     /** origin id → highest shared change of that origin applied here. */
     shared: z.record(uuid, hlc),
+    /** The sender's own streams: its newest committed owned change and shared change. */
+    ownedHead: cursor.nullable(),
+    sharedHead: hlc.nullable(),
   })
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;

@@ -32,6 +32,10 @@ export class LibrarySubjects {
   rpc(device: string, method: string): string {
     return `sync.${this.libraryId}.rpc.${device}.${method}`;
   }
+  /** Every device of the library answers here (discovery of online peers). */
+  rpcAll(method: string): string {
+    return `sync.${this.libraryId}.rpc.all.${method}`;
+  }
   durable(device: string): string {
     return `device_${device.replace(/-/g, '')}`;
   }

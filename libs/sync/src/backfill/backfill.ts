@@ -1,0 +1,164 @@
+import { Logger } from '@nestjs/common';
+import type { Transaction } from 'kysely';
+import type { Database, Db } from '@lib/db';
+import { OWNED_MODELS } from '../models/registry';
+import type { OwnedApplier } from '../owned/owned-applier';
+import { TOMBSTONES } from '../owned/owned.repository';
+import type { CatchUpService } from '../peers/catch-up';
+import type { DevicesRepository } from '../peers/devices.repository';
+import type { OwnedPageReply, WatermarksReply } from '../peers/peer-rpc';
+import type { JetStreamTransport } from '../transport/jetstream.transport';
+
+const DONE = 'done';
+const KEY = {
+  finished: 'backfill',
+  plan: 'backfill:plan',
+  owned: (owner: string, model: string) => `backfill:owned:${owner}:${model}`,
+  shared: (model: string) => `backfill:shared:${model}`,
+};
+
+/** What a backfill promises to hold at the end: the watermarks of its source(s) when it started. */
+interface Plan {
+  state: Record<string, string>;
+  shared: Record<string, string>;
+  sharedHead: string | null;
+  source: string;
+}
+
+export interface BackfillProgress {
+  source: string | null;
+  items: { owner: string; model: string; done: number; total: number | null }[];
+}
+
+/**
+ * Fills an empty device from a peer: every owner's device-owned data model by model in dependency
+ * order (keyset pages by version and id), then a state transfer of the shared tables. The cursor
+ * of every (owner, model) commits with the page it covers, so a crash or a vanished peer resumes
+ * from the checkpoint, from the same or another peer. Watermarks are set only at the end, from the
+ * source's watermarks at the start (the minimum over sources if it had to switch).
+ */
+export class BackfillService {
+  private readonly logger = new Logger('Backfill');
+  progress: BackfillProgress = { source: null, items: [] };
+
+  constructor(
+    private readonly db: Db,
+    private readonly transport: JetStreamTransport,
+    private readonly catchUp: CatchUpService,
+    private readonly owned: OwnedApplier,
+    private readonly devices: DevicesRepository,
+    private readonly self: { id: string; libraryId: string },
+  ) {}
+
+  async isFinished(): Promise<boolean> {
+    return (await this.get(KEY.finished)) === DONE;
+  }
+
+  async hasStarted(): Promise<boolean> {
+    return (await this.get(KEY.plan)) !== null;
+  }
+
+  /** Marks a device that found no peer as complete: it is the library's first device. */
+  async finishEmpty(): Promise<void> {
+    await this.put(this.db, KEY.finished, DONE);
+  }
+
+  /** Runs the backfill from `source` to the end; throws if the source fails (caller picks another). */
+  async runFrom(source: WatermarksReply): Promise<void> {
+    const started = Date.now();
+    const plan = await this.plan(source);
+    this.progress = { source: source.deviceId, items: [] };
+    const owners = Object.keys(plan.state).filter((o) => o !== this.self.id);
+    for (const owner of owners) {
+      for (const model of [...OWNED_MODELS.map((m) => m.name), TOMBSTONES]) {
+        const item = { owner, model, done: 0, total: model === TOMBSTONES ? null : (source.counts?.[owner]?.[model] ?? 0) };
+        this.progress.items.push(item);
+        await this.pullModel(source.deviceId, owner, model, item);
+      }
+    }
+    const shared = { owner: '*', model: 'shared', done: 0, total: null };
+    this.progress.items.push(shared);
+    shared.done = await this.catchUp.transferState(source.deviceId, { ...source, shared: plan.shared, sharedHead: plan.sharedHead }, {
+      load: (model) => this.get(KEY.shared(model)),
+      save: (model, key) => (tx) => this.put(tx, KEY.shared(model), key ?? ''),
+    });
+    await this.db.transaction().execute(async (tx) => {
+      for (const owner of owners) {
+        await this.devices.ensurePeer(tx, owner);
+        await this.devices.raiseStateWatermark(tx, owner, plan.state[owner]);
+      }
+      await tx.deleteFrom('sync_checkpoints').where('key', 'like', 'backfill:%').execute();
+      await this.put(tx, KEY.finished, DONE);
+    });
+    const rows = this.progress.items.reduce((n, i) => n + i.done, 0);
+    const ms = Date.now() - started;
+    this.logger.log(`backfill from ${source.name} finished: ${rows} rows in ${ms} ms (${Math.round((rows * 1000) / Math.max(1, ms))} rows/s)`);
+  }
+
+  private async pullModel(source: string, owner: string, model: string, item: { done: number }): Promise<void> {
+    let after = await this.get(KEY.owned(owner, model));
+    if (after === DONE) return;
+    const fetchPage = (from: string | null) =>
+      this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(source, 'owned.page'), { owner, after: from, model }, 30_000);
+    // one page in flight while the previous one is applied: the peer reads while we write
+    let next: Promise<OwnedPageReply> | null = fetchPage(after);
+    while (next) {
+      const page: OwnedPageReply = await next;
+      const last = page.changes.length ? page.changes[page.changes.length - 1].cursor : after;
+      next = page.done || page.changes.length === 0 ? null : fetchPage(last);
+      next?.catch(() => undefined); // observed when awaited
+      const mark = page.done ? DONE : (last ?? '');
+      if (page.changes.length) {
+        await this.owned.apply(
+          {
+            v: 1,
+            kind: 'state',
+            library: this.self.libraryId,
+            origin: owner,
+            from: null,
+            to: last!,
+            rows: page.changes.flatMap((c) => (c.type === 'row' ? [{ model: c.model, row: c.row }] : [])),
+            tombstones: page.changes.flatMap((c) => (c.type === 'tombstone' ? [c.tombstone] : [])),
+          },
+          { raiseWatermark: false, alsoInTx: (tx) => this.put(tx, KEY.owned(owner, model), mark) },
+        );
+      } else {
+        await this.put(this.db, KEY.owned(owner, model), mark);
+      }
+      item.done += page.changes.length;
+      after = last;
+    }
+  }
+
+  /** The plan of this run: a new one, or the stored one narrowed to what this source vouches for. */
+  private async plan(source: WatermarksReply): Promise<Plan> {
+    const state: Record<string, string> = { ...source.state };
+    if (source.ownedHead) state[source.deviceId] = source.ownedHead;
+    const fresh: Plan = { state, shared: source.shared, sharedHead: source.sharedHead, source: source.deviceId };
+    const storedText = await this.get(KEY.plan);
+    let plan = fresh;
+    if (storedText) {
+      const stored = JSON.parse(storedText) as Plan;
+      const min = (a: string | undefined, b: string | undefined) => (a === undefined || b === undefined ? undefined : a < b ? a : b);
+      const narrow = (a: Record<string, string>, b: Record<string, string>) =>
+        Object.fromEntries(Object.keys(b).flatMap((k) => (min(a[k], b[k]) ? [[k, min(a[k], b[k])!]] : [])));
+      plan = { state: narrow(stored.state, fresh.state), shared: narrow(stored.shared, fresh.shared), sharedHead: fresh.sharedHead, source: fresh.source };
+      this.logger.log(`resuming backfill from checkpoints with ${source.name}`);
+    }
+    await this.put(this.db, KEY.plan, JSON.stringify(plan));
+    return plan;
+  }
+
+  private async get(key: string): Promise<string | null> {
+    const row = await this.db.selectFrom('sync_checkpoints').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value ?? null;
+  }
+
+  private async put(db: Db | Transaction<Database>, key: string, value: string): Promise<void> {
+    await db
+      .insertInto('sync_checkpoints')
+      .values({ key, value, updated_at: new Date() })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: new Date() }))
+      .execute();
+  }
+}

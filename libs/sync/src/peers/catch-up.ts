@@ -1,0 +1,143 @@
+import { Logger } from '@nestjs/common';
+import type { Db } from '@lib/db';
+import type { OwnedApplier } from '../owned/owned-applier';
+import { SHARED_MODELS } from '../models/registry';
+import type { SharedApplier } from '../shared/shared-applier';
+import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { DevicesRepository } from './devices.repository';
+import type { OwnedPageReply, SharedChangesReply, SnapshotReply, WatermarksReply } from './peer-rpc';
+
+/**
+ * Incremental catch-up from one peer, after a watermark exchange: device-owned rows and tombstones
+ * above our state watermark of each owner the peer holds further than we do, the peer's own shared
+ * changes above our shared watermark, or a state transfer of the shared tables when its log was
+ * pruned past us (or holds changes of an origin that is offline). Every page commits with the
+ * watermark it reaches, so an interrupted catch-up resumes where it stopped.
+ */
+export class CatchUpService {
+  private readonly logger = new Logger('CatchUp');
+
+  constructor(
+    private readonly db: Db,
+    private readonly transport: JetStreamTransport,
+    private readonly devices: DevicesRepository,
+    private readonly owned: OwnedApplier,
+    private readonly shared: SharedApplier,
+    private readonly self: { id: string; libraryId: string },
+  ) {}
+
+  async watermarksOf(peer: string): Promise<WatermarksReply> {
+    return this.transport.request<WatermarksReply>(this.transport.subjects.rpc(peer, 'watermarks'), {});
+  }
+
+  /** Returns the number of owned changes and shared records pulled. */
+  async catchUpFrom(peer: string): Promise<number> {
+    const wm = await this.watermarksOf(peer);
+    let pulled = 0;
+    const owners = new Map(Object.entries(wm.state));
+    if (wm.ownedHead) owners.set(peer, wm.ownedHead);
+    for (const [owner, theirs] of owners) {
+      if (owner === this.self.id) continue;
+      pulled += await this.pullOwned(peer, owner, theirs);
+    }
+    pulled += await this.pullShared(peer, wm);
+    if (pulled) this.logger.log(`caught up ${pulled} changes from ${wm.name} (${peer})`);
+    return pulled;
+  }
+
+  /** Pages owner's stream from peer after our watermark, raising it as far as the peer vouches for. */
+  private async pullOwned(peer: string, owner: string, theirs: string): Promise<number> {
+    let after = (await this.devices.get(this.db, owner))?.state_watermark ?? null;
+    if (after !== null && after >= theirs) return 0;
+    let n = 0;
+    for (;;) {
+      const page = await this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(peer, 'owned.page'), { owner, after });
+      const last = page.changes.length ? page.changes[page.changes.length - 1].cursor : after;
+      // a finished stream vouches up to the peer's watermark; a partial page only up to its end
+      const to = page.done || last === null || last > theirs ? theirs : last;
+      await this.owned.apply({
+        v: 1,
+        kind: 'state',
+        library: this.self.libraryId,
+        origin: owner,
+        from: after,
+        to,
+        rows: page.changes.flatMap((c) => (c.type === 'row' ? [{ model: c.model, row: c.row }] : [])),
+        tombstones: page.changes.flatMap((c) => (c.type === 'tombstone' ? [c.tombstone] : [])),
+      });
+      n += page.changes.length;
+      if (page.done || page.changes.length === 0) return n;
+      after = last;
+    }
+  }
+
+  private async pullShared(peer: string, wm: WatermarksReply): Promise<number> {
+    const online = new Set((await this.devices.peers(this.db)).filter((p) => p.online).map((p) => p.id));
+    let snapshotNeeded = false;
+    let n = 0;
+    const origins = new Map(Object.entries(wm.shared));
+    if (wm.sharedHead) origins.set(peer, wm.sharedHead);
+    for (const [origin, theirs] of origins) {
+      if (origin === this.self.id) continue;
+      const ours = (await this.devices.get(this.db, origin))?.shared_watermark ?? null;
+      if (ours !== null && ours >= theirs) continue;
+      if (origin !== peer) {
+        // only the origin keeps its log; if it is online we catch up from it directly
+        if (!online.has(origin)) snapshotNeeded = true;
+        continue;
+      }
+      const pulled = await this.pullSharedLog(peer, ours);
+      if (pulled === null) snapshotNeeded = true;
+      else n += pulled;
+    }
+    if (snapshotNeeded) n += await this.transferState(peer, wm);
+    return n;
+  }
+
+  /** The peer's own change log after `after`; null when it was pruned past that point. */
+  private async pullSharedLog(peer: string, after: string | null): Promise<number | null> {
+    let n = 0;
+    for (;;) {
+      const page = await this.transport.request<SharedChangesReply>(this.transport.subjects.rpc(peer, 'shared.changes'), { after });
+      if (!page.complete) return null;
+      if (page.changes.length === 0) return n;
+      await this.shared.apply({ v: 1, kind: 'shared', library: this.self.libraryId, origin: peer, prev: after, changes: page.changes });
+      n += page.changes.length;
+      after = page.changes[page.changes.length - 1].hlc;
+      if (page.done) return n;
+    }
+  }
+
+  /**
+   * A state transfer: every shared record with its field clocks, merged into ours. Afterwards we
+   * hold every origin's changes up to what the peer had applied when we asked.
+   */
+  async transferState(peer: string, wm: WatermarksReply, checkpoint?: { load(model: string): Promise<string | null>; save: (model: string, key: string | null) => (tx: import('kysely').Transaction<import('@lib/db').Database>) => Promise<void> }): Promise<number> {
+    let n = 0;
+    for (const model of SHARED_MODELS) {
+      let after = checkpoint ? (await checkpoint.load(model.name)) || null : null;
+      if (after === 'done') continue;
+      for (;;) {
+        const page = await this.transport.request<SnapshotReply>(this.transport.subjects.rpc(peer, 'shared.snapshot'), { model: model.name, after });
+        const last = page.records.length ? page.records[page.records.length - 1].key : after;
+        const mark = page.done ? 'done' : last;
+        n += await this.shared.mergeSnapshot(model, page.records, checkpoint?.save(model.name, mark));
+        if (page.done || page.records.length === 0) break;
+        after = last;
+      }
+    }
+    await this.db.transaction().execute(async (tx) => {
+      for (const [origin, hlc] of Object.entries(wm.shared)) {
+        if (origin === this.self.id) continue;
+        await this.devices.ensurePeer(tx, origin);
+        await this.devices.raiseSharedWatermark(tx, origin, hlc);
+      }
+      if (wm.sharedHead) {
+        await this.devices.ensurePeer(tx, peer);
+        await this.devices.raiseSharedWatermark(tx, peer, wm.sharedHead);
+      }
+    });
+    this.logger.log(`state transfer from ${wm.name}: ${n} shared records merged`);
+    return n;
+  }
+}

@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import type { Db } from '@lib/db';
+import { sharedModel } from '../models/registry';
+import { OWNED_MODELS } from '../models/registry';
+import type { OwnedChange, OwnedRepository } from '../owned/owned.repository';
+import { TOMBSTONES } from '../owned/owned.repository';
+import type { SharedState } from '../shared/merge';
+import type { ChangeLogRow, SharedRepository } from '../shared/shared.repository';
+import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { DevicesRepository } from './devices.repository';
+
+/**
+ * Request-reply between peers (NATS request/response: each reply is correlated with its request
+ * by the requester's inbox). Every device serves the same methods on sync.<lib>.rpc.<device>.*,
+ * and watermarks also on sync.<lib>.rpc.all.* for discovery.
+ */
+
+/** The cursor above every change of one version: "everything up to this version". */
+export const endOfVersion = (version: string): string => `${version}|9|ffffffff-ffff-ffff-ffff-ffffffffffff`;
+
+export interface WatermarksReply {
+  deviceId: string;
+  name: string;
+  phase: string;
+  /** Our own owned stream: every change at or below this cursor is committed here. */
+  ownedHead: string | null;
+  /** Our own shared log's newest change. */
+  sharedHead: string | null;
+  /** Below this our log was pruned: a peer behind it needs a state transfer. */
+  sharedPrunedUpTo: string | null;
+  /** owner → how far we hold that owner's owned stream contiguously. */
+  state: Record<string, string>;
+  /** origin → how far we have applied that origin's shared log. */
+  shared: Record<string, string>;
+  /** Rows we hold, to pick the best backfill source. */
+  rows: number;
+  /** owner → model → rows we hold of it (backfill progress totals). */
+  counts: Record<string, Record<string, number>>;
+}
+
+export interface OwnedPageReply {
+  changes: OwnedChange[];
+  done: boolean;
+}
+export interface SharedChangesReply {
+  changes: ChangeLogRow[];
+  done: boolean;
+  /** false: changes after the requested point were pruned; take a state transfer instead. */
+  complete: boolean;
+}
+export interface SnapshotReply {
+  records: { key: string; state: SharedState }[];
+  done: boolean;
+}
+
+const uuid = z.string().uuid();
+const OwnedPageRequest = z.object({ owner: uuid, after: z.string().nullable(), model: z.string().optional() }).strict();
+const SharedChangesRequest = z.object({ after: z.string().nullable() }).strict();
+const SnapshotRequest = z.object({ model: z.string(), after: z.string().nullable() }).strict();
+
+const PAGE_ROWS = 4000;
+
+/** Cuts a page so that its JSON stays under the reply size the server accepts. */
+function fitPage<T>(items: T[], budget: number): T[] {
+  let size = 64;
+  for (let i = 0; i < items.length; i++) {
+    size += Buffer.byteLength(JSON.stringify(items[i])) + 1;
+    if (size > budget) return items.slice(0, Math.max(1, i));
+  }
+  return items;
+}
+
+export class PeerRpcServer {
+  constructor(
+    private readonly db: Db,
+    private readonly owned: OwnedRepository,
+    private readonly shared: SharedRepository,
+    private readonly devices: DevicesRepository,
+    private readonly transport: JetStreamTransport,
+    private readonly self: { id: string; name: string },
+    private readonly phase: () => string,
+  ) {}
+
+  /** Subscribes the handlers (once connected; the client resubscribes after reconnects). */
+  serve(): boolean {
+    const s = this.transport.subjects;
+    const subs = [
+      this.transport.serve(s.rpc(this.self.id, 'watermarks'), () => this.watermarks()),
+      this.transport.serve(s.rpcAll('watermarks'), () => this.watermarks()),
+      this.transport.serve(s.rpc(this.self.id, 'owned.page'), (r) => this.ownedPage(r)),
+      this.transport.serve(s.rpc(this.self.id, 'shared.changes'), (r) => this.sharedChanges(r)),
+      this.transport.serve(s.rpc(this.self.id, 'shared.snapshot'), (r) => this.snapshot(r)),
+    ];
+    return subs.every(Boolean);
+  }
+
+  private get budget(): number {
+    return this.transport.maxPayload - 4096;
+  }
+
+  /** Our own streams' newest committed positions (cheap: index lookups). */
+  async heads(): Promise<{ ownedHead: string | null; sharedHead: string | null }> {
+    let maxVersion: string | null = null;
+    for (const table of [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones'] as const) {
+      const r = await this.db.selectFrom(table).select((eb) => eb.fn.max('version').as('v')).where('device_id', '=', this.self.id).executeTakeFirstOrThrow();
+      if (r.v && (!maxVersion || r.v > maxVersion)) maxVersion = r.v as string;
+    }
+    return { ownedHead: maxVersion ? endOfVersion(maxVersion) : null, sharedHead: await this.shared.head(this.db) };
+  }
+
+  async watermarks(): Promise<WatermarksReply> {
+    const peers = await this.devices.peers(this.db);
+    const state: Record<string, string> = {};
+    const shared: Record<string, string> = {};
+    for (const p of peers) {
+      if (p.state_watermark) state[p.id] = p.state_watermark;
+      if (p.shared_watermark) shared[p.id] = p.shared_watermark;
+    }
+    let rows = 0;
+    const counts: Record<string, Record<string, number>> = {};
+    for (const m of OWNED_MODELS) {
+      const byOwner = await this.db.selectFrom(m.table).select((eb) => ['device_id', eb.fn.countAll<number>().as('n')]).groupBy('device_id').execute();
+      for (const r of byOwner) {
+        (counts[r.device_id] ??= {})[m.name] = Number(r.n);
+        rows += Number(r.n);
+      }
+    }
+    return {
+      deviceId: this.self.id,
+      name: this.self.name,
+      phase: this.phase(),
+      ...(await this.heads()),
+      sharedPrunedUpTo: await this.shared.prunedUpTo(this.db),
+      state,
+      shared,
+      rows,
+      counts,
+    };
+  }
+
+  async ownedPage(request: unknown): Promise<OwnedPageReply> {
+    const r = OwnedPageRequest.parse(request);
+    if (r.model && r.model !== TOMBSTONES && !OWNED_MODELS.some((m) => m.name === r.model)) throw new Error(`unknown model ${r.model}`);
+    const changes = await this.owned.changesAfter(this.db, r.owner, r.after, PAGE_ROWS, r.model);
+    const page = fitPage(changes, this.budget);
+    return { changes: page, done: changes.length < PAGE_ROWS && page.length === changes.length };
+  }
+
+  async sharedChanges(request: unknown): Promise<SharedChangesReply> {
+    const r = SharedChangesRequest.parse(request);
+    const pruned = await this.shared.prunedUpTo(this.db);
+    if (pruned && (!r.after || r.after < pruned)) return { changes: [], done: true, complete: false };
+    const changes = await this.shared.changesAfter(this.db, r.after, PAGE_ROWS);
+    const page = fitPage(changes, this.budget);
+    return { changes: page, done: changes.length < PAGE_ROWS && page.length === changes.length, complete: true };
+  }
+
+  async snapshot(request: unknown): Promise<SnapshotReply> {
+    const r = SnapshotRequest.parse(request);
+    const model = sharedModel(r.model);
+    if (!model) throw new Error(`unknown shared model ${r.model}`);
+    const records = await this.shared.snapshotPage(this.db, model, r.after, PAGE_ROWS);
+    const page = fitPage(records, this.budget);
+    return { records: page, done: records.length < PAGE_ROWS && page.length === records.length };
+  }
+}
