@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+// Sync benchmarks. Every figure is printed next to the raw baseline measured in the same run
+// (plain Postgres upsert of entry rows), because these machines are noisy: the ratio is the result.
+//   npm run bench                     (all)
+//   BENCH_ENTRIES=100000 BENCH_BACKFILL=1000000 npm run bench
+const { spawn, execFileSync } = require('node:child_process');
+const { randomUUID } = require('node:crypto');
+const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
+const net = require('node:net');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { Client } = require('pg');
+
+const ROOT = join(__dirname, '..');
+const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const SYNC_N = Number(process.env.BENCH_ENTRIES || 100_000);
+const BACKFILL_N = Number(process.env.BENCH_BACKFILL || 1_000_000);
+const BASELINE_N = Number(process.env.BENCH_BASELINE || 200_000);
+const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+const children = [];
+const dbs = [];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+async function portOpen(port) {
+  return new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+}
+async function createDb(name) {
+  const c = new Client({ connectionString: PG }); await c.connect();
+  await c.query(`drop database if exists "${name}" with (force)`); await c.query(`create database "${name}"`); await c.end();
+  dbs.push(name);
+  const u = new URL(PG); u.pathname = `/${name}`; return u.toString();
+}
+async function withClient(url, fn) { const c = new Client({ connectionString: url }); await c.connect(); try { return await fn(c); } finally { await c.end(); } }
+async function count(url) { return withClient(url, async (c) => Number((await c.query('select count(*)::int as n from entries')).rows[0].n)); }
+
+function entry(locationId, i) {
+  return { id: randomUUID(), locationId, name: `IMG_${i}.jpg`, path: `/photos/2026/IMG_${i}.jpg`, kind: 'file', sizeBytes: 1000 + i, modifiedAt: new Date(1.7e12 + i * 1000).toISOString() };
+}
+
+/** Plain Postgres: multi-row INSERT … ON CONFLICT DO UPDATE of entry rows, 5,000 per statement. */
+async function baseline() {
+  const url = await createDb(`bench_raw_${process.pid}`);
+  return withClient(url, async (c) => {
+    await c.query(`create table entries (id uuid primary key, device_id uuid not null, location_id uuid not null, name text not null, path text not null,
+      kind text not null, size_bytes bigint not null, modified_at timestamptz not null, version text collate "C" not null, updated_at timestamptz not null)`);
+    await c.query('create index on entries (device_id, version, id)');
+    await c.query('create index on entries (location_id, id)');
+    const dev = randomUUID(); const loc = randomUUID();
+    const t0 = process.hrtime.bigint();
+    for (let off = 0; off < BASELINE_N; off += 5000) {
+      const vals = []; const params = [];
+      for (let i = off; i < Math.min(BASELINE_N, off + 5000); i++) {
+        const e = entry(loc, i); const b = params.length;
+        vals.push(`($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10})`);
+        params.push(e.id, dev, loc, e.name, e.path, e.kind, e.sizeBytes, e.modifiedAt, `v${String(i).padStart(10, '0')}`, new Date().toISOString());
+      }
+      await c.query(`insert into entries (id, device_id, location_id, name, path, kind, size_bytes, modified_at, version, updated_at) values ${vals.join(',')}
+        on conflict (id) do update set name = excluded.name, path = excluded.path, size_bytes = excluded.size_bytes, version = excluded.version, updated_at = excluded.updated_at`, params);
+    }
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    return BASELINE_N / s;
+  });
+}
+
+async function startNats() {
+  const port = await freePort();
+  const log = openSync(join(dir, 'nats.log'), 'a');
+  const p = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'js')], { stdio: ['ignore', log, log] });
+  children.push(p);
+  while (!(await portOpen(port))) await sleep(50);
+  return `nats://127.0.0.1:${port}`;
+}
+
+async function startDevice(name, env) {
+  const port = await freePort();
+  const log = openSync(join(dir, `${name}.log`), 'a');
+  const p = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, DEVICE_NAME: name, PORT: String(port), ...env }, stdio: ['ignore', log, log] });
+  children.push(p);
+  const url = `http://127.0.0.1:${port}`;
+  for (;;) {
+    if (p.exitCode !== null) throw new Error(`${name} exited: ${readFileSync(join(dir, `${name}.log`), 'utf8').slice(-2000)}`);
+    try { if ((await fetch(`${url}/health`)).ok) break; } catch { /* not yet */ }
+    await sleep(100);
+  }
+  return { name, url, proc: p, port };
+}
+async function req(d, method, path, body) {
+  const r = await fetch(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const j = await r.json();
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
+  return j;
+}
+async function writeEntries(d, n) {
+  const loc = await req(d, 'POST', '/locations', { name: 'Photos', path: '/photos' });
+  for (let off = 0; off < n; off += 10_000) {
+    const items = []; for (let i = off; i < Math.min(n, off + 10_000); i++) items.push(entry(loc.id, i));
+    await req(d, 'POST', '/entries/batch', { items });
+  }
+}
+function peakRssMb(pid) {
+  try { const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8')); return m ? Number(m[1]) / 1024 : NaN; } catch { return NaN; }
+}
+
+async function main() {
+  try { execFileSync('nats-server', ['--version'], { stdio: 'ignore' }); } catch { throw new Error('nats-server is not installed'); }
+  const raw = await baseline();
+  console.log(`baseline: plain Postgres upsert of entry rows: ${fmt(raw)} rows/s (${fmt(BASELINE_N)} rows)`);
+  const nats = await startNats();
+
+  // 1. live sync: entries written on A become readable on B
+  const lib = randomUUID();
+  const a = await startDevice('bench-a', { LIBRARY_ID: lib, DATABASE_URL: await createDb(`bench_a_${process.pid}`), NATS_URL: nats });
+  const bUrl = await createDb(`bench_b_${process.pid}`);
+  const b = await startDevice('bench-b', { LIBRARY_ID: lib, DATABASE_URL: bUrl, NATS_URL: nats });
+  while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
+  const t0 = Date.now();
+  await writeEntries(a, SYNC_N);
+  const written = Date.now();
+  while ((await count(bUrl)) < SYNC_N) await sleep(50);
+  const syncS = (Date.now() - t0) / 1000;
+  const syncRate = SYNC_N / syncS;
+  console.log(`sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`);
+
+  // 2. backfill: a new device joins a library holding BACKFILL_N entries
+  if (BACKFILL_N > 0) {
+    const more = BACKFILL_N - SYNC_N;
+    if (more > 0) await writeEntries(a, more);
+    const cUrl = await createDb(`bench_c_${process.pid}`);
+    const t1 = Date.now();
+    const c = await startDevice('bench-c', { LIBRARY_ID: lib, DATABASE_URL: cUrl, NATS_URL: nats });
+    let peak = 0;
+    for (;;) {
+      peak = Math.max(peak, peakRssMb(c.proc.pid));
+      const st = await req(c, 'GET', '/sync/status');
+      if (st.phase === 'ready' && (await count(cUrl)) >= BACKFILL_N) break;
+      await sleep(200);
+    }
+    const s = (Date.now() - t1) / 1000;
+    peak = Math.max(peak, peakRssMb(c.proc.pid));
+    const rate = BACKFILL_N / s;
+    console.log(`backfill: ${fmt(BACKFILL_N)} entries into a new device in ${s.toFixed(1)} s (process start to ready): ${fmt(rate)} rows/s; ratio to baseline ${(rate / raw).toFixed(2)}; peak RSS of the joining process ${peak.toFixed(0)} MB`);
+  }
+}
+
+main()
+  .catch((e) => { console.error(e); process.exitCode = 1; })
+  .finally(async () => {
+    for (const p of children) p.kill('SIGKILL');
+    await sleep(300);
+    const c = new Client({ connectionString: PG }); await c.connect();
+    for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
+    await c.end();
+    rmSync(dir, { recursive: true, force: true });
+  });
