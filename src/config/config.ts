@@ -15,6 +15,10 @@ export interface DeviceConfig {
   port: number;
   syncEnabled: boolean;
   maxClockDriftMs: number;
+  /** Heartbeat period; a peer missing three is offline (SYNC_HEARTBEAT_INTERVAL_MS, default 2000). */
+  heartbeatIntervalMs: number;
+  /** Pause between backfill pages, to spare a busy serving peer (SYNC_BACKFILL_PAUSE_MS, default 0). */
+  backfillPauseMs: number;
 }
 
 export class ConfigError extends Error {
@@ -111,5 +115,7 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
     port: parseInteger('PORT', get('PORT'), 3000, 0, 65535),
     syncEnabled: parseBool('SYNC_ENABLED', get('SYNC_ENABLED'), true),
     maxClockDriftMs: parseInteger('SYNC_MAX_CLOCK_DRIFT_MS', get('SYNC_MAX_CLOCK_DRIFT_MS'), 5 * 60_000, 0, 365 * 24 * 3600_000),
+    backfillPauseMs: parseInteger('SYNC_BACKFILL_PAUSE_MS', get('SYNC_BACKFILL_PAUSE_MS'), 0, 0, 60_000),
+    heartbeatIntervalMs: parseInteger('SYNC_HEARTBEAT_INTERVAL_MS', get('SYNC_HEARTBEAT_INTERVAL_MS'), 2000, 100, 600_000),
   };
 }

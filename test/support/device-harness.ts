@@ -77,6 +77,8 @@ export interface TestDeviceOptions {
   natsUrl?: string;
   syncEnabled?: boolean;
   maxClockDriftMs?: number;
+  heartbeatIntervalMs?: number;
+  backfillPauseMs?: number;
   /** Nest log levels (default warnings and errors). */
   logLevels?: ('log' | 'error' | 'warn' | 'debug' | 'verbose' | 'fatal')[];
 }
@@ -94,6 +96,8 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     port: 0,
     syncEnabled: o.syncEnabled ?? true,
     maxClockDriftMs: o.maxClockDriftMs ?? 5 * 60_000,
+    heartbeatIntervalMs: o.heartbeatIntervalMs ?? 2000,
+    backfillPauseMs: o.backfillPauseMs ?? 0,
   };
   const device = await startDevice(config, o.logLevels ?? ['error', 'warn']);
   const url = `http://127.0.0.1:${device.port}`;

@@ -8,6 +8,7 @@ import type { SharedRepository } from './shared/shared.repository';
 import type { SyncEngine } from './sync.engine';
 import type { SyncOptions, SyncPhase } from './sync.options';
 import { decodeCursor } from './owned/cursor';
+import type { BackfillProgress } from './backfill/backfill';
 
 export interface PeerStatus {
   deviceId: string;
@@ -31,6 +32,8 @@ export interface SyncStatus {
   natsConnected: boolean;
   clockDriftHeld: number;
   deadLetters: number;
+  /** Progress of this process's backfill, while and after it runs (null: none ran). */
+  backfill: BackfillProgress | null;
 }
 
 /** What /sync/status and /sync/digest report (API.md "Health and sync state"). */
@@ -68,6 +71,7 @@ export class SyncStatusService {
       ),
       natsConnected: this.engine.natsConnected,
       clockDriftHeld: this.engine.clockDriftHeld,
+      backfill: this.engine.backfill?.progress.source ? this.engine.backfill.progress : null,
       deadLetters: Number((await sql<{ n: number }>`select count(*)::int as n from dead_letters`.execute(this.db)).rows[0].n),
     };
   }

@@ -13,6 +13,8 @@ export interface SyncOptions {
   heartbeatIntervalMs?: number;
   /** Coalescing window of outgoing owned changes. Default 100. */
   batchWindowMs?: number;
+  /** Pause between backfill pages (spares a busy serving peer). Default 0. */
+  backfillPauseMs?: number;
   /** How often the change log is pruned even without new acknowledgements. Default 5000. */
   pruneIntervalMs?: number;
 }

@@ -27,7 +27,8 @@ interface Plan {
 
 export interface BackfillProgress {
   source: string | null;
-  items: { owner: string; model: string; done: number; total: number | null }[];
+  /** startedAfter: the checkpoint this item resumed from (null: from the beginning). */
+  items: { owner: string; model: string; done: number; total: number | null; startedAfter?: string | null }[];
 }
 
 /**
@@ -48,6 +49,7 @@ export class BackfillService {
     private readonly owned: OwnedApplier,
     private readonly devices: DevicesRepository,
     private readonly self: { id: string; libraryId: string },
+    private readonly pauseMs = 0,
   ) {}
 
   async isFinished(): Promise<boolean> {
@@ -95,8 +97,9 @@ export class BackfillService {
     this.logger.log(`backfill from ${source.name} finished: ${rows} rows in ${ms} ms (${Math.round((rows * 1000) / Math.max(1, ms))} rows/s)`);
   }
 
-  private async pullModel(source: string, owner: string, model: string, item: { done: number }): Promise<void> {
+  private async pullModel(source: string, owner: string, model: string, item: { done: number; startedAfter?: string | null }): Promise<void> {
     let after = await this.get(KEY.owned(owner, model));
+    item.startedAfter = after;
     if (after === DONE) return;
     const fetchPage = (from: string | null) =>
       this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(source, 'owned.page'), { owner, after: from, model }, 30_000);
@@ -127,6 +130,7 @@ export class BackfillService {
       }
       item.done += page.changes.length;
       after = last;
+      if (this.pauseMs && next) await new Promise((r) => setTimeout(r, this.pauseMs));
     }
   }
 
