@@ -171,7 +171,8 @@ export class SyncEngine {
     if (wasFilled && consumerCreated) void this.reconcileAll();
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        if (this.linked && this.transport!.connected && (await this.transport!.pending()) === 0 && !this.catchUpRunning) {
+        // a backlog of one fetch is live traffic, not catching up
+        if (this.linked && this.transport!.connected && (await this.transport!.pending()) <= FETCH_BATCH && !this.catchUpRunning) {
           this.phase = 'ready';
           this.logger.log('ready');
           return;

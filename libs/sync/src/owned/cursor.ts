@@ -30,3 +30,6 @@ export function compareCursor(a: OwnedCursor, b: OwnedCursor): number {
   const y = encodeCursor(b);
   return x < y ? -1 : x > y ? 1 : 0;
 }
+
+/** The cursor above every change of one version: "everything up to and including this version". */
+export const endOfVersion = (version: string): string => `${version}|${TOMBSTONE_KIND}|ffffffff-ffff-ffff-ffff-ffffffffffff`;

@@ -5,6 +5,7 @@ import type { JetStreamTransport } from '../transport/jetstream.transport';
 import type { LocalStateRepository } from '../transport/local-state.repository';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository } from './owned.repository';
+import { endOfVersion } from './cursor';
 
 export const OWNED_PUBLISHED_KEY = 'owned_published';
 const PAGE = 5000;
@@ -32,8 +33,12 @@ export class OwnedPublisher {
     const changes = await this.repo.changesAfter(this.db, this.deviceId, published, PAGE);
     if (changes.length === 0) return false;
     let from = published;
-    for (const batch of splitBySize(changes, (c) => Buffer.byteLength(JSON.stringify(c.type === 'row' ? { model: c.model, row: c.row } : c.tombstone)) + 1, this.transport.maxPayload - 2048)) {
-      const to = batch[batch.length - 1].cursor;
+    const batches = [...splitBySize(changes, (c) => Buffer.byteLength(JSON.stringify(c.type === 'row' ? { model: c.model, row: c.row } : c.tombstone)) + 1, this.transport.maxPayload - 2048)];
+    const drained = changes.length < PAGE;
+    for (const [i, batch] of batches.entries()) {
+      // the last message of a drain covers its whole version (writes commit whole, in version order)
+      const lastCursor = batch[batch.length - 1].cursor;
+      const to = drained && i === batches.length - 1 ? endOfVersion(lastCursor.split('|')[0]) : lastCursor;
       const msg: StateMessage = {
         v: 1,
         kind: 'state',

@@ -8,6 +8,7 @@ import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow, SharedRepository } from '../shared/shared.repository';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
 import type { DevicesRepository } from './devices.repository';
+import { endOfVersion } from '../owned/cursor';
 
 /**
  * Request-reply between peers (NATS request/response: each reply is correlated with its request
@@ -15,8 +16,7 @@ import type { DevicesRepository } from './devices.repository';
  * and watermarks also on sync.<lib>.rpc.all.* for discovery.
  */
 
-/** The cursor above every change of one version: "everything up to this version". */
-export const endOfVersion = (version: string): string => `${version}|9|ffffffff-ffff-ffff-ffff-ffffffffffff`;
+export { endOfVersion };
 
 export interface WatermarksReply {
   deviceId: string;

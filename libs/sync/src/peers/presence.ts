@@ -160,7 +160,8 @@ export class PresenceService {
     const mine = new Map((await this.devices.peers(this.db)).map((p) => [p.id, p]));
     const claims: string[] = [];
     const check = (kind: string, origin: string, theirs: string | null | undefined, ours: string | null | undefined) => {
-      if (origin !== this.self.id && theirs && (!ours || ours < theirs)) claims.push(`${kind}:${origin}:${theirs}`);
+      // our own position is part of the claim: while we are still progressing it is not a stall
+      if (origin !== this.self.id && theirs && (!ours || ours < theirs)) claims.push(`${kind}:${origin}:${theirs}:${ours ?? ''}`);
     };
     check('state', hb.origin, hb.ownedHead, mine.get(hb.origin)?.state_watermark);
     check('shared', hb.origin, hb.sharedHead, mine.get(hb.origin)?.shared_watermark);
