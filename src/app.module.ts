@@ -3,6 +3,7 @@ import { Db, DbModule } from '@lib/db';
 import { SyncModule } from '@lib/sync';
 import type { DeviceConfig } from './config/config';
 import { LibraryModule } from './library/library.module';
+import { MetricsModule } from './metrics/metrics.module';
 
 /** One device: its database, the sync engine and the library's HTTP API. */
 @Module({})
