@@ -9,17 +9,23 @@ import { MetricsModule } from './metrics/metrics.module';
 @Module({})
 export class AppModule {
   static forDevice(config: DeviceConfig, deviceId: string, db: Db): DynamicModule {
-    const sync = SyncModule.forRoot({
-      deviceId,
-      deviceName: config.deviceName,
-      libraryId: config.libraryId,
-      natsServers: config.natsServers,
-      enabled: config.syncEnabled,
-      maxClockDriftMs: config.maxClockDriftMs,
-    });
     return {
       module: AppModule,
-      imports: [DbModule.forDatabase(db), sync, LibraryModule.using(sync)],
+      imports: [
+        DbModule.forDatabase(db),
+        SyncModule.forRoot({
+          deviceId,
+          deviceName: config.deviceName,
+          libraryId: config.libraryId,
+          natsServers: config.natsServers,
+          enabled: config.syncEnabled,
+          maxClockDriftMs: config.maxClockDriftMs,
+          heartbeatIntervalMs: config.heartbeatIntervalMs,
+          backfillPauseMs: config.backfillPauseMs,
+        }),
+        LibraryModule,
+        MetricsModule,
+      ],
     };
   }
 }

@@ -59,7 +59,8 @@ const providers: Provider[] = [
 const exported = [SyncMetrics, SYNC_OPTIONS, ClockService, OwnedRepository, SharedRepository, DevicesRepository, OwnedWriter, SharedWriter, SyncEngine, SyncStatusService];
 
 /**
- * The sync engine as a Nest module. Needs a DB provider (DbModule) in the application. Starts
+ * The sync engine as a Nest module, global so that the application's modules can inject its
+ * writers and status. Needs a DB provider (DbModule) in the application. Starts
  * syncing when the application has bootstrapped and stops before the database closes.
  */
 @Module({})
@@ -67,12 +68,13 @@ export class SyncModule implements OnApplicationBootstrap, OnApplicationShutdown
   constructor(@Inject(SyncEngine) private readonly engine: SyncEngine) {}
 
   static forRoot(options: SyncOptions): DynamicModule {
-    return { module: SyncModule, providers: [{ provide: SYNC_OPTIONS, useValue: options }, ...providers], exports: exported };
+    return { module: SyncModule, global: true, providers: [{ provide: SYNC_OPTIONS, useValue: options }, ...providers], exports: exported };
   }
 
   static forRootAsync(options: SyncModuleAsyncOptions): DynamicModule {
     return {
       module: SyncModule,
+      global: true,
       imports: options.imports ?? [],
       providers: [{ provide: SYNC_OPTIONS, inject: (options.inject ?? []) as never[], useFactory: options.useFactory }, ...providers],
       exports: exported,

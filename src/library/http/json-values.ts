@@ -1,0 +1,19 @@
+/** Column values as the JSON of API.md shows them, whichever driver (pg or PGlite) read them. */
+
+/** A timestamp as ISO-8601 UTC with milliseconds. */
+export function isoOf(value: unknown): string {
+  return (value instanceof Date ? value : new Date(value as string)).toISOString();
+}
+
+export function isoOrNull(value: unknown): string | null {
+  return value === null || value === undefined ? null : isoOf(value);
+}
+
+/** A bigint column as a JS number (byte counts stay far below 2^53). */
+export function numberOf(value: unknown): number {
+  return typeof value === 'number' ? value : Number(value);
+}
+
+export function numberOrNull(value: unknown): number | null {
+  return value === null || value === undefined ? null : numberOf(value);
+}

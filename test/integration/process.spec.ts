@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { createEmptyDatabase, createTestDatabase, dropTestDatabases, natsUrl, tempDataDir } from '../support/databases';
+import { DeviceProcess, waitFor } from '../support/device-harness';
+
+/**
+ * The device as a real process (dist/main.js), exactly as API.md "Starting a device" promises:
+ * configuration errors, migrations at start, a persisted DEVICE_ID, signals, and an unreachable NATS.
+ */
+const ROOT = join(__dirname, '..', '..');
+const MAIN = join(ROOT, 'dist', 'main.js');
+const STOP_DEADLINE_MS = 10_000;
+
+/** Every variable of the contract; '' unsets it (DeviceProcess drops empty values), so the test's own environment cannot leak in. */
+const UNSET = { DEVICE_ID: '', DEVICE_NAME: '', LIBRARY_ID: '', DATABASE_URL: '', DATA_DIR: '', NATS_URL: '', PORT: '', SYNC_ENABLED: '', SYNC_MAX_CLOCK_DRIFT_MS: '' };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const started: DeviceProcess[] = [];
+
+/** A device process with a valid configuration; `env` overrides or unsets ('') variables. */
+function device(env: Record<string, string> = {}, dir = tempDataDir('process-')): DeviceProcess {
+  const p = new DeviceProcess(
+    { ...UNSET, LIBRARY_ID: randomUUID(), DEVICE_NAME: `proc-${randomUUID().slice(0, 6)}`, DATA_DIR: join(dir, 'data'), NATS_URL: natsUrl(), ...env },
+    dir,
+  );
+  started.push(p);
+  return p;
+}
+
+/** Sends a signal and returns the exit code, failing if the process outlives the contract's deadline. */
+async function stopWithin(p: DeviceProcess, signal: NodeJS.Signals): Promise<{ code: number | string | null; ms: number }> {
+  const t0 = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running ${STOP_DEADLINE_MS} ms after ${signal}: ${p.logTail()}`)), STOP_DEADLINE_MS);
+  });
+  try {
+    const code = await Promise.race([p.stop(signal), deadline]);
+    return { code, ms: Date.now() - t0 };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Exit {
+  code: number | null;
+  stderr: string;
+  stdout: string;
+}
+
+/** Runs dist/main.js that is expected to end by itself at start (bad configuration). */
+function runUntilExit(env: Record<string, string>, timeoutMs = 30_000): Promise<Exit> {
+  const merged: Record<string, string> = { ...(process.env as Record<string, string>), ...UNSET, ...env };
+  for (const k of Object.keys(merged)) if (merged[k] === '') delete merged[k];
+  // jest's own flags (--experimental-vm-modules) are not the device's, and would add warnings to stderr
+  delete merged.NODE_OPTIONS;
+  // cwd: an empty directory, so that no .env file supplies what the test leaves out
+  const child = spawn(process.execPath, [MAIN], { cwd: tempDataDir('process-cwd-'), env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`did not exit within ${timeoutMs} ms; stdout: ${stdout.slice(-500)} stderr: ${stderr.slice(-500)}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      // 'exit' may precede the last 'data' events; 'close' follows them
+      child.once('close', () => resolve({ code, stdout, stderr }));
+      if (child.stdout.closed && child.stderr.closed) resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Exit 1 and one line on stderr that names the variable. */
+function expectConfigFailure(exit: Exit, variable: string): void {
+  const lines = exit.stderr.trim().split('\n').filter(Boolean);
+  expect({ code: exit.code, lines }).toEqual({ code: 1, lines: [expect.stringContaining(variable)] });
+}
+
+async function tablesOf(databaseUrl: string): Promise<string[]> {
+  const c = new Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const r = await c.query<{ table_name: string }>("select table_name from information_schema.tables where table_schema = 'public'");
+    return r.rows.map((row) => row.table_name);
+  } finally {
+    await c.end();
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (npm test does it in pretest)`);
+});
+
+afterEach(() => {
+  // a failed test must not leave a device running into the next one
+  for (const p of started.splice(0)) if (p.proc && p.proc.exitCode === null) p.proc.kill('SIGKILL');
+});
+
+afterAll(async () => {
+  await dropTestDatabases();
+});
+
+describe('device process: bad configuration ends it at start', () => {
+  it.each<[string, string, Record<string, string>]>([
+    ['LIBRARY_ID', 'not a uuid', { LIBRARY_ID: 'not-a-uuid' }],
+    ['LIBRARY_ID', 'missing', { LIBRARY_ID: '' }],
+    ['PORT', 'not a number', { PORT: 'eighty' }],
+    ['SYNC_ENABLED', 'not a boolean', { SYNC_ENABLED: 'sometimes' }],
+    ['DEVICE_ID', 'not a uuid', { DEVICE_ID: 'laptop' }],
+    ['DATABASE_URL', 'not postgres', { DATABASE_URL: 'mysql://root@127.0.0.1/x' }],
+  ])('%s %s: exit 1 with a one-line message naming it', async (variable, _why, env) => {
+    const exit = await runUntilExit({ LIBRARY_ID: randomUUID(), DATA_DIR: tempDataDir('process-'), NATS_URL: natsUrl(), ...env });
+    expectConfigFailure(exit, variable);
+  });
+
+  it('an unreachable DATABASE_URL: exit 1 naming DATABASE_URL', async () => {
+    const exit = await runUntilExit({ LIBRARY_ID: randomUUID(), DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x', NATS_URL: natsUrl() });
+    expectConfigFailure(exit, 'DATABASE_URL');
+  });
+});
+
+describe('device process on Postgres', () => {
+  it('applies its migrations at start on an empty database, then serves', async () => {
+    const databaseUrl = await createEmptyDatabase();
+    expect(await tablesOf(databaseUrl)).toEqual([]);
+    const p = device({ DATABASE_URL: databaseUrl });
+    await p.start(await freePort());
+    expect((await p.req('GET', '/health')).status).toBe(200);
+    expect(await tablesOf(databaseUrl)).toEqual(
+      expect.arrayContaining(['devices', 'volumes', 'locations', 'entries', 'tags', 'albums', 'shared_changes', 'kysely_migration']),
+    );
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+  });
+
+  it.each<NodeJS.Signals>(['SIGTERM', 'SIGINT'])('%s stops it with exit 0 within 10 s', async (signal) => {
+    const p = device({ DATABASE_URL: await createTestDatabase() });
+    await p.start(await freePort());
+    const { code } = await stopWithin(p, signal);
+    expect(code).toBe(0);
+  });
+
+  it('generates DEVICE_ID once and keeps it across restarts; refuses another DEVICE_ID or LIBRARY_ID for that database', async () => {
+    const databaseUrl = await createTestDatabase();
+    const libraryId = randomUUID();
+    const p = device({ DATABASE_URL: databaseUrl, LIBRARY_ID: libraryId });
+    await p.start(await freePort());
+    const first = (await p.req('GET', '/sync/status')).body.deviceId;
+    expect(first).toMatch(UUID);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+
+    await p.start(await freePort());
+    expect((await p.req('GET', '/sync/status')).body.deviceId).toBe(first);
+    expect((await stopWithin(p, 'SIGINT')).code).toBe(0);
+
+    // the persisted id wins over nothing, and a different configured id is a mistake, not a new identity
+    expectConfigFailure(await runUntilExit({ DATABASE_URL: databaseUrl, LIBRARY_ID: libraryId, DEVICE_ID: randomUUID(), NATS_URL: natsUrl() }), 'DEVICE_ID');
+    expectConfigFailure(await runUntilExit({ DATABASE_URL: databaseUrl, LIBRARY_ID: randomUUID(), NATS_URL: natsUrl() }), 'LIBRARY_ID');
+  });
+
+  it('accepts its own DEVICE_ID when given explicitly', async () => {
+    const deviceId = randomUUID();
+    const p = device({ DATABASE_URL: await createTestDatabase(), DEVICE_ID: deviceId });
+    await p.start(await freePort());
+    expect((await p.req('GET', '/sync/status')).body.deviceId).toBe(deviceId);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+  });
+
+  it('keeps serving local reads and writes while NATS is unreachable', async () => {
+    const p = device({ DATABASE_URL: await createTestDatabase(), NATS_URL: 'nats://127.0.0.1:1' });
+    await p.start(await freePort());
+    const health = await p.req('GET', '/health');
+    expect(health.status).toBe(200);
+    // NATS state is reported inside /health (API.md) and must not claim a connection it cannot have
+    expect(health.body.nats).not.toBe('connected');
+    expect((await p.req('GET', '/sync/status')).status).toBe(200);
+    const created = await p.req('POST', '/tags', { name: 'offline' });
+    expect([200, 201]).toContain(created.status);
+    expect((await p.req('PATCH', `/tags/${created.body.id}`, { color: '#00ff00' })).status).toBe(200);
+    expect((await p.req('GET', `/tags/${created.body.id}`)).body).toMatchObject({ id: created.body.id, name: 'offline', color: '#00ff00' });
+    // reconnect attempts go on in the background and never end the process
+    await waitFor('/health to keep answering', async () => (await p.req('GET', '/health')).status === 200, 5_000);
+    expect(p.proc?.exitCode).toBeNull();
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+  });
+});
+
+describe('device process on embedded PGlite (DATA_DIR)', () => {
+  it('migrates a new DATA_DIR, and keeps its DEVICE_ID and data across restarts', async () => {
+    const dir = tempDataDir('process-pglite-');
+    const p = device({ DATA_DIR: join(dir, 'data') }, dir);
+    await p.start(await freePort());
+    const first = (await p.req('GET', '/sync/status')).body.deviceId;
+    expect(first).toMatch(UUID);
+    const tag = await p.req('POST', '/tags', { name: 'kept', color: '#ff0000' });
+    expect([200, 201]).toContain(tag.status);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+
+    await p.start(await freePort());
+    expect((await p.req('GET', '/sync/status')).body.deviceId).toBe(first);
+    expect((await p.req('GET', `/tags/${tag.body.id}`)).body).toMatchObject({ id: tag.body.id, name: 'kept', color: '#ff0000' });
+    expect((await stopWithin(p, 'SIGINT')).code).toBe(0);
+  });
+});
