@@ -127,6 +127,13 @@ async function main() {
   while ((await count(bUrl)) < SYNC_N) await sleep(50);
   const syncS = (Date.now() - t0) / 1000;
   const syncRate = SYNC_N / syncS;
+  const metric = async (d, name) => {
+    const text = await (await fetch(`${d.url}/metrics`)).text();
+    return text.split('\n').filter((l) => l.startsWith(name)).map((l) => l.replace(/^\S+\{?/, (m) => m)).join('; ');
+  };
+  if (process.env.BENCH_VERBOSE) {
+    console.log(`  B apply: ${await metric(b, 'sync_apply_seconds_sum')} / ${await metric(b, 'sync_apply_seconds_count')}`);
+  }
   console.log(`sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`);
 
   // 2. backfill: a new device joins a library holding BACKFILL_N entries

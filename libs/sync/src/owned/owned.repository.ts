@@ -64,7 +64,7 @@ export class OwnedRepository {
     const updates = sql.join(model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`));
     const t = sql.table(model.table);
     const filters: RawBuilder<unknown>[] = [sql`true`];
-    if (onlyNewer) {
+    if (onlyNewer && (await this.hasTombstones(db, rows, model))) {
       filters.push(sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.version >= x.version)`);
       if (model.parent?.onDelete === 'cascade') {
         filters.push(sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)})`);
@@ -76,6 +76,20 @@ export class OwnedRepository {
     const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, rows)} where ${sql.join(filters, sql` and `)}
       on conflict (id) do update set ${updates} ${guard}`.execute(db);
     return Number(res.numAffectedRows ?? 0);
+  }
+
+  /** Whether any row's owner has tombstones that could shadow these rows (usually not: skip the probes). */
+  private async hasTombstones(db: DbOrTx, rows: readonly Record<string, unknown>[], model: OwnedModel): Promise<boolean> {
+    const owners = [...new Set(rows.map((r) => String(r.device_id)))];
+    const models = model.parent?.onDelete === 'cascade' ? [model.name, model.parent.model] : [model.name];
+    const hit = await db
+      .selectFrom('owned_tombstones')
+      .select('id')
+      .where('device_id', 'in', owners)
+      .where('model', 'in', models)
+      .limit(1)
+      .executeTakeFirst();
+    return !!hit;
   }
 
   /**
