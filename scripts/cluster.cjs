@@ -1,0 +1,247 @@
+#!/usr/bin/env node
+// A local library of three devices on embedded PGlite (`npm run cluster`).
+//
+// - one library id, kept in ./data/library-id so a restart brings back the same library
+// - device-a, device-b, device-c on ports 3001-3003, embedded data under ./data/<name>
+// - NATS_URL from the environment, else nats://127.0.0.1:4222; when no server answers there a
+//   local `nats-server -js` is started with its store under ./data/nats
+// - Ctrl-C (SIGINT) or SIGTERM stops the devices gracefully, then the NATS server it started
+//
+// Logs go to ./data/<name>.log (and ./data/nats.log); `--logs` streams them here as well.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const { randomUUID } = require('node:crypto');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..');
+const DATA = path.join(ROOT, 'data');
+const MAIN = path.join(ROOT, 'dist', 'main.js');
+const DEVICES = [
+  { name: 'device-a', port: 3001 },
+  { name: 'device-b', port: 3002 },
+  { name: 'device-c', port: 3003 },
+];
+const HEALTH_TIMEOUT_MS = 120_000;
+const STOP_TIMEOUT_MS = 15_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const streamLogs = process.argv.includes('--logs');
+
+/** Children we started, in start order: devices are stopped first, NATS last. */
+const children = [];
+let stopping = false;
+/** Until every device has answered once, a device that exits is reported by the start-up wait. */
+let starting = true;
+
+function say(msg) {
+  console.log(`[cluster] ${msg}`);
+}
+
+function fail(msg) {
+  console.error(`[cluster] ${msg}`);
+  process.exitCode = 1;
+  void stopAll();
+}
+
+function libraryId() {
+  const file = path.join(DATA, 'library-id');
+  if (fs.existsSync(file)) {
+    const id = fs.readFileSync(file, 'utf8').trim();
+    if (!UUID.test(id)) throw new Error(`${file} does not hold a uuid; delete it to start a new library`);
+    return id;
+  }
+  const id = randomUUID();
+  fs.writeFileSync(file, `${id}\n`);
+  return id;
+}
+
+function portOpen(host, port, timeoutMs = 1000) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+async function until(what, fn, timeoutMs, everyMs = 200) {
+  const end = Date.now() + timeoutMs;
+  while (!stopping) {
+    if (await fn()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** nats://host:port (or host:port) → { host, port }. */
+function natsAddress(server) {
+  const u = new URL(server.includes('://') ? server : `nats://${server}`);
+  return { host: u.hostname, port: Number(u.port || 4222) };
+}
+
+function findExecutable(name) {
+  const dirs = [...(process.env.PATH || '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/bin'];
+  for (const dir of dirs) {
+    const file = path.join(dir, name);
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+      return file;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+function tail(file, lines = 15) {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Starts a child in its own process group, so a terminal's Ctrl-C reaches it once, from us. */
+function start(name, command, args, env, logFile) {
+  const log = fs.openSync(logFile, 'a');
+  const child = spawn(command, args, { cwd: ROOT, env, detached: true, stdio: ['ignore', streamLogs ? 'pipe' : log, streamLogs ? 'pipe' : log] });
+  if (streamLogs) {
+    for (const stream of [child.stdout, child.stderr]) {
+      let rest = '';
+      stream.on('data', (chunk) => {
+        fs.writeSync(log, chunk);
+        const lines = (rest + chunk).split('\n');
+        rest = lines.pop();
+        for (const line of lines) console.log(`[${name}] ${line}`);
+      });
+    }
+  }
+  const entry = { name, child, logFile, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal))) };
+  entry.exited.then((result) => {
+    fs.closeSync(log);
+    if (!stopping && !starting) {
+      console.error(`[cluster] ${name} exited (${result}) on its own; last lines of ${path.relative(ROOT, logFile)}:\n${tail(logFile)}`);
+      if (children.filter((c) => c.name !== 'nats-server' && c.child.exitCode === null && c.child.signalCode === null).length === 0) {
+        fail('no device left running');
+      }
+    }
+  });
+  child.once('error', (e) => fail(`${name}: cannot start ${command}: ${e.message}`));
+  children.push(entry);
+  return entry;
+}
+
+async function ensureNats(natsUrl) {
+  const servers = natsUrl.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of servers) {
+    const { host, port } = natsAddress(s);
+    if (await portOpen(host, port)) {
+      say(`using NATS at ${s}`);
+      return;
+    }
+  }
+  const { host, port } = natsAddress(servers[0]);
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) {
+    say(`no NATS answers at ${natsUrl}; the devices serve local reads and writes and sync once it is back`);
+    return;
+  }
+  const bin = findExecutable('nats-server');
+  if (!bin) {
+    throw new Error(
+      `no NATS answers at ${natsUrl} and nats-server is not installed: install it (Debian: apt-get install nats-server), ` +
+        'or start one with JetStream (nats-server -js), or set NATS_URL to a running server',
+    );
+  }
+  const storeDir = path.join(DATA, 'nats');
+  fs.mkdirSync(storeDir, { recursive: true });
+  say(`no NATS at ${natsUrl}: starting ${bin} -js on ${host}:${port} (store ${path.relative(ROOT, storeDir)})`);
+  const nats = start('nats-server', bin, ['-js', '-a', host === 'localhost' ? '127.0.0.1' : host, '-p', String(port), '-sd', storeDir], process.env, path.join(DATA, 'nats.log'));
+  await until(`nats-server on ${host}:${port}`, async () => {
+    if (nats.child.exitCode !== null) throw new Error(`nats-server exited: ${tail(nats.logFile)}`);
+    return portOpen(host, port);
+  }, 15_000, 100);
+}
+
+async function health(url) {
+  try {
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+    return res.status === 200;
+  } catch {
+    return false; // not listening yet
+  }
+}
+
+async function stopAll(signal = 'SIGTERM') {
+  if (stopping) return;
+  stopping = true;
+  const devices = children.filter((c) => c.name !== 'nats-server');
+  const nats = children.filter((c) => c.name === 'nats-server');
+  for (const group of [devices, nats]) {
+    const running = group.filter((c) => c.child.exitCode === null && c.child.signalCode === null);
+    if (running.length) say(`stopping ${running.map((c) => c.name).join(', ')}`);
+    for (const c of running) c.child.kill(signal);
+    const timer = setTimeout(() => {
+      for (const c of running) if (c.child.exitCode === null) c.child.kill('SIGKILL');
+    }, STOP_TIMEOUT_MS);
+    const results = await Promise.all(running.map((c) => c.exited));
+    clearTimeout(timer);
+    running.forEach((c, i) => {
+      if (results[i] !== 0) process.exitCode = 1;
+    });
+  }
+  process.exit();
+}
+
+async function main() {
+  process.on('SIGINT', () => (stopping ? forceStop() : void stopAll('SIGINT')));
+  process.on('SIGTERM', () => void stopAll('SIGTERM'));
+
+  if (!fs.existsSync(MAIN)) throw new Error(`${path.relative(ROOT, MAIN)} is missing: run \`npm run build\` (npm run cluster does)`);
+  fs.mkdirSync(DATA, { recursive: true });
+  const library = libraryId();
+  const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
+  say(`library ${library} (kept in data/library-id)`);
+  await ensureNats(natsUrl);
+
+  const base = { ...process.env };
+  // the cluster is embedded by definition: nothing from the caller's shell may redirect a device
+  for (const k of ['DEVICE_ID', 'DATABASE_URL', 'DATA_DIR', 'PORT', 'DEVICE_NAME', 'LIBRARY_ID']) delete base[k];
+  const devices = DEVICES.map((d) =>
+    Object.assign(
+      start(
+        d.name,
+        process.execPath,
+        [MAIN],
+        { ...base, LIBRARY_ID: library, DEVICE_NAME: d.name, DATA_DIR: path.join(DATA, d.name), NATS_URL: natsUrl, PORT: String(d.port) },
+        path.join(DATA, `${d.name}.log`),
+      ),
+      { url: `http://127.0.0.1:${d.port}` },
+    ),
+  );
+
+  await Promise.all(
+    devices.map(async (d) => {
+      await until(`${d.name} at ${d.url}/health`, async () => {
+        if (d.child.exitCode !== null) throw new Error(`${d.name} exited at start:\n${tail(d.logFile)}`);
+        return health(d.url);
+      }, HEALTH_TIMEOUT_MS);
+      if (!stopping) say(`${d.name.padEnd(9)} ${d.url}   (log: data/${d.name}.log)`);
+    }),
+  );
+  starting = false;
+  if (!stopping) say('all devices up. `npm run status -- --watch` shows their sync state; Ctrl-C stops the cluster');
+}
+
+function forceStop() {
+  say('stopping now (second interrupt)');
+  for (const c of children) if (c.child.exitCode === null) c.child.kill('SIGKILL');
+  process.exit(1);
+}
+
+main().catch((e) => fail(e.message));

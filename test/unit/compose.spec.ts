@@ -1,0 +1,156 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { isUuid, parseConfig } from '../../src/config/config';
+
+/**
+ * docker-compose.yml runs a three-device cluster. Nothing here starts Docker: the file is parsed
+ * and every device service is checked against the device contract (API.md "Starting a device").
+ */
+const ROOT = join(__dirname, '..', '..');
+const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true });
+const services: Record<string, any> = compose.services;
+
+/** Compose accepts `environment` as a map or as a list of KEY=value. */
+function environmentOf(service: any): Record<string, string> {
+  const env = service.environment ?? {};
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map((line: string) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  }
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)]));
+}
+
+function commandOf(service: any): string[] {
+  const c = service.command ?? [];
+  return Array.isArray(c) ? c.map(String) : String(c).split(/\s+/);
+}
+
+/** "3001:3001", "127.0.0.1:3001:3001/tcp" or the long form → container ports published. */
+function publishedContainerPorts(service: any): number[] {
+  return (service.ports ?? []).map((p: any) => {
+    if (typeof p === 'object') return Number(p.target);
+    const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
+    return Number(parts[parts.length - 1]);
+  });
+}
+
+const KNOWN_VARIABLES = ['DEVICE_ID', 'DEVICE_NAME', 'LIBRARY_ID', 'DATABASE_URL', 'DATA_DIR', 'NATS_URL', 'PORT', 'SYNC_ENABLED', 'SYNC_MAX_CLOCK_DRIFT_MS', 'SYNC_HEARTBEAT_INTERVAL_MS', 'SYNC_BACKFILL_PAUSE_MS'];
+
+const deviceNames = Object.keys(services).filter((name) => services[name].build !== undefined);
+const devices = deviceNames.map((name) => ({ name, service: services[name], env: environmentOf(services[name]) }));
+const natsNames = Object.keys(services).filter((name) => String(services[name].image ?? '').startsWith('nats:'));
+const postgresNames = Object.keys(services).filter((name) => String(services[name].image ?? '').startsWith('postgres:'));
+
+describe('docker-compose.yml', () => {
+  it('runs three devices, a clustered NATS and one Postgres', () => {
+    expect(deviceNames).toHaveLength(3);
+    expect(natsNames.length).toBeGreaterThanOrEqual(3);
+    expect(postgresNames).toHaveLength(1);
+  });
+
+  it('gives every device the same LIBRARY_ID, a uuid', () => {
+    const ids = devices.map((d) => d.env.LIBRARY_ID);
+    for (const id of ids) expect(isUuid(id ?? '')).toBe(true);
+    expect(new Set(ids).size).toBe(1);
+  });
+
+  it('gives every device its own DEVICE_NAME', () => {
+    const names = devices.map((d) => d.env.DEVICE_NAME);
+    for (const n of names) expect(n).toBeTruthy();
+    expect(new Set(names).size).toBe(devices.length);
+  });
+
+  it('uses only the variables of the contract, with values the device accepts', () => {
+    for (const d of devices) {
+      for (const key of Object.keys(d.env)) expect(KNOWN_VARIABLES).toContain(key);
+      // the device's own parser: a value it would reject ends the container at start
+      const config = parseConfig(d.env, mkdtempSync(join(tmpdir(), 'compose-env-')));
+      expect(config.libraryId).toBe(d.env.LIBRARY_ID.toLowerCase());
+      expect(config.syncEnabled).toBe(true);
+    }
+  });
+
+  it('points every device at its own database on the Postgres service, created by the init script', () => {
+    const pg = services[postgresNames[0]];
+    const initMounts: string[] = (pg.volumes ?? [])
+      .map((v: any) => (typeof v === 'string' ? v : `${v.source}:${v.target}`))
+      .filter((v: string) => v.includes('/docker-entrypoint-initdb.d'));
+    expect(initMounts).toHaveLength(1);
+    const initScript = readFileSync(join(ROOT, initMounts[0].split(':')[0]), 'utf8');
+    const created = [...initScript.matchAll(/create\s+database\s+"?([A-Za-z0-9_]+)"?/gi)].map((m) => m[1]);
+
+    const databases = devices.map((d) => {
+      const url = new URL(d.env.DATABASE_URL);
+      expect(['postgres:', 'postgresql:']).toContain(url.protocol);
+      expect(url.hostname).toBe(postgresNames[0]);
+      const user = decodeURIComponent(url.username);
+      expect(user).toBe(pg.environment.POSTGRES_USER ?? 'postgres');
+      if (pg.environment.POSTGRES_PASSWORD) expect(decodeURIComponent(url.password)).toBe(String(pg.environment.POSTGRES_PASSWORD));
+      return url.pathname.slice(1);
+    });
+    expect(new Set(databases).size).toBe(devices.length);
+    for (const db of databases) expect(created).toContain(db);
+  });
+
+  it('points every device at the NATS servers, which run JetStream in one cluster', () => {
+    for (const d of devices) {
+      const hosts = d.env.NATS_URL.split(',').map((s) => new URL(s.trim()));
+      for (const h of hosts) {
+        expect(h.protocol).toBe('nats:');
+        expect(natsNames).toContain(h.hostname);
+        expect(h.port).toBe('4222');
+      }
+      expect(new Set(hosts.map((h) => h.hostname))).toEqual(new Set(natsNames));
+    }
+    const clusterNames = new Set<string>();
+    for (const name of natsNames) {
+      const cmd = commandOf(services[name]);
+      expect(cmd.some((a) => a === '-js' || a === '--jetstream')).toBe(true);
+      clusterNames.add(cmd[cmd.indexOf('--cluster_name') + 1]);
+      // routes to every other NATS service
+      const routes = cmd[cmd.indexOf('--routes') + 1].split(',').map((r) => new URL(r).hostname);
+      expect(new Set([...routes, name])).toEqual(new Set(natsNames));
+      expect(cmd[cmd.indexOf('--server_name') + 1]).toBe(name);
+    }
+    expect(clusterNames.size).toBe(1);
+  });
+
+  it('sets and publishes every device PORT, each on its own host port', () => {
+    const hostPorts: string[] = [];
+    for (const d of devices) {
+      const port = Number(d.env.PORT);
+      expect(Number.isInteger(port) && port > 0).toBe(true);
+      expect(publishedContainerPorts(d.service)).toContain(port);
+      hostPorts.push(...(d.service.ports ?? []).map((p: any) => (typeof p === 'object' ? String(p.published) : String(p).split(':').slice(-2)[0])));
+    }
+    expect(hostPorts.sort()).toEqual(['3001', '3002', '3003']);
+  });
+
+  it('starts devices only once Postgres and NATS are healthy, and checks their health', () => {
+    for (const d of devices) {
+      const deps = d.service.depends_on;
+      for (const dep of [...postgresNames, ...natsNames]) {
+        expect(deps[dep]?.condition).toBe('service_healthy');
+        expect(services[dep].healthcheck?.test).toBeDefined();
+      }
+      expect(JSON.stringify(d.service.healthcheck?.test)).toContain('/health');
+    }
+  });
+
+  it('builds every device from the Dockerfile, whose command is node dist/main.js', () => {
+    for (const d of devices) {
+      const build = typeof d.service.build === 'string' ? { context: d.service.build } : d.service.build;
+      expect(build.context).toBe('.');
+      expect(build.dockerfile ?? 'Dockerfile').toBe('Dockerfile');
+    }
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const cmds = dockerfile.split('\n').filter((l) => /^CMD\s/.test(l));
+    const last = cmds[cmds.length - 1].replace(/^CMD\s+/, '');
+    const argv = last.startsWith('[') ? (JSON.parse(last) as string[]) : last.split(/\s+/);
+    expect(argv).toEqual(['node', 'dist/main.js']);
+    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim/m);
+    expect(dockerfile).toMatch(/npm ci/);
+    expect(dockerfile).toMatch(/npm run build/);
+  });
+});

@@ -1,0 +1,159 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, parseConfig } from '../../src/config/config';
+
+/** API.md "Starting a device": every variable, its default, and a bad value naming the variable. */
+const LIBRARY = '6f1c2b1e-8d4a-4c3e-9b7f-2a5d0e9c4b11';
+const DEVICE = '0b9d3c52-7f0e-4a51-9c1d-5e2f8a6b7c3d';
+
+/** A directory without a .env file, unless the test writes one. */
+const emptyDir = (): string => mkdtempSync(join(tmpdir(), 'config-spec-'));
+
+function errorOf(env: Record<string, string>, cwd = emptyDir()): ConfigError {
+  try {
+    parseConfig(env, cwd);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error(`parseConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('parseConfig', () => {
+  // toMatchObject: the contract grows by addition, and a new setting must not break these
+  it('applies the documented defaults when only LIBRARY_ID is given', () => {
+    const c = parseConfig({ LIBRARY_ID: LIBRARY }, emptyDir());
+    expect(c).toMatchObject({
+      deviceId: null,
+      deviceName: hostname(),
+      libraryId: LIBRARY,
+      databaseUrl: null,
+      dataDir: join('.', 'data', hostname().replace(/[^A-Za-z0-9._-]/g, '_')),
+      natsServers: ['nats://127.0.0.1:4222'],
+      port: 3000,
+      syncEnabled: true,
+      maxClockDriftMs: 5 * 60_000,
+      heartbeatIntervalMs: 2000,
+      backfillPauseMs: 0,
+    });
+  });
+
+  it('reads every variable', () => {
+    const c = parseConfig(
+      {
+        LIBRARY_ID: LIBRARY.toUpperCase(),
+        DEVICE_ID: DEVICE,
+        DEVICE_NAME: 'laptop',
+        DATABASE_URL: 'postgres://postgres@db:5432/laptop',
+        DATA_DIR: '/var/lib/device',
+        NATS_URL: 'nats://n1:4222, nats://n2:4222 ,n3:4222',
+        PORT: '3105',
+        SYNC_ENABLED: 'false',
+        SYNC_MAX_CLOCK_DRIFT_MS: '1000',
+        SYNC_HEARTBEAT_INTERVAL_MS: '500',
+        SYNC_BACKFILL_PAUSE_MS: '20',
+      },
+      emptyDir(),
+    );
+    expect(c).toMatchObject({
+      deviceId: DEVICE,
+      deviceName: 'laptop',
+      libraryId: LIBRARY,
+      databaseUrl: 'postgres://postgres@db:5432/laptop',
+      dataDir: '/var/lib/device',
+      natsServers: ['nats://n1:4222', 'nats://n2:4222', 'n3:4222'],
+      port: 3105,
+      syncEnabled: false,
+      maxClockDriftMs: 1000,
+      heartbeatIntervalMs: 500,
+      backfillPauseMs: 20,
+    });
+  });
+
+  it('puts embedded data under ./data/<DEVICE_NAME> by default', () => {
+    expect(parseConfig({ LIBRARY_ID: LIBRARY, DEVICE_NAME: 'nas' }, emptyDir()).dataDir).toBe(join('.', 'data', 'nas'));
+  });
+
+  it('treats an empty variable as unset', () => {
+    const c = parseConfig({ LIBRARY_ID: LIBRARY, PORT: '', DATABASE_URL: '', DEVICE_ID: ' ' }, emptyDir());
+    expect(c.port).toBe(3000);
+    expect(c.databaseUrl).toBeNull();
+    expect(c.deviceId).toBeNull();
+  });
+
+  it.each([
+    ['1', true],
+    ['yes', true],
+    ['TRUE', true],
+    ['0', false],
+    ['no', false],
+    ['off', false],
+  ])('reads SYNC_ENABLED=%s as %s', (raw, expected) => {
+    expect(parseConfig({ LIBRARY_ID: LIBRARY, SYNC_ENABLED: raw }, emptyDir()).syncEnabled).toBe(expected);
+  });
+
+  it.each<[string, string, Record<string, string>]>([
+    ['LIBRARY_ID', 'missing', {}],
+    ['LIBRARY_ID', 'not a uuid', { LIBRARY_ID: 'my-library' }],
+    ['DEVICE_ID', 'not a uuid', { LIBRARY_ID: LIBRARY, DEVICE_ID: 'laptop' }],
+    ['DEVICE_NAME', 'too long', { LIBRARY_ID: LIBRARY, DEVICE_NAME: 'x'.repeat(201) }],
+    ['DATABASE_URL', 'not a URL', { LIBRARY_ID: LIBRARY, DATABASE_URL: 'not a url' }],
+    ['DATABASE_URL', 'not postgres', { LIBRARY_ID: LIBRARY, DATABASE_URL: 'mysql://root@db/x' }],
+    ['NATS_URL', 'empty list', { LIBRARY_ID: LIBRARY, NATS_URL: ' , ' }],
+    ['NATS_URL', 'no host', { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://' }],
+    ['PORT', 'not a number', { LIBRARY_ID: LIBRARY, PORT: 'http' }],
+    ['PORT', 'negative', { LIBRARY_ID: LIBRARY, PORT: '-1' }],
+    ['PORT', 'above 65535', { LIBRARY_ID: LIBRARY, PORT: '70000' }],
+    ['SYNC_ENABLED', 'not a boolean', { LIBRARY_ID: LIBRARY, SYNC_ENABLED: 'maybe' }],
+    ['SYNC_MAX_CLOCK_DRIFT_MS', 'not an integer', { LIBRARY_ID: LIBRARY, SYNC_MAX_CLOCK_DRIFT_MS: '5m' }],
+    ['SYNC_HEARTBEAT_INTERVAL_MS', 'below 100', { LIBRARY_ID: LIBRARY, SYNC_HEARTBEAT_INTERVAL_MS: '10' }],
+    ['SYNC_BACKFILL_PAUSE_MS', 'not an integer', { LIBRARY_ID: LIBRARY, SYNC_BACKFILL_PAUSE_MS: 'soon' }],
+  ])('rejects %s (%s) with a one-line message naming it', (variable, _why, env) => {
+    const e = errorOf(env);
+    expect(e.variable).toBe(variable);
+    expect(e.message.startsWith(`${variable}:`)).toBe(true);
+    expect(e.message).not.toContain('\n');
+  });
+
+  describe('.env file', () => {
+    it('supplies variables from .env in the working directory', () => {
+      const dir = emptyDir();
+      writeFileSync(
+        join(dir, '.env'),
+        [
+          '# a comment',
+          `LIBRARY_ID=${LIBRARY}`,
+          'export DEVICE_NAME="desk top"',
+          "PORT='3200'",
+          '',
+          'SYNC_ENABLED = false',
+        ].join('\n'),
+      );
+      const c = parseConfig({}, dir);
+      expect(c.libraryId).toBe(LIBRARY);
+      expect(c.deviceName).toBe('desk top');
+      expect(c.port).toBe(3200);
+      expect(c.syncEnabled).toBe(false);
+    });
+
+    it('lets the real environment win over .env', () => {
+      const dir = emptyDir();
+      writeFileSync(join(dir, '.env'), `LIBRARY_ID=${LIBRARY}\nPORT=3200\nDEVICE_NAME=from-file\n`);
+      const c = parseConfig({ PORT: '3300', DEVICE_NAME: 'from-env' }, dir);
+      expect(c.port).toBe(3300);
+      expect(c.deviceName).toBe('from-env');
+      expect(c.libraryId).toBe(LIBRARY);
+    });
+
+    it('names the variable when the .env value is bad', () => {
+      const dir = emptyDir();
+      writeFileSync(join(dir, '.env'), `LIBRARY_ID=${LIBRARY}\nPORT=eighty\n`);
+      expect(errorOf({}, dir).variable).toBe('PORT');
+    });
+
+    it('is optional', () => {
+      expect(() => parseConfig({ LIBRARY_ID: LIBRARY }, emptyDir())).not.toThrow();
+    });
+  });
+});
