@@ -138,8 +138,12 @@ async function main() {
 
   // 2. backfill: a new device joins a library holding BACKFILL_N entries
   if (BACKFILL_N > 0) {
+    // B leaves, so that only the joining device and its source work during the measurement
+    b.proc.kill('SIGTERM');
     const more = BACKFILL_N - SYNC_N;
     if (more > 0) await writeEntries(a, more);
+    const sent = async () => Number(/sync_changes_sent_total\{model="entries"\} (\d+)/.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ?? 0);
+    while ((await sent()) < BACKFILL_N) await sleep(200);
     const cUrl = await createDb(`bench_c_${process.pid}`);
     const t1 = Date.now();
     const c = await startDevice('bench-c', { LIBRARY_ID: lib, DATABASE_URL: cUrl, NATS_URL: nats });

@@ -6,7 +6,7 @@ import type { OwnedApplier } from '../owned/owned-applier';
 import { TOMBSTONES } from '../owned/owned.repository';
 import type { CatchUpService } from '../peers/catch-up';
 import type { DevicesRepository } from '../peers/devices.repository';
-import type { OwnedPageReply, WatermarksReply } from '../peers/peer-rpc';
+import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../peers/peer-rpc';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
 
 const DONE = 'done';
@@ -107,28 +107,20 @@ export class BackfillService {
     let next: Promise<OwnedPageReply> | null = fetchPage(after);
     while (next) {
       const page: OwnedPageReply = await next;
-      const last = page.changes.length ? page.changes[page.changes.length - 1].cursor : after;
-      next = page.done || page.changes.length === 0 ? null : fetchPage(last);
+      const last = page.last ?? after;
+      next = page.done || page.last === null ? null : fetchPage(last);
       next?.catch(() => undefined); // observed when awaited
       const mark = page.done ? DONE : (last ?? '');
-      if (page.changes.length) {
+      const { rows, tombstones } = expandOwnedPage(page);
+      if (page.last) {
         await this.owned.apply(
-          {
-            v: 1,
-            kind: 'state',
-            library: this.self.libraryId,
-            origin: owner,
-            from: null,
-            to: last!,
-            rows: page.changes.flatMap((c) => (c.type === 'row' ? [{ model: c.model, row: c.row }] : [])),
-            tombstones: page.changes.flatMap((c) => (c.type === 'tombstone' ? [c.tombstone] : [])),
-          },
+          { v: 1, kind: 'state', library: this.self.libraryId, origin: owner, from: null, to: page.last, rows, tombstones },
           { raiseWatermark: false, alsoInTx: (tx) => this.put(tx, KEY.owned(owner, model), mark) },
         );
       } else {
         await this.put(this.db, KEY.owned(owner, model), mark);
       }
-      item.done += page.changes.length;
+      item.done += rows.length + tombstones.length;
       after = last;
       if (this.pauseMs && next) await new Promise((r) => setTimeout(r, this.pauseMs));
     }

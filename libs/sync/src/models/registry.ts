@@ -5,10 +5,9 @@ import { z } from 'zod';
  * fields and in which dependency order. Adding a model is one declaration here plus its migration.
  */
 
+import { ColumnSpec, RowValidator, rowValidator, SQL_TYPES } from './row-validator';
+
 const uuid = z.string().uuid();
-const isoTimestamp = z.string().datetime({ offset: true });
-const hlc = z.string().regex(/^\d{15}-\d{6}-[0-9a-f-]{36}$/, 'expected a clock stamp');
-const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const text = (max: number) => z.string().max(max);
 
 export interface OwnedModel {
@@ -31,7 +30,7 @@ export interface OwnedModel {
    */
   readonly parent?: { readonly model: OwnedModelName; readonly column: string; readonly onDelete: 'cascade' | 'set null' };
   /** Validates one row as received from a peer. */
-  readonly wire: z.ZodType<Record<string, unknown>>;
+  readonly wire: RowValidator;
 }
 
 export interface SharedModel {
@@ -53,58 +52,53 @@ export type SharedModelName = 'tags' | 'albums' | 'user_metadata' | 'tag_entries
 export type ModelName = OwnedModelName | SharedModelName;
 export type SyncModel = OwnedModel | SharedModel;
 
-const ownedTypes = { id: 'uuid', device_id: 'uuid', version: 'text', updated_at: 'timestamptz' };
-const ownedBase = { id: uuid, device_id: uuid, version: hlc, updated_at: isoTimestamp };
 
-export const VOLUMES: OwnedModel = {
-  kind: 'owned',
+const ownedColumns = { id: { type: 'uuid' }, device_id: { type: 'uuid' }, version: { type: 'hlc' }, updated_at: { type: 'timestamp' } } as const;
+
+/** An owned model from its column specifications (the one declaration of its synced columns). */
+function owned(m: Omit<OwnedModel, 'kind' | 'table' | 'columns' | 'sqlTypes' | 'timestampColumns' | 'wire'> & { specs: Record<string, ColumnSpec> }): OwnedModel {
+  const specs = { ...ownedColumns, ...m.specs } as Record<string, ColumnSpec>;
+  const { specs: _specs, ...rest } = m;
+  return {
+    ...rest,
+    kind: 'owned',
+    table: m.name,
+    columns: Object.keys(specs),
+    sqlTypes: Object.fromEntries(Object.entries(specs).map(([c, s]) => [c, SQL_TYPES[s.type]])),
+    timestampColumns: Object.entries(specs).filter(([, s]) => s.type === 'timestamp').map(([c]) => c),
+    wire: rowValidator(specs),
+  };
+}
+
+export const VOLUMES: OwnedModel = owned({
   name: 'volumes',
-  table: 'volumes',
   order: 0,
   dependsOn: [],
-  columns: ['id', 'device_id', 'name', 'mount_point', 'capacity_bytes', 'free_bytes', 'version', 'updated_at'],
-  sqlTypes: { ...ownedTypes, name: 'text', mount_point: 'text', capacity_bytes: 'int8', free_bytes: 'int8' },
-  timestampColumns: ['updated_at'],
-  wire: z
-    .object({ ...ownedBase, name: text(1000), mount_point: text(4096), capacity_bytes: bytes, free_bytes: bytes.nullable() })
-    .strict(),
-};
+  specs: { name: { type: 'text', max: 1000 }, mount_point: { type: 'text', max: 4096 }, capacity_bytes: { type: 'bytes' }, free_bytes: { type: 'bytes', nullable: true } },
+});
 
-export const LOCATIONS: OwnedModel = {
-  kind: 'owned',
+export const LOCATIONS: OwnedModel = owned({
   name: 'locations',
-  table: 'locations',
   order: 1,
   dependsOn: ['volumes'],
   parent: { model: 'volumes', column: 'volume_id', onDelete: 'set null' },
-  columns: ['id', 'device_id', 'volume_id', 'name', 'path', 'version', 'updated_at'],
-  sqlTypes: { ...ownedTypes, volume_id: 'uuid', name: 'text', path: 'text' },
-  timestampColumns: ['updated_at'],
-  wire: z.object({ ...ownedBase, volume_id: uuid.nullable(), name: text(1000), path: text(4096) }).strict(),
-};
+  specs: { volume_id: { type: 'uuid', nullable: true }, name: { type: 'text', max: 1000 }, path: { type: 'text', max: 4096 } },
+});
 
-export const ENTRIES: OwnedModel = {
-  kind: 'owned',
+export const ENTRIES: OwnedModel = owned({
   name: 'entries',
-  table: 'entries',
   order: 2,
   dependsOn: ['locations'],
-  columns: ['id', 'device_id', 'location_id', 'name', 'path', 'kind', 'size_bytes', 'modified_at', 'version', 'updated_at'],
-  sqlTypes: { ...ownedTypes, location_id: 'uuid', name: 'text', path: 'text', kind: 'text', size_bytes: 'int8', modified_at: 'timestamptz' },
-  timestampColumns: ['modified_at', 'updated_at'],
   parent: { model: 'locations', column: 'location_id', onDelete: 'cascade' },
-  wire: z
-    .object({
-      ...ownedBase,
-      location_id: uuid,
-      name: text(1000),
-      path: text(4096),
-      kind: z.enum(['file', 'dir']),
-      size_bytes: bytes,
-      modified_at: isoTimestamp,
-    })
-    .strict(),
-};
+  specs: {
+    location_id: { type: 'uuid' },
+    name: { type: 'text', max: 1000 },
+    path: { type: 'text', max: 4096 },
+    kind: { type: 'enum', values: ['file', 'dir'] },
+    size_bytes: { type: 'bytes' },
+    modified_at: { type: 'timestamp' },
+  },
+});
 
 export const TAGS: SharedModel = {
   kind: 'shared',

@@ -38,6 +38,15 @@ function recordset(model: OwnedModel, rows: readonly Record<string, unknown>[]):
   return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.join(defs)})`;
 }
 
+/** The select list of a model's wire form: timestamps formatted by Postgres (no Date round trip). */
+function wireColumns(model: OwnedModel): RawBuilder<unknown> {
+  return sql.join(
+    model.columns.map((col) =>
+      model.timestampColumns.includes(col) ? sql`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as ${sql.ref(col)}` : sql.ref(col),
+    ),
+  );
+}
+
 function toWire(model: OwnedModel, row: Record<string, unknown>): OwnedRow {
   const out: Record<string, unknown> = {};
   for (const c of model.columns) {
@@ -142,7 +151,13 @@ export class OwnedRepository {
       return (db as Kysely<Database>)
         .transaction()
         .setIsolationLevel('repeatable read')
-        .execute((tx) => this.changesAfter(tx, owner, after, limit, only));
+        .execute(async (tx) => {
+          // keyset pages must walk the (device_id, version, id) index in order; with stale
+          // statistics the planner may instead sort every remaining row for each page
+          await sql`set local enable_bitmapscan = off`.execute(tx);
+          await sql`set local enable_sort = off`.execute(tx);
+          return this.changesAfter(tx, owner, after, limit, only);
+        });
     }
     const c: OwnedCursor | null = after ? decodeCursor(after) : null;
     const pageCond = (kind: number): RawBuilder<unknown> => {
@@ -153,7 +168,7 @@ export class OwnedRepository {
     };
     const out: OwnedChange[] = [];
     for (const model of OWNED_MODELS.filter((m) => !only || m.name === only)) {
-      const res = await sql<Record<string, unknown>>`select ${sql.join(model.columns.map((col) => sql.ref(col)))} from ${sql.table(model.table)}
+      const res = await sql<Record<string, unknown>>`select ${wireColumns(model)} from ${sql.table(model.table)}
         where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit}`.execute(db);
       for (const r of res.rows) {
         const row = toWire(model, r);

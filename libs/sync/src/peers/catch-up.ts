@@ -5,7 +5,7 @@ import { SHARED_MODELS } from '../models/registry';
 import type { SharedApplier } from '../shared/shared-applier';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
 import type { DevicesRepository } from './devices.repository';
-import type { OwnedPageReply, SharedChangesReply, SnapshotReply, WatermarksReply } from './peer-rpc';
+import { expandOwnedPage, OwnedPageReply, SharedChangesReply, SnapshotReply, WatermarksReply } from './peer-rpc';
 
 /**
  * Incremental catch-up from one peer, after a watermark exchange: device-owned rows and tombstones
@@ -52,21 +52,13 @@ export class CatchUpService {
     let n = 0;
     for (;;) {
       const page = await this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(peer, 'owned.page'), { owner, after });
-      const last = page.changes.length ? page.changes[page.changes.length - 1].cursor : after;
+      const last = page.last ?? after;
       // a finished stream vouches up to the peer's watermark; a partial page only up to its end
       const to = page.done || last === null || last > theirs ? theirs : last;
-      await this.owned.apply({
-        v: 1,
-        kind: 'state',
-        library: this.self.libraryId,
-        origin: owner,
-        from: after,
-        to,
-        rows: page.changes.flatMap((c) => (c.type === 'row' ? [{ model: c.model, row: c.row }] : [])),
-        tombstones: page.changes.flatMap((c) => (c.type === 'tombstone' ? [c.tombstone] : [])),
-      });
-      n += page.changes.length;
-      if (page.done || page.changes.length === 0) return n;
+      const { rows, tombstones } = expandOwnedPage(page);
+      await this.owned.apply({ v: 1, kind: 'state', library: this.self.libraryId, origin: owner, from: after, to, rows, tombstones });
+      n += rows.length + tombstones.length;
+      if (page.done || page.last === null) return n;
       after = last;
     }
   }

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import type { Db } from '@lib/db';
-import { sharedModel } from '../models/registry';
-import { OWNED_MODELS } from '../models/registry';
-import type { OwnedChange, OwnedRepository } from '../owned/owned.repository';
+import { OWNED_MODELS, ownedModel, sharedModel } from '../models/registry';
+import type { OwnedRepository, Tombstone } from '../owned/owned.repository';
+import { RejectedMessageError } from '../errors';
 import { TOMBSTONES } from '../owned/owned.repository';
 import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow, SharedRepository } from '../shared/shared.repository';
@@ -38,9 +38,27 @@ export interface WatermarksReply {
   counts: Record<string, Record<string, number>>;
 }
 
+/** A page of an owner's stream, compact: rows as value arrays in their model's column order. */
 export interface OwnedPageReply {
-  changes: OwnedChange[];
+  rows: { model: string; values: unknown[][] }[];
+  tombstones: Tombstone[];
+  /** Cursor of the page's last change (null for an empty page). */
+  last: string | null;
   done: boolean;
+}
+
+/** Rows of a page as objects (what the applier validates); a malformed page is refused. */
+export function expandOwnedPage(page: OwnedPageReply): { rows: { model: string; row: Record<string, unknown> }[]; tombstones: Tombstone[] } {
+  const rows: { model: string; row: Record<string, unknown> }[] = [];
+  for (const group of page.rows) {
+    const model = ownedModel(group.model);
+    if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${group.model}`);
+    for (const values of group.values) {
+      if (!Array.isArray(values) || values.length !== model.columns.length) throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
+      rows.push({ model: group.model, row: Object.fromEntries(model.columns.map((c, i) => [c, values[i]])) });
+    }
+  }
+  return { rows, tombstones: page.tombstones };
 }
 export interface SharedChangesReply {
   changes: ChangeLogRow[];
@@ -142,8 +160,21 @@ export class PeerRpcServer {
     const r = OwnedPageRequest.parse(request);
     if (r.model && r.model !== TOMBSTONES && !OWNED_MODELS.some((m) => m.name === r.model)) throw new Error(`unknown model ${r.model}`);
     const changes = await this.owned.changesAfter(this.db, r.owner, r.after, PAGE_ROWS, r.model);
-    const page = fitPage(changes, this.budget);
-    return { changes: page, done: changes.length < PAGE_ROWS && page.length === changes.length };
+    type Compact = { model: string; values: unknown[] } | { tombstone: Tombstone };
+    const compact = changes.map((c): Compact => (c.type === 'row' ? { model: c.model, values: ownedModel(c.model)!.columns.map((col) => c.row[col]) } : { tombstone: c.tombstone }));
+    const fitted = fitPage(compact, this.budget);
+    const groups = new Map<string, unknown[][]>();
+    const tombstones: Tombstone[] = [];
+    for (const item of fitted) {
+      if ('tombstone' in item) tombstones.push(item.tombstone);
+      else groups.set(item.model, [...(groups.get(item.model) ?? []), item.values]);
+    }
+    return {
+      rows: [...groups].map(([model, values]) => ({ model, values })),
+      tombstones,
+      last: fitted.length ? changes[fitted.length - 1].cursor : null,
+      done: changes.length < PAGE_ROWS && fitted.length === changes.length,
+    };
   }
 
   async sharedChanges(request: unknown): Promise<SharedChangesReply> {
