@@ -35,6 +35,8 @@ export async function startDevice(config: DeviceConfig, logger?: LoggerService |
       bodyParser: false,
       logger: logger ?? ['log', 'warn', 'error'],
       abortOnError: false,
+      // keep-alive connections must not hold a graceful stop past its deadline
+      forceCloseConnections: true,
     });
     configureHttp(app);
     await app.listen(config.port, '0.0.0.0');

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { JsMsg } from 'nats';
 import type { Db } from '@lib/db';
 import type { ClockService } from './clock/clock.service';
-import { ClockDriftError, RejectedMessageError } from './errors';
+import { ClockDriftError, InvalidInputError, NotFoundError, RejectedMessageError } from './errors';
 import type { SyncMetrics } from './metrics';
 import { OwnedApplier } from './owned/owned-applier';
 import { OwnedPublisher } from './owned/owned-publisher';
@@ -22,7 +22,7 @@ import { backoffDelay, sleep } from './transport/backoff';
 import { DeadLetterRepository } from './transport/dead-letter.repository';
 import { isNotFound, JetStreamTransport } from './transport/jetstream.transport';
 import { LocalStateRepository } from './transport/local-state.repository';
-import { describeZodError, HelloMessage, LogMessage } from './transport/messages';
+import { describeZodError, HelloMessage, LogMessage, RemovedMessage } from './transport/messages';
 import { PublishLoop } from './transport/publisher';
 import { LibrarySubjects } from './transport/subjects';
 
@@ -134,6 +134,7 @@ export class SyncEngine {
         if (created) this.logger.log('durable consumer (re)created');
         const hello: HelloMessage = { v: 1, kind: 'hello', library: this.options.libraryId, origin: this.options.deviceId, name: this.options.deviceName };
         await transport.publishLog(transport.subjects.log('hello', this.options.deviceId), Buffer.from(JSON.stringify(hello)), `hello:${this.options.deviceId}:${Math.floor(Date.now() / 60_000)}`);
+        for (const id of await this.devices.removed(this.db)) await this.announceRemoval(id);
         this.linked = true;
         if (!this.served) this.served = !!this.rpc?.serve();
         this.presence?.subscribe();
@@ -214,6 +215,26 @@ export class SyncEngine {
       }
       await sleep(backoffDelay(attempt, 500, 5000), this.abort.signal);
     }
+  }
+
+  /**
+   * Removes a device from the library (an operator's decision, e.g. a lost laptop): recorded
+   * here at once and announced through the stream (again at every connection, deduplicated), so
+   * every device stops waiting for its acknowledgements.
+   */
+  async removePeer(id: string): Promise<void> {
+    if (id === this.options.deviceId) throw new InvalidInputError('deviceId', 'a device cannot remove itself');
+    const known = await this.devices.get(this.db, id);
+    if (!known) throw new NotFoundError('device', id);
+    await this.devices.markRemoved(this.db, id);
+    if (this.transport?.connected && this.linked) await this.announceRemoval(id).catch(() => undefined);
+    await this.pruneAcknowledged();
+  }
+
+  private async announceRemoval(id: string): Promise<void> {
+    const t = this.transport!;
+    const msg: RemovedMessage = { v: 1, kind: 'removed', library: this.options.libraryId, origin: this.options.deviceId, device: id };
+    await t.publishLog(t.subjects.log('removed', this.options.deviceId), Buffer.from(JSON.stringify(msg)), `removed:${id}`);
   }
 
   /** Catches up from every online peer (after the consumer or the stream was lost). */
@@ -309,6 +330,9 @@ export class SyncEngine {
     try {
       if (msg.kind === 'hello') {
         await this.devices.upsertPeer(this.db, { id: msg.origin, name: msg.name, libraryId: msg.library });
+      } else if (msg.kind === 'removed') {
+        if (msg.device === this.options.deviceId) this.logger.warn(`device ${msg.origin} removed this device from the library`);
+        else if (await this.devices.markRemoved(this.db, msg.device)) this.logger.log(`device ${msg.device} was removed from the library by ${msg.origin}`);
       } else if (msg.kind === 'state') {
         if (!(await this.ownedApplier.apply(msg))) this.noteGap(msg.origin, 'state');
         this.presence?.scheduleAck(msg.origin);
@@ -327,6 +351,11 @@ export class SyncEngine {
         this.logger.warn(`holding a message of ${msg.origin}: ${e.message}`);
         m.nak(DRIFT_RETRY_MS);
         return true;
+      }
+      const sqlState = String((e as { code?: unknown }).code ?? '');
+      if (/^2[23]/.test(sqlState)) {
+        // a data or integrity error: this message can never apply; retrying would block the queue
+        return this.deadLetter(m, msg.origin, new RejectedMessageError('invalid_data', `${sqlState}: ${(e as Error).message}`), raw);
       }
       this.logger.warn(`applying a message of ${msg.origin} failed (${(e as Error).message}); it will be redelivered`);
       m.nak(1000);

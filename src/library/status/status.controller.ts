@@ -1,6 +1,7 @@
-import { Controller, Get, Res } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Param, Res } from '@nestjs/common';
 import type { Response } from 'express';
-import { SyncStatusService } from '@lib/sync';
+import { SyncEngine, SyncStatusService } from '@lib/sync';
+import { uuidParam } from '../http/validation';
 import { errorBody } from '../http/http-error.filter';
 import { HealthService } from './health.service';
 
@@ -10,7 +11,15 @@ export class StatusController {
   constructor(
     private readonly health: HealthService,
     private readonly sync: SyncStatusService,
+    private readonly engine: SyncEngine,
   ) {}
+
+  /** Removes a device from the library (it stops holding back log pruning and tombstone collection). */
+  @Delete('sync/peers/:deviceId')
+  @HttpCode(204)
+  async removePeer(@Param('deviceId') deviceId: string): Promise<void> {
+    await this.engine.removePeer(uuidParam('deviceId', deviceId));
+  }
 
   /** 200 while the database answers, else 503 with the error shape and the same health fields. */
   @Get('health')

@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { ColumnSpec, RowValidator, rowValidator, SQL_TYPES } from './row-validator';
 
 const uuid = z.string().uuid();
-const text = (max: number) => z.string().max(max);
+// Postgres text cannot hold NUL: refused at the boundary like any other bad value
+const text = (max: number) => z.string().max(max).refine((v) => !v.includes('\u0000'), 'contains a NUL character');
 
 export interface OwnedModel {
   readonly kind: 'owned';

@@ -64,6 +64,9 @@ export class OwnedApplier {
     this.clock.checkDrift(maxVersion);
     const contiguous = await this.db.transaction().execute(async (tx) => {
       await opts.alsoInTx?.(tx);
+      const items = [...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))), ...tombstones.map((t) => ({ model: t.model, id: t.id }))];
+      const foreign = await this.repo.foreignIds(tx, msg.origin, items);
+      if (foreign.length) throw new RejectedMessageError('not_owner', `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`);
       await this.clock.observe(tx, maxVersion);
       for (const model of OWNED_MODELS) {
         const rows = byModel.get(model.name) ?? [];

@@ -74,9 +74,9 @@ export class OwnedRepository {
     const t = sql.table(model.table);
     const filters: RawBuilder<unknown>[] = [sql`true`];
     if (onlyNewer && (await this.hasTombstones(db, rows, model))) {
-      filters.push(sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.version >= x.version)`);
+      filters.push(sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`);
       if (model.parent?.onDelete === 'cascade') {
-        filters.push(sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)})`);
+        filters.push(sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)} and tp.device_id = x.device_id)`);
       }
     }
     const guard = onlyNewer
@@ -131,6 +131,24 @@ export class OwnedRepository {
       }
     }
     return Number(res.numAffectedRows ?? 0);
+  }
+
+  /**
+   * Ids among rows/tombstones that this device already holds under another owner: a message
+   * claiming them is forged (ids are never shared between owners).
+   */
+  async foreignIds(db: DbOrTx, owner: string, items: readonly { model: string; id: string }[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const model of OWNED_MODELS) {
+      const ids = [...new Set(items.filter((i) => i.model === model.name).map((i) => i.id))];
+      if (ids.length === 0) continue;
+      const json = JSON.stringify(ids);
+      const rows = await sql<{ id: string }>`select id from ${sql.table(model.table)} where id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
+        union all select id from owned_tombstones where model = ${model.name} and id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
+        limit 5`.execute(db);
+      out.push(...rows.rows.map((r) => `${model.name} ${r.id}`));
+    }
+    return out;
   }
 
   async isTombstoned(db: DbOrTx, model: string, id: string): Promise<boolean> {

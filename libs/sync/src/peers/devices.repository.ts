@@ -150,6 +150,16 @@ export class DevicesRepository {
     return out;
   }
 
+  /** Takes a device out of the library: it no longer counts for pruning or tombstone collection. */
+  async markRemoved(db: DbOrTx, id: string): Promise<boolean> {
+    const res = await db.updateTable('devices').set({ removed_at: new Date(), online: false }).where('id', '=', id).where('is_self', '=', false).where('removed_at', 'is', null).executeTakeFirst();
+    return Number(res.numUpdatedRows ?? 0) > 0;
+  }
+
+  async removed(db: DbOrTx): Promise<string[]> {
+    return (await db.selectFrom('devices').select('id').where('removed_at', 'is not', null).execute()).map((r) => r.id);
+  }
+
   async markSeen(db: DbOrTx, id: string, at: Date): Promise<void> {
     await db.updateTable('devices').set({ online: true, last_seen_at: at }).where('id', '=', id).execute();
   }

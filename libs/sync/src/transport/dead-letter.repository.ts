@@ -1,11 +1,19 @@
 import type { DbOrTx } from '@lib/db';
 
+/** Postgres text cannot hold NUL; a dead letter keeps it visible as an escape. */
+const noNul = (s: string): string => s.replace(/\u0000/g, '\\u0000');
+
 /** Messages that were refused at the boundary, kept with the reason for an operator to inspect. */
 export class DeadLetterRepository {
   async record(db: DbOrTx, letter: { subject: string; origin: string | null; reason: string; payload: string }): Promise<void> {
     await db
       .insertInto('dead_letters')
-      .values({ ...letter, payload: letter.payload.slice(0, 1_000_000) })
+      .values({
+        subject: noNul(letter.subject),
+        origin: letter.origin,
+        reason: noNul(letter.reason),
+        payload: noNul(letter.payload.slice(0, 1_000_000)),
+      })
       .execute();
   }
 

@@ -51,7 +51,8 @@ export class JetStreamTransport {
 
   /** Largest message the server accepts, with room for headers. */
   get maxPayload(): number {
-    return Math.max(64 * 1024, (this.nc?.info?.max_payload ?? 1024 * 1024) - 16 * 1024);
+    const max = this.nc?.info?.max_payload ?? 1024 * 1024;
+    return max - Math.min(16 * 1024, Math.floor(max / 4));
   }
 
   /** Called on the first connection and after every reconnection. */
@@ -216,9 +217,21 @@ export class JetStreamTransport {
           msg.respond(Buffer.from(JSON.stringify({ ok: false, error: 'request is not JSON' })));
           return;
         }
+        const reply = (body: unknown) => {
+          try {
+            msg.respond(Buffer.from(JSON.stringify(body)));
+          } catch (e) {
+            // e.g. larger than the server accepts: say so rather than leave the requester waiting
+            try {
+              msg.respond(Buffer.from(JSON.stringify({ ok: false, error: `reply failed: ${(e as Error).message}` })));
+            } catch {
+              /* the connection is gone; the requester times out */
+            }
+          }
+        };
         handler(request).then(
-          (result) => msg.respond(Buffer.from(JSON.stringify({ ok: true, result }))),
-          (e: Error) => msg.respond(Buffer.from(JSON.stringify({ ok: false, error: e.message }))),
+          (result) => reply({ ok: true, result }),
+          (e: Error) => reply({ ok: false, error: e.message }),
         );
       },
     });

@@ -51,7 +51,11 @@ export type SharedMessage = z.infer<typeof SharedMessage>;
 export const HelloMessage = z.object({ ...base, kind: z.literal('hello'), name: z.string().max(200) }).strict();
 export type HelloMessage = z.infer<typeof HelloMessage>;
 
-export const LogMessage = z.discriminatedUnion('kind', [StateMessage, SharedMessage, HelloMessage]);
+/** A device removed from the library by an operator: it no longer holds back pruning anywhere. */
+export const RemovedMessage = z.object({ ...base, kind: z.literal('removed'), device: uuid }).strict();
+export type RemovedMessage = z.infer<typeof RemovedMessage>;
+
+export const LogMessage = z.discriminatedUnion('kind', [StateMessage, SharedMessage, HelloMessage, RemovedMessage]);
 export type LogMessage = z.infer<typeof LogMessage>;
 
 /** Presence over core NATS: who is alive and how far it has applied every origin's streams. */

@@ -12,7 +12,7 @@ export class LibrarySubjects {
   get logAll(): string {
     return `sync.${this.libraryId}.log.>`;
   }
-  log(kind: 'state' | 'shared' | 'hello', origin: string): string {
+  log(kind: 'state' | 'shared' | 'hello' | 'removed', origin: string): string {
     return `sync.${this.libraryId}.log.${kind}.${origin}`;
   }
   /** The origin device named by a log subject, or null when the subject is not one of ours. */
