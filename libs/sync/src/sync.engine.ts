@@ -161,6 +161,8 @@ export class SyncEngine {
    * the durable queue (catching_up) until it is drained (ready).
    */
   private async bootstrap(consumerCreated: boolean): Promise<void> {
+    // presence from a previous run is stale: a peer's first heartbeat now counts as "came online"
+    await this.devices.markAllPeersOffline(this.db);
     const wasFilled = await this.backfill!.isFinished();
     if (!wasFilled) {
       this.phase = 'backfilling';
@@ -169,7 +171,8 @@ export class SyncEngine {
     }
     this.phase = 'catching_up';
     this.consuming ??= this.consumeLoop();
-    if (wasFilled && consumerCreated) void this.reconcileAll();
+    // a lost consumer lost what it held: ready only once every online peer was asked
+    if (wasFilled && consumerCreated) await this.reconcileAll();
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         // a backlog of one fetch is live traffic, not catching up

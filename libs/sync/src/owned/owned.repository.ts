@@ -23,8 +23,17 @@ export const TOMBSTONES = 'tombstones';
 export async function collectTombstones(db: DbOrTx, horizons: Map<string, string>): Promise<number> {
   let n = 0;
   for (const [owner, cursor] of horizons) {
-    const version = cursor.split('|')[0];
-    const res = await db.deleteFrom('owned_tombstones').where('device_id', '=', owner).where('version', '<', version).executeTakeFirst();
+    // everything at or below the cursor has been seen: compare the whole (version, kind, id)
+    const c = decodeCursor(cursor);
+    const res = await db
+      .deleteFrom('owned_tombstones')
+      .where('device_id', '=', owner)
+      .where((eb) =>
+        c.kind < TOMBSTONE_KIND
+          ? eb('version', '<', c.version)
+          : eb.or([eb('version', '<', c.version), eb.and([eb('version', '=', c.version), eb('id', '<=', c.id)])]),
+      )
+      .executeTakeFirst();
     n += Number(res.numDeletedRows ?? 0);
   }
   return n;

@@ -160,6 +160,10 @@ export class DevicesRepository {
     return (await db.selectFrom('devices').select('id').where('removed_at', 'is not', null).execute()).map((r) => r.id);
   }
 
+  async markAllPeersOffline(db: DbOrTx): Promise<void> {
+    await db.updateTable('devices').set({ online: false }).where('is_self', '=', false).execute();
+  }
+
   async markSeen(db: DbOrTx, id: string, at: Date): Promise<void> {
     await db.updateTable('devices').set({ online: true, last_seen_at: at }).where('id', '=', id).execute();
   }
