@@ -1,7 +1,7 @@
 import type { DbOrTx } from '@lib/db';
 
 /** Postgres text cannot hold NUL; a dead letter keeps it visible as an escape. */
-const noNul = (s: string): string => s.replace(/\u0000/g, '\\u0000');
+const noNul = (s: string): string => s.split('\u0000').join('\\u0000');
 
 /** Messages that were refused at the boundary, kept with the reason for an operator to inspect. */
 export class DeadLetterRepository {
