@@ -51,9 +51,15 @@ export class OwnedPublisher {
       };
       await this.transport.publishLog(this.transport.subjects.log('state', this.deviceId), Buffer.from(JSON.stringify(msg)), `${this.deviceId}:state:${to}`);
       await this.state.set(this.db, OWNED_PUBLISHED_KEY, to);
-      for (const c of batch) this.metrics.sent.inc({ model: c.type === 'row' ? c.model : 'tombstones' });
+      for (const [model, n] of countBy(batch, (c) => (c.type === 'row' ? c.model : 'tombstones'))) this.metrics.sent.inc({ model }, n);
       from = to;
     }
     return changes.length === PAGE;
   }
+}
+
+function countBy<T>(items: readonly T[], key: (item: T) => string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const item of items) out.set(key(item), (out.get(key(item)) ?? 0) + 1);
+  return out;
 }
