@@ -80,7 +80,7 @@ describe('presence and heartbeats', () => {
     expect(seen.sharedWatermark).toMatch(new RegExp(`^\\d{15}-\\d{6}-${b.deviceId}$`));
     // heartbeats keep coming: lastSeenAt moves
     await waitFor('a later heartbeat of B', async () => peerIn(await statusOf(a), b.deviceId)!.lastSeenAt! > seen.lastSeenAt!, 5 * HEARTBEAT);
-    const ofA = peerIn(await statusOf(b), a.deviceId)!;
+    const { view: ofA } = await waitOnline(b, a.deviceId, true, 10 * HEARTBEAT + 2000);
     expect(ofA).toMatchObject({ deviceName: 'a', online: true });
     expect(ofA.stateWatermark).not.toBeNull();
     expect(ofA.sharedWatermark).not.toBeNull();
@@ -107,7 +107,7 @@ describe('presence and heartbeats', () => {
     await waitFor('A to exchange watermarks and catch up with B', async () => caughtUp(a.deviceId, b.deviceId), 10_000);
     await waitConverged([a, b], { entries: 55, tags: 3 });
     await waitFor('nothing pending for B', async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0, 10_000);
-    expect(peerIn(await statusOf(b), a.deviceId)!.online).toBe(true);
+    await waitOnline(b, a.deviceId, true, 10 * HEARTBEAT + 2000);
   });
 
   it('a frozen peer (connection open, no heartbeats) is detected as offline, and comes back', async () => {

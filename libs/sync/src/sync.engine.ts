@@ -88,6 +88,9 @@ export class SyncEngine {
   async start(): Promise<void> {
     if (!this.options.enabled) return;
     const o = this.options;
+    // presence from a previous run is stale: a peer's first heartbeat now counts as "came online".
+    // Reset before anything is subscribed, so no heartbeat of this run is wiped.
+    await this.devices.markAllPeersOffline(this.db);
     const subjects = new LibrarySubjects(o.libraryId);
     const transport = (this.transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId));
     const ready = () => transport.connected && this.linked;
@@ -161,8 +164,6 @@ export class SyncEngine {
    * the durable queue (catching_up) until it is drained (ready).
    */
   private async bootstrap(consumerCreated: boolean): Promise<void> {
-    // presence from a previous run is stale: a peer's first heartbeat now counts as "came online"
-    await this.devices.markAllPeersOffline(this.db);
     const wasFilled = await this.backfill!.isFinished();
     if (!wasFilled) {
       this.phase = 'backfilling';
