@@ -3,6 +3,7 @@
 // (plain Postgres upsert of entry rows), because these machines are noisy: the ratio is the result.
 //   npm run bench                     (all)
 //   BENCH_ENTRIES=100000 BENCH_BACKFILL=1000000 npm run bench
+//   BENCH_PROFILE_DIR=/tmp/prof npm run bench   (a CPU profile of every device process)
 const { spawn, execFileSync } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
@@ -54,7 +55,8 @@ async function baseline() {
     await c.query('create index on entries (device_id, version, id)');
     await c.query('create index on entries (location_id, id)');
     const dev = randomUUID(); const loc = randomUUID();
-    const t0 = process.hrtime.bigint();
+    // the statements are prepared before the clock starts, like the devices' request bodies
+    const statements = [];
     for (let off = 0; off < BASELINE_N; off += 5000) {
       const vals = []; const params = [];
       for (let i = off; i < Math.min(BASELINE_N, off + 5000); i++) {
@@ -62,9 +64,11 @@ async function baseline() {
         vals.push(`($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10})`);
         params.push(e.id, dev, loc, e.name, e.path, e.kind, e.sizeBytes, e.modifiedAt, `v${String(i).padStart(10, '0')}`, new Date().toISOString());
       }
-      await c.query(`insert into entries (id, device_id, location_id, name, path, kind, size_bytes, modified_at, version, updated_at) values ${vals.join(',')}
-        on conflict (id) do update set name = excluded.name, path = excluded.path, size_bytes = excluded.size_bytes, version = excluded.version, updated_at = excluded.updated_at`, params);
+      statements.push([`insert into entries (id, device_id, location_id, name, path, kind, size_bytes, modified_at, version, updated_at) values ${vals.join(',')}
+        on conflict (id) do update set name = excluded.name, path = excluded.path, size_bytes = excluded.size_bytes, version = excluded.version, updated_at = excluded.updated_at`, params]);
     }
+    const t0 = process.hrtime.bigint();
+    for (const [text, params] of statements) await c.query(text, params);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     return BASELINE_N / s;
   });
@@ -82,7 +86,7 @@ async function startNats() {
 async function startDevice(name, env) {
   const port = await freePort();
   const log = openSync(join(dir, `${name}.log`), 'a');
-  const p = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, DEVICE_NAME: name, PORT: String(port), ...env }, stdio: ['ignore', log, log] });
+  const p = spawn(process.execPath, [...(process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : []), join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, DEVICE_NAME: name, PORT: String(port), ...env }, stdio: ['ignore', log, log] });
   children.push(p);
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
@@ -98,12 +102,23 @@ async function req(d, method, path, body) {
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
   return j;
 }
-async function writeEntries(d, n) {
-  const loc = await req(d, 'POST', '/locations', { name: 'Photos', path: '/photos' });
-  for (let off = 0; off < n; off += 10_000) {
-    const items = []; for (let i = off; i < Math.min(n, off + 10_000); i++) items.push(entry(loc.id, i));
-    await req(d, 'POST', '/entries/batch', { items });
+/** The request bodies of n entries in a new location of d, in batches of 10,000 (made before timing). */
+async function entryBatches(d, n, first = 0) {
+  const loc = await req(d, 'POST', '/locations', { name: `Photos ${first}`, path: `/photos/${first}` });
+  const bodies = [];
+  for (let off = first; off < first + n; off += 10_000) {
+    const items = []; for (let i = off; i < Math.min(first + n, off + 10_000); i++) items.push(entry(loc.id, i));
+    bodies.push(JSON.stringify({ items }));
   }
+  return bodies;
+}
+async function post(d, path, body) {
+  const r = await fetch(`${d.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`POST ${path}: ${r.status} ${text.slice(0, 300)}`);
+}
+async function writeEntries(d, bodies) {
+  for (const body of bodies) await post(d, '/entries/batch', body);
 }
 function peakRssMb(pid) {
   try { const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8')); return m ? Number(m[1]) / 1024 : NaN; } catch { return NaN; }
@@ -121,8 +136,9 @@ async function main() {
   const bUrl = await createDb(`bench_b_${process.pid}`);
   const b = await startDevice('bench-b', { LIBRARY_ID: lib, DATABASE_URL: bUrl, NATS_URL: nats });
   while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
+  const bodies = await entryBatches(a, SYNC_N);
   const t0 = Date.now();
-  await writeEntries(a, SYNC_N);
+  await writeEntries(a, bodies);
   const written = Date.now();
   while ((await count(bUrl)) < SYNC_N) await sleep(50);
   const syncS = (Date.now() - t0) / 1000;
@@ -141,7 +157,7 @@ async function main() {
     // B leaves, so that only the joining device and its source work during the measurement
     b.proc.kill('SIGTERM');
     const more = BACKFILL_N - SYNC_N;
-    if (more > 0) await writeEntries(a, more);
+    for (let off = 0; off < more; off += 100_000) await writeEntries(a, await entryBatches(a, Math.min(100_000, more - off), SYNC_N + off));
     const sent = async () => Number(/sync_changes_sent_total\{model="entries"\} (\d+)/.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ?? 0);
     while ((await sent()) < BACKFILL_N) await sleep(200);
     const cUrl = await createDb(`bench_c_${process.pid}`);
@@ -164,7 +180,14 @@ async function main() {
 main()
   .catch((e) => { console.error(e); process.exitCode = 1; })
   .finally(async () => {
-    for (const p of children) p.kill('SIGKILL');
+    // a graceful stop first (a device profiled with --cpu-prof writes its profile on exit)
+    await Promise.all(children.map(async (p) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, sleep(10_000)]);
+      p.kill('SIGKILL');
+    }));
     await sleep(300);
     const c = new Client({ connectionString: PG }); await c.connect();
     for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});

@@ -314,6 +314,11 @@ export class SyncEngine {
   private async receive(m: JsMsg): Promise<boolean> {
     const subjects = this.transport!.subjects;
     const subjectOrigin = subjects.originOf(m.subject);
+    if (subjectOrigin === this.options.deviceId) {
+      // our own broadcast coming back through the shared stream: nothing to apply, not worth parsing
+      m.ack();
+      return true;
+    }
     const raw = Buffer.from(m.data).toString('utf8');
     let msg: LogMessage;
     try {
@@ -325,10 +330,6 @@ export class SyncEngine {
     } catch (e) {
       const reason = e instanceof RejectedMessageError ? e : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
       return this.deadLetter(m, subjectOrigin, reason, raw);
-    }
-    if (msg.origin === this.options.deviceId) {
-      m.ack();
-      return true;
     }
     const started = process.hrtime.bigint();
     try {

@@ -3,7 +3,7 @@ import type { Response } from 'express';
 import { parsePageRequest } from '../http/paging';
 import { bodyOf, parseInput, parsePatch, uuidParam, uuidQuery } from '../http/validation';
 import { EntriesService } from './entries.service';
-import { createEntryInput, entryBatchInput, patchEntryInput } from './entry.input';
+import { createEntryInput, parseEntryBatch, patchEntryInput } from './entry.input';
 
 @Controller('entries')
 export class EntriesController {
@@ -20,7 +20,7 @@ export class EntriesController {
   /** Validated entirely before anything is written; 201 when something was new, else 200. */
   @Post('batch')
   async createBatch(@Body() body: unknown, @Res({ passthrough: true }) res: Response) {
-    const { items } = parseInput(entryBatchInput, bodyOf(body));
+    const { items } = parseEntryBatch(bodyOf(body));
     const result = await this.entries.createBatch(items);
     res.status(result.created > 0 ? 201 : 200);
     return result;

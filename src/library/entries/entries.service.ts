@@ -15,7 +15,7 @@ export interface EntryFilter {
   locationId?: string;
 }
 
-const toRow = (input: CreateEntryInput): EntryRow => ({ id: givenOrNewId(input.id), ...entryColumns(input) }) as EntryRow;
+const toRow = (input: CreateEntryInput): EntryRow => entryColumns(input, { id: givenOrNewId(input.id) }) as EntryRow;
 
 /** This device's file index; other devices' entries are readable here. */
 @Injectable()

@@ -1,7 +1,11 @@
 /** Column values as the JSON of API.md shows them, whichever driver (pg or PGlite) read them. */
 
+/** Text that is already what toISOString gives (as stored rows in wire form hold it). */
+const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
 /** A timestamp as ISO-8601 UTC with milliseconds. */
 export function isoOf(value: unknown): string {
+  if (typeof value === 'string' && CANONICAL_ISO.test(value)) return value;
   return (value instanceof Date ? value : new Date(value as string)).toISOString();
 }
 

@@ -50,6 +50,9 @@ export function parseInput<S extends z.ZodTypeAny>(schema: S, input: unknown, ro
  * columns (canonicalUuid, canonicalTimestamp).
  */
 
+/** zod's uuid pattern (v3), for checks done without zod: it must accept exactly what `uuid` does. */
+export const ZOD_UUID = /^[0-9a-fA-F]{8}\b-[0-9a-fA-F]{4}\b-[0-9a-fA-F]{4}\b-[0-9a-fA-F]{4}\b-[0-9a-fA-F]{12}$/i;
+
 /** A uuid, any case; see canonicalUuid. */
 export const uuid = z.string({ invalid_type_error: 'expected a uuid string' }).uuid('expected a uuid');
 
@@ -65,7 +68,7 @@ export function givenOrNewId(id: string | undefined): string {
 
 /** Text Postgres can store: no NUL character, no unpaired UTF-16 surrogate (a 500 otherwise). */
 // eslint-disable-next-line no-control-regex -- NUL is exactly what this rejects
-const STORABLE = /^(?:[^\u0000\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/;
+export const STORABLE = /^(?:[^\u0000\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*$/;
 const STORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 
 /** Any text up to `max` characters that the database can store. */
@@ -81,9 +84,15 @@ export const bytes = z.number().int('expected an integer').nonnegative('must not
 /** An ISO-8601 date-time with zone; see canonicalTimestamp. */
 export const isoDateTime = z.string().datetime({ offset: true, message: 'expected an ISO-8601 date-time, e.g. 2024-05-01T12:00:00Z' });
 
+/**
+ * Already UTC with milliseconds. Only for strings that passed `isoDateTime` (whose pattern checks
+ * the ranges of month, day and time): for those, Date would give back the same text.
+ */
+const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
 /** UTC with milliseconds: what every device stores and reads back, whatever zone the input used. */
 export function canonicalTimestamp(iso: string): string {
-  return new Date(iso).toISOString();
+  return CANONICAL_ISO.test(iso) ? iso : new Date(iso).toISOString();
 }
 
 /** A route parameter that must be a uuid (400 naming the parameter otherwise). */
