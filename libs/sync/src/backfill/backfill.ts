@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Transaction } from 'kysely';
 import type { Database, Db } from '@lib/db';
 import { OWNED_MODELS } from '../models/registry';
-import type { OwnedApplier } from '../owned/owned-applier';
+import type { OwnedApplier, PreparedState } from '../owned/owned-applier';
 import { TOMBSTONES } from '../owned/owned.repository';
 import type { CatchUpService } from '../peers/catch-up';
 import type { DevicesRepository } from '../peers/devices.repository';
@@ -101,26 +101,31 @@ export class BackfillService {
     let after = await this.get(KEY.owned(owner, model));
     item.startedAfter = after;
     if (after === DONE) return;
-    const fetchPage = (from: string | null) =>
-      this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(source, 'owned.page'), { owner, after: from, model }, 30_000);
-    // one page in flight while the previous one is applied: the peer reads while we write
-    let next: Promise<OwnedPageReply> | null = fetchPage(after);
+    // a page is fetched and prepared (parsed, validated, serialised) while the previous one is
+    // being written: the peer reads, this process checks and Postgres writes, all at once
+    type Fetched = { page: OwnedPageReply; prepared: PreparedState | null; n: number };
+    const fetchPage = (from: string | null): Promise<Fetched> =>
+      this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(source, 'owned.page'), { owner, after: from, model }, 30_000).then((page) => {
+        const { rows, tombstones } = expandOwnedPage(page);
+        const n = rows.length + tombstones.length;
+        const prepared = page.last
+          ? this.owned.prepare({ v: 1, kind: 'state', library: this.self.libraryId, origin: owner, from: null, to: page.last, rows, tombstones })
+          : null;
+        return { page, prepared, n };
+      });
+    let next: Promise<Fetched> | null = fetchPage(after);
     while (next) {
-      const page: OwnedPageReply = await next;
+      const { page, prepared, n }: Fetched = await next;
       const last = page.last ?? after;
       next = page.done || page.last === null ? null : fetchPage(last);
       next?.catch(() => undefined); // observed when awaited
       const mark = page.done ? DONE : (last ?? '');
-      const { rows, tombstones } = expandOwnedPage(page);
-      if (page.last) {
-        await this.owned.apply(
-          { v: 1, kind: 'state', library: this.self.libraryId, origin: owner, from: null, to: page.last, rows, tombstones },
-          { raiseWatermark: false, alsoInTx: (tx) => this.put(tx, KEY.owned(owner, model), mark) },
-        );
+      if (prepared) {
+        await this.owned.apply(prepared, { raiseWatermark: false, alsoInTx: (tx) => this.put(tx, KEY.owned(owner, model), mark) });
       } else {
         await this.put(this.db, KEY.owned(owner, model), mark);
       }
-      item.done += rows.length + tombstones.length;
+      item.done += n;
       after = last;
       if (this.pauseMs && next) await new Promise((r) => setTimeout(r, this.pauseMs));
     }

@@ -3,12 +3,21 @@ import type { Database, Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
-import { OWNED_MODELS, ownedModel } from '../models/registry';
+import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import type { DevicesRepository } from '../peers/devices.repository';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
 
 const CHUNK = 5000;
+
+/** A validated state message with its rows serialised for the upserts (see OwnedApplier.prepare). */
+export interface PreparedState {
+  msg: StateMessage;
+  byModel: Map<string, OwnedRow[]>;
+  chunks: { model: OwnedModel; rows: OwnedRow[]; json: string }[];
+  tombstones: Tombstone[];
+  maxVersion: string;
+}
 
 /**
  * Applies an owner's broadcast state on a peer: only rows of the message's origin, only when
@@ -56,11 +65,31 @@ export class OwnedApplier {
   }
 
   /**
+   * Everything about a message that needs no database: validation, and the rows serialised for
+   * the upserts. A caller can prepare the next message while the previous one is being written.
+   */
+  prepare(msg: StateMessage): PreparedState {
+    const { byModel, tombstones, maxVersion } = this.validate(msg);
+    const chunks: PreparedState['chunks'] = [];
+    for (const model of OWNED_MODELS) {
+      const rows = byModel.get(model.name) ?? [];
+      for (let i = 0; i < rows.length; i += CHUNK) {
+        const part = rows.slice(i, i + CHUNK);
+        chunks.push({ model, rows: part, json: JSON.stringify(part) });
+      }
+    }
+    return { msg, byModel, chunks, tombstones, maxVersion };
+  }
+
+  /**
    * Applies the message. Returns whether it continued the origin's stream contiguously (false
    * means a gap: the watermark stays where it was until a catch-up fills it).
    */
-  async apply(msg: StateMessage, opts: { raiseWatermark?: boolean; alsoInTx?: (tx: Transaction<Database>) => Promise<void> } = {}): Promise<boolean> {
-    const { byModel, tombstones, maxVersion } = this.validate(msg);
+  async apply(
+    message: StateMessage | PreparedState,
+    opts: { raiseWatermark?: boolean; alsoInTx?: (tx: Transaction<Database>) => Promise<void> } = {},
+  ): Promise<boolean> {
+    const { msg, byModel, chunks, tombstones, maxVersion } = 'chunks' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
     const contiguous = await this.db.transaction().execute(async (tx) => {
       await opts.alsoInTx?.(tx);
@@ -68,10 +97,7 @@ export class OwnedApplier {
       const foreign = await this.repo.foreignIds(tx, msg.origin, items);
       if (foreign.length) throw new RejectedMessageError('not_owner', `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`);
       await this.clock.observe(tx, maxVersion);
-      for (const model of OWNED_MODELS) {
-        const rows = byModel.get(model.name) ?? [];
-        for (let i = 0; i < rows.length; i += CHUNK) await this.repo.upsert(tx, model, rows.slice(i, i + CHUNK), true);
-      }
+      for (const chunk of chunks) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json);
       await this.repo.applyTombstones(tx, tombstones);
       await this.devices.ensurePeer(tx, msg.origin);
       const peer = await this.devices.get(tx, msg.origin);

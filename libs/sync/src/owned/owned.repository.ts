@@ -42,9 +42,9 @@ export async function collectTombstones(db: DbOrTx, horizons: Map<string, string
 /** One element of an owner's change stream, in cursor order. */
 export type OwnedChange = { type: 'row'; model: string; row: OwnedRow; cursor: string } | { type: 'tombstone'; tombstone: Tombstone; cursor: string };
 
-function recordset(model: OwnedModel, rows: readonly Record<string, unknown>[]): RawBuilder<unknown> {
+function recordset(model: OwnedModel, json: string): RawBuilder<unknown> {
   const defs = model.columns.map((c) => sql.raw(`${c} ${model.sqlTypes[c]}`));
-  return sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.join(defs)})`;
+  return sql`jsonb_to_recordset(${json}::jsonb) as x(${sql.join(defs)})`;
 }
 
 /** The select list of a model's wire form: timestamps formatted by Postgres (no Date round trip). */
@@ -73,9 +73,9 @@ export class OwnedRepository {
   /**
    * Upserts rows. `onlyNewer` applies a row only when its version is greater than the stored one
    * and it was not deleted since (remote state); the owner's own writes skip those checks.
-   * Returns the number of rows written.
+   * Returns the number of rows written. `json` is the rows' JSON when the caller has it already.
    */
-  async upsert(db: DbOrTx, model: OwnedModel, rows: readonly Record<string, unknown>[], onlyNewer: boolean): Promise<number> {
+  async upsert(db: DbOrTx, model: OwnedModel, rows: readonly Record<string, unknown>[], onlyNewer: boolean, json?: string): Promise<number> {
     if (rows.length === 0) return 0;
     const cols = sql.join(model.columns.map((c) => sql.ref(c)));
     const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
@@ -91,7 +91,7 @@ export class OwnedRepository {
     const guard = onlyNewer
       ? sql`where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`
       : sql`where ${t}.device_id = excluded.device_id`;
-    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, rows)} where ${sql.join(filters, sql` and `)}
+    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, json ?? JSON.stringify(rows))} where ${sql.join(filters, sql` and `)}
       on conflict (id) do update set ${updates} ${guard}`.execute(db);
     return Number(res.numAffectedRows ?? 0);
   }

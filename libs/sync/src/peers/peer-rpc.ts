@@ -6,7 +6,7 @@ import { RejectedMessageError } from '../errors';
 import { TOMBSTONES } from '../owned/owned.repository';
 import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow, SharedRepository } from '../shared/shared.repository';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
+import { JetStreamTransport, RawJson } from '../transport/jetstream.transport';
 import type { DevicesRepository } from './devices.repository';
 import { endOfVersion } from '../owned/cursor';
 
@@ -55,7 +55,9 @@ export function expandOwnedPage(page: OwnedPageReply): { rows: { model: string; 
     if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${group.model}`);
     for (const values of group.values) {
       if (!Array.isArray(values) || values.length !== model.columns.length) throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
-      rows.push({ model: group.model, row: Object.fromEntries(model.columns.map((c, i) => [c, values[i]])) });
+      const row: Record<string, unknown> = {};
+      for (let i = 0; i < model.columns.length; i++) row[model.columns[i]] = values[i];
+      rows.push({ model: group.model, row });
     }
   }
   return { rows, tombstones: page.tombstones };
@@ -156,25 +158,32 @@ export class PeerRpcServer {
     };
   }
 
-  async ownedPage(request: unknown): Promise<OwnedPageReply> {
+  /** An OwnedPageReply, built as text: each change is serialised once, to size the page and to send. */
+  async ownedPage(request: unknown): Promise<RawJson> {
     const r = OwnedPageRequest.parse(request);
     if (r.model && r.model !== TOMBSTONES && !OWNED_MODELS.some((m) => m.name === r.model)) throw new Error(`unknown model ${r.model}`);
     const changes = await this.owned.changesAfter(this.db, r.owner, r.after, PAGE_ROWS, r.model);
-    type Compact = { model: string; values: unknown[] } | { tombstone: Tombstone };
-    const compact = changes.map((c): Compact => (c.type === 'row' ? { model: c.model, values: ownedModel(c.model)!.columns.map((col) => c.row[col]) } : { tombstone: c.tombstone }));
-    const fitted = fitPage(compact, this.budget);
-    const groups = new Map<string, unknown[][]>();
-    const tombstones: Tombstone[] = [];
-    for (const item of fitted) {
-      if ('tombstone' in item) tombstones.push(item.tombstone);
-      else groups.set(item.model, [...(groups.get(item.model) ?? []), item.values]);
+    const groups = new Map<string, string[]>();
+    const tombstones: string[] = [];
+    let size = 256;
+    let taken = 0;
+    for (const c of changes) {
+      const json = c.type === 'row' ? JSON.stringify(ownedModel(c.model)!.columns.map((col) => c.row[col])) : JSON.stringify(c.tombstone);
+      size += Buffer.byteLength(json) + 1;
+      if (size > this.budget && taken > 0) break;
+      if (c.type === 'row') {
+        const group = groups.get(c.model) ?? [];
+        group.push(json);
+        groups.set(c.model, group);
+      } else {
+        tombstones.push(json);
+      }
+      taken++;
     }
-    return {
-      rows: [...groups].map(([model, values]) => ({ model, values })),
-      tombstones,
-      last: fitted.length ? changes[fitted.length - 1].cursor : null,
-      done: changes.length < PAGE_ROWS && fitted.length === changes.length,
-    };
+    const rows = [...groups].map(([model, values]) => `{"model":${JSON.stringify(model)},"values":[${values.join(',')}]}`);
+    const last = taken ? changes[taken - 1].cursor : null;
+    const done = changes.length < PAGE_ROWS && taken === changes.length;
+    return new RawJson(`{"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}],"last":${JSON.stringify(last)},"done":${done}}`);
   }
 
   async sharedChanges(request: unknown): Promise<SharedChangesReply> {

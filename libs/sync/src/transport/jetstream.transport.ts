@@ -34,6 +34,11 @@ export function isNotFound(e: unknown): boolean {
  * stream and this device's durable consumer (created when missing, recreated when lost),
  * deduplicated publishing, pull fetches, and core NATS for presence and acks.
  */
+/** A handler's result already serialised (large replies are built as text, not as objects). */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
 export class JetStreamTransport {
   private readonly logger = new Logger('Transport');
   private nc: NatsConnection | null = null;
@@ -217,9 +222,10 @@ export class JetStreamTransport {
           msg.respond(Buffer.from(JSON.stringify({ ok: false, error: 'request is not JSON' })));
           return;
         }
-        const reply = (body: unknown) => {
+        const reply = (body: { ok: boolean; result?: unknown; error?: string }) => {
           try {
-            msg.respond(Buffer.from(JSON.stringify(body)));
+            const text = body.result instanceof RawJson ? `{"ok":true,"result":${body.result.text}}` : JSON.stringify(body);
+            msg.respond(Buffer.from(text));
           } catch (e) {
             // e.g. larger than the server accepts: say so rather than leave the requester waiting
             try {
