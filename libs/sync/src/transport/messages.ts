@@ -10,6 +10,22 @@ const cursor = z.string().regex(/^\d{15}-\d{6}-[0-9a-f-]{36}\|\d\|[0-9a-f-]{36}$
 
 const base = { v: z.literal(1), library: uuid, origin: uuid };
 
+/**
+ * One row of a state message: `{model, row}`, the row an object (its columns are checked against
+ * the model when applied). A plain check rather than a zod object: a message carries thousands.
+ */
+function isStateRow(v: unknown): v is { model: string; row: Record<string, unknown> } {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  let keys = 0;
+  for (const k in o) {
+    if (k !== 'model' && k !== 'row') return false;
+    keys++;
+  }
+  return keys === 2 && typeof o.model === 'string' && typeof o.row === 'object' && o.row !== null && !Array.isArray(o.row);
+}
+const stateRow = z.custom<{ model: string; row: Record<string, unknown> }>(isStateRow, 'expected {model: string, row: object}');
+
 /** Owned state of one owner: rows and tombstones in cursor order, after `from` up to `to`. */
 export const StateMessage = z
   .object({
@@ -18,7 +34,7 @@ export const StateMessage = z
     /** The owner's published cursor before this message (null for its first), for gap detection. */
     from: cursor.nullable(),
     to: cursor,
-    rows: z.array(z.object({ model: z.string(), row: z.record(z.unknown()) }).strict()).max(100_000),
+    rows: z.array(stateRow).max(100_000),
     tombstones: z.array(z.object({ model: z.string(), id: uuid, device_id: uuid, version: hlc }).strict()).max(100_000),
   })
   .strict();
