@@ -120,6 +120,27 @@ async function post(d, path, body) {
 async function writeEntries(d, bodies) {
   for (const body of bodies) await post(d, '/entries/batch', body);
 }
+/** CPU seconds used so far by a process (user + system), from /proc. */
+function cpuSeconds(pid) {
+  try { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100; } catch { return 0; }
+}
+/** The Postgres backends serving each database, for the CPU split of BENCH_VERBOSE. */
+async function backends() {
+  return withClient(PG, async (c) => (await c.query('select pid, datname from pg_stat_activity where datname is not null')).rows);
+}
+/** CPU seconds of the device processes and of the Postgres backends of their databases, by pid. */
+async function cpuSplit(devices) {
+  const out = new Map();
+  for (const d of devices) out.set(d.proc.pid, { label: `${d.name} node`, s: cpuSeconds(d.proc.pid) });
+  for (const b of await backends()) for (const d of devices) if (b.datname === d.db) out.set(b.pid, { label: `${d.name} postgres`, s: cpuSeconds(b.pid) });
+  return out;
+}
+/** What each label used between two cpuSplit readings (backends that ended in between are missed). */
+function cpuUsed(before, after) {
+  const used = {};
+  for (const [pid, { label, s }] of after) used[label] = (used[label] ?? 0) + s - (before.get(pid)?.s ?? 0);
+  return Object.entries(used).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+}
 function peakRssMb(pid) {
   try { const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8')); return m ? Number(m[1]) / 1024 : NaN; } catch { return NaN; }
 }
@@ -137,6 +158,8 @@ async function main() {
   const b = await startDevice('bench-b', { LIBRARY_ID: lib, DATABASE_URL: bUrl, NATS_URL: nats });
   while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
   const bodies = await entryBatches(a, SYNC_N);
+  const pair = [{ ...a, db: `bench_a_${process.pid}` }, { ...b, db: `bench_b_${process.pid}` }];
+  const cpuBefore = process.env.BENCH_VERBOSE ? await cpuSplit(pair) : null;
   const t0 = Date.now();
   await writeEntries(a, bodies);
   const written = Date.now();
@@ -147,7 +170,8 @@ async function main() {
     const text = await (await fetch(`${d.url}/metrics`)).text();
     return text.split('\n').filter((l) => l.startsWith(name)).map((l) => l.replace(/^\S+\{?/, (m) => m)).join('; ');
   };
-  if (process.env.BENCH_VERBOSE) {
+  if (cpuBefore) {
+    console.log(`  CPU seconds during the sync: ${cpuUsed(cpuBefore, await cpuSplit(pair))}`);
     console.log(`  B apply: ${await metric(b, 'sync_apply_seconds_sum')} / ${await metric(b, 'sync_apply_seconds_count')}`);
   }
   console.log(`sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`);
@@ -162,6 +186,7 @@ async function main() {
     while ((await sent()) < BACKFILL_N) await sleep(200);
     const cUrl = await createDb(`bench_c_${process.pid}`);
     const t1 = Date.now();
+    const before = process.env.BENCH_VERBOSE ? await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }]) : null;
     const c = await startDevice('bench-c', { LIBRARY_ID: lib, DATABASE_URL: cUrl, NATS_URL: nats });
     let peak = 0;
     for (;;) {
@@ -172,8 +197,16 @@ async function main() {
     }
     const s = (Date.now() - t1) / 1000;
     peak = Math.max(peak, peakRssMb(c.proc.pid));
+    if (before) {
+      const after = await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }, { ...c, db: `bench_c_${process.pid}` }]);
+      console.log(`  CPU seconds during the backfill: ${cpuUsed(before, after)}`);
+    }
     const rate = BACKFILL_N / s;
     console.log(`backfill: ${fmt(BACKFILL_N)} entries into a new device in ${s.toFixed(1)} s (process start to ready): ${fmt(rate)} rows/s; ratio to baseline ${(rate / raw).toFixed(2)}; peak RSS of the joining process ${peak.toFixed(0)} MB`);
+    // where the time went, from the joining device's own log
+    // eslint-disable-next-line no-control-regex -- the log's colour codes
+    const pulled = /backfill from \S+ finished: (\d+) rows in (\d+) ms/.exec(readFileSync(join(dir, 'bench-c.log'), 'utf8').replace(/\x1b\[[0-9;]*m/g, ''));
+    if (pulled) console.log(`  of which pulling pages: ${(Number(pulled[2]) / 1000).toFixed(1)} s for ${fmt(Number(pulled[1]))} rows`);
   }
 }
 

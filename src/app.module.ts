@@ -8,7 +8,7 @@ import { MetricsModule } from './metrics/metrics.module';
 /** One device: its database, the sync engine and the library's HTTP API. */
 @Module({})
 export class AppModule {
-  static forDevice(config: DeviceConfig, deviceId: string, db: Db): DynamicModule {
+  static forDevice(config: DeviceConfig, deviceId: string, db: Db, embedded = false): DynamicModule {
     return {
       module: AppModule,
       imports: [
@@ -22,6 +22,8 @@ export class AppModule {
           maxClockDriftMs: config.maxClockDriftMs,
           heartbeatIntervalMs: config.heartbeatIntervalMs,
           backfillPauseMs: config.backfillPauseMs,
+          // PGlite is one session: a second transaction would wait for the first forever
+          backfillWriters: embedded ? 1 : 2,
         }),
         LibraryModule,
         MetricsModule,

@@ -31,7 +31,7 @@ export async function startDevice(config: DeviceConfig, logger?: LoggerService |
       name: config.deviceName,
       libraryId: config.libraryId,
     });
-    const app = await NestFactory.create<NestExpressApplication>(AppModule.forDevice(config, deviceId, db), {
+    const app = await NestFactory.create<NestExpressApplication>(AppModule.forDevice(config, deviceId, db, embedded), {
       bodyParser: false,
       logger: logger ?? ['log', 'warn', 'error'],
       abortOnError: false,

@@ -104,7 +104,7 @@ export class SyncEngine {
     const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
     this.rpc = new PeerRpcServer(this.db, this.ownedRepo, this.sharedRepo, this.devices, transport, self, () => this.phase);
     this.catchUp = new CatchUpService(this.db, transport, this.devices, this.ownedApplier, this.sharedApplier, self);
-    this.backfill = new BackfillService(this.db, transport, this.catchUp, this.ownedApplier, this.devices, self, o.backfillPauseMs ?? 0);
+    this.backfill = new BackfillService(this.db, transport, this.catchUp, this.ownedApplier, this.devices, self, o.backfillPauseMs ?? 0, o.backfillWriters ?? 2);
     this.presence = new PresenceService(
       this.db,
       this.devices,

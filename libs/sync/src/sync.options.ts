@@ -15,6 +15,11 @@ export interface SyncOptions {
   batchWindowMs?: number;
   /** Pause between backfill pages (spares a busy serving peer). Default 0. */
   backfillPauseMs?: number;
+  /**
+   * Backfill pages written at once, each in its own transaction (commits stay in order). Default
+   * 2; must be 1 when the database has a single session (embedded PGlite).
+   */
+  backfillWriters?: number;
   /** How often the change log is pruned even without new acknowledgements. Default 5000. */
   pruneIntervalMs?: number;
 }

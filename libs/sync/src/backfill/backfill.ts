@@ -50,6 +50,8 @@ export class BackfillService {
     private readonly devices: DevicesRepository,
     private readonly self: { id: string; libraryId: string },
     private readonly pauseMs = 0,
+    /** Pages written at once (each on its own connection); 1 for a one-session database. */
+    private readonly writers = 2,
   ) {}
 
   async isFinished(): Promise<boolean> {
@@ -113,6 +115,11 @@ export class BackfillService {
           : null;
         return { page, prepared, n };
       });
+    // Up to `writers` pages are written at once, each in its own transaction. Their commits are
+    // chained: a page commits (with its checkpoint) only after the one before it has, and fails
+    // if that one failed, so the checkpoint never passes a page that is not stored.
+    let committed: Promise<void> = Promise.resolve();
+    const writing: Promise<void>[] = [];
     let next: Promise<Fetched> | null = fetchPage(after);
     while (next) {
       const { page, prepared, n }: Fetched = await next;
@@ -120,15 +127,26 @@ export class BackfillService {
       next = page.done || page.last === null ? null : fetchPage(last);
       next?.catch(() => undefined); // observed when awaited
       const mark = page.done ? DONE : (last ?? '');
-      if (prepared) {
-        await this.owned.apply(prepared, { raiseWatermark: false, alsoInTx: (tx) => this.put(tx, KEY.owned(owner, model), mark) });
-      } else {
-        await this.put(this.db, KEY.owned(owner, model), mark);
-      }
-      item.done += n;
+      const previous = committed;
+      const write = prepared
+        ? this.owned.apply(prepared, {
+            raiseWatermark: false,
+            beforeCommit: async (tx) => {
+              await previous;
+              await this.put(tx, KEY.owned(owner, model), mark);
+            },
+          })
+        : previous.then(() => this.put(this.db, KEY.owned(owner, model), mark));
+      committed = write.then(() => {
+        item.done += n;
+      });
+      committed.catch(() => undefined); // observed below
+      writing.push(committed);
+      if (writing.length >= this.writers) await writing.shift();
       after = last;
       if (this.pauseMs && next) await new Promise((r) => setTimeout(r, this.pauseMs));
     }
+    await Promise.all(writing);
   }
 
   /** The plan of this run: a new one, or the stored one narrowed to what this source vouches for. */

@@ -87,7 +87,15 @@ export class OwnedApplier {
    */
   async apply(
     message: StateMessage | PreparedState,
-    opts: { raiseWatermark?: boolean; alsoInTx?: (tx: Transaction<Database>) => Promise<void> } = {},
+    opts: {
+      raiseWatermark?: boolean;
+      alsoInTx?: (tx: Transaction<Database>) => Promise<void>;
+      /**
+       * Runs after the rows are written, before the clock is observed and the transaction commits:
+       * a caller writing several messages of one owner at once orders their commits here.
+       */
+      beforeCommit?: (tx: Transaction<Database>) => Promise<void>;
+    } = {},
   ): Promise<boolean> {
     const { msg, byModel, chunks, tombstones, maxVersion } = 'chunks' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
@@ -96,9 +104,16 @@ export class OwnedApplier {
       const items = [...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))), ...tombstones.map((t) => ({ model: t.model, id: t.id }))];
       const foreign = await this.repo.foreignIds(tx, msg.origin, items);
       if (foreign.length) throw new RejectedMessageError('not_owner', `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`);
-      await this.clock.observe(tx, maxVersion);
+      // The clock's row stays locked until commit. Taken before the rows, it queues concurrent
+      // applies before they touch any row (no deadlock between them). A caller that orders its own
+      // commits (beforeCommit) writes disjoint rows and takes it last, so that the writes overlap.
+      if (!opts.beforeCommit) await this.clock.observe(tx, maxVersion);
       for (const chunk of chunks) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json);
       await this.repo.applyTombstones(tx, tombstones);
+      if (opts.beforeCommit) {
+        await opts.beforeCommit(tx);
+        await this.clock.observe(tx, maxVersion);
+      }
       await this.devices.ensurePeer(tx, msg.origin);
       const peer = await this.devices.get(tx, msg.origin);
       const held = peer?.state_watermark ?? null;
