@@ -163,6 +163,7 @@ async function main() {
   const t0 = Date.now();
   await writeEntries(a, bodies);
   const written = Date.now();
+  const heldWhenWritten = process.env.BENCH_VERBOSE ? await count(bUrl) : null;
   while ((await count(bUrl)) < SYNC_N) await sleep(50);
   const syncS = (Date.now() - t0) / 1000;
   const syncRate = SYNC_N / syncS;
@@ -171,6 +172,7 @@ async function main() {
     return text.split('\n').filter((l) => l.startsWith(name)).map((l) => l.replace(/^\S+\{?/, (m) => m)).join('; ');
   };
   if (cpuBefore) {
+    console.log(`  B held ${fmt(heldWhenWritten)} of the entries when A's last write returned`);
     console.log(`  CPU seconds during the sync: ${cpuUsed(cpuBefore, await cpuSplit(pair))}`);
     console.log(`  B apply: ${await metric(b, 'sync_apply_seconds_sum')} / ${await metric(b, 'sync_apply_seconds_count')}`);
   }

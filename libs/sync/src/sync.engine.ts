@@ -4,7 +4,7 @@ import type { Db } from '@lib/db';
 import type { ClockService } from './clock/clock.service';
 import { ClockDriftError, InvalidInputError, NotFoundError, RejectedMessageError } from './errors';
 import type { SyncMetrics } from './metrics';
-import { OwnedApplier } from './owned/owned-applier';
+import { OwnedApplier, PreparedState } from './owned/owned-applier';
 import { OwnedPublisher } from './owned/owned-publisher';
 import type { OwnedRepository } from './owned/owned.repository';
 import type { DevicesRepository } from './peers/devices.repository';
@@ -28,6 +28,12 @@ import { LibrarySubjects } from './transport/subjects';
 
 const FETCH_BATCH = 128;
 const FETCH_EXPIRES_MS = 1000;
+
+/** A log message after decode(): ours (skipped), refused (dead-lettered), or to apply. */
+type Decoded =
+  | { kind: 'own' }
+  | { kind: 'rejected'; origin: string | null; reason: RejectedMessageError; raw: string }
+  | { kind: 'message'; msg: LogMessage; raw: string; state: PreparedState | null };
 const DRIFT_RETRY_MS = 10_000;
 
 /**
@@ -290,9 +296,14 @@ export class SyncEngine {
       }
       try {
         let transient = false;
-        await transport.fetch(FETCH_BATCH, FETCH_EXPIRES_MS, async (m) => {
-          if (!(await this.receive(m))) transient = true;
-        });
+        await transport.fetch(
+          FETCH_BATCH,
+          FETCH_EXPIRES_MS,
+          (m) => this.decode(m),
+          async (m, decoded) => {
+            if (!(await this.receive(m, decoded))) transient = true;
+          },
+        );
         if (transient) await sleep(backoffDelay(attempt++), this.abort.signal);
         else attempt = 0;
       } catch (e) {
@@ -308,29 +319,39 @@ export class SyncEngine {
   }
 
   /**
-   * Handles one log message: applied and acked, dead-lettered (terminated), held (clock drift), or
-   * left for redelivery after a transient failure (returns false then).
+   * The part of handling a log message that needs no database: parsing and validation (and, for
+   * state, the rows serialised for the upserts). Pure, so the fetch loop runs it for the next
+   * message while the current one is being written.
    */
-  private async receive(m: JsMsg): Promise<boolean> {
-    const subjects = this.transport!.subjects;
-    const subjectOrigin = subjects.originOf(m.subject);
-    if (subjectOrigin === this.options.deviceId) {
-      // our own broadcast coming back through the shared stream: nothing to apply, not worth parsing
-      m.ack();
-      return true;
-    }
+  private decode(m: JsMsg): Decoded {
+    const subjectOrigin = this.transport!.subjects.originOf(m.subject);
+    // our own broadcast coming back through the shared stream: nothing to apply, not worth parsing
+    if (subjectOrigin === this.options.deviceId) return { kind: 'own' };
     const raw = Buffer.from(m.data).toString('utf8');
-    let msg: LogMessage;
     try {
       const parsed = LogMessage.safeParse(JSON.parse(raw));
       if (!parsed.success) throw new RejectedMessageError('malformed', describeZodError(parsed.error));
-      msg = parsed.data;
+      const msg = parsed.data;
       if (msg.library !== this.options.libraryId) throw new RejectedMessageError('wrong_library', `library ${msg.library}`);
       if (msg.origin !== subjectOrigin) throw new RejectedMessageError('origin_mismatch', `subject names ${subjectOrigin}, payload ${msg.origin}`);
+      return { kind: 'message', msg, raw, state: msg.kind === 'state' ? this.ownedApplier.prepare(msg) : null };
     } catch (e) {
       const reason = e instanceof RejectedMessageError ? e : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
-      return this.deadLetter(m, subjectOrigin, reason, raw);
+      return { kind: 'rejected', origin: subjectOrigin, reason, raw };
     }
+  }
+
+  /**
+   * Handles one log message: applied and acked, dead-lettered (terminated), held (clock drift), or
+   * left for redelivery after a transient failure (returns false then).
+   */
+  private async receive(m: JsMsg, decoded: Decoded = this.decode(m)): Promise<boolean> {
+    if (decoded.kind === 'own') {
+      m.ack();
+      return true;
+    }
+    if (decoded.kind === 'rejected') return this.deadLetter(m, decoded.origin, decoded.reason, decoded.raw);
+    const { msg, raw } = decoded;
     const started = process.hrtime.bigint();
     try {
       if (msg.kind === 'hello') {
@@ -339,7 +360,7 @@ export class SyncEngine {
         if (msg.device === this.options.deviceId) this.logger.warn(`device ${msg.origin} removed this device from the library`);
         else if (await this.devices.markRemoved(this.db, msg.device)) this.logger.log(`device ${msg.device} was removed from the library by ${msg.origin}`);
       } else if (msg.kind === 'state') {
-        if (!(await this.ownedApplier.apply(msg))) this.noteGap(msg.origin, 'state');
+        if (!(await this.ownedApplier.apply(decoded.state ?? msg))) this.noteGap(msg.origin, 'state');
         this.presence?.scheduleAck(msg.origin);
       } else {
         if (!(await this.sharedApplier.apply(msg))) this.noteGap(msg.origin, 'shared');

@@ -189,19 +189,32 @@ export class JetStreamTransport {
     return info.num_pending + info.num_ack_pending;
   }
 
-  /** Pulls up to max messages from this device's durable consumer, waiting at most expiresMs. */
-  async fetch(max: number, expiresMs: number, onMessage: (m: JsMsg) => Promise<void>): Promise<number> {
+  /**
+   * Pulls up to max messages from this device's durable consumer, waiting at most expiresMs, and
+   * hands them to onMessage one at a time, in order. `decode` (synchronous, pure) runs for the next
+   * message as soon as it arrives, while onMessage is still busy with the current one.
+   */
+  async fetch<T>(max: number, expiresMs: number, decode: (m: JsMsg) => T, onMessage: (m: JsMsg, decoded: T) => Promise<void>): Promise<number> {
     const js = this.conn().jetstream();
     const consumer = await js.consumers.get(this.subjects.stream, this.subjects.durable(this.deviceId));
     const batch = await consumer.fetch({ max_messages: max, expires: expiresMs });
+    const messages = batch[Symbol.asyncIterator]();
+    const take = () => messages.next().then((r) => (r.done ? null : { m: r.value, decoded: decode(r.value) }));
     let n = 0;
-    for await (const m of batch) {
-      n++;
-      await onMessage(m);
-      if (this.stopped) {
-        batch.stop();
-        break;
+    let next = take();
+    try {
+      for (;;) {
+        const item = await next;
+        if (!item) break;
+        n++;
+        next = take();
+        next.catch(() => undefined); // observed when awaited
+        await onMessage(item.m, item.decoded);
+        if (this.stopped) break;
       }
+    } finally {
+      // a message decoded but not handled stays unacknowledged: the server redelivers it
+      batch.stop();
     }
     return n;
   }
