@@ -1,0 +1,254 @@
+#!/usr/bin/env node
+// A library tried the way a demanding user would (`npm run chaos`): device processes started as
+// API.md says, random writes through the HTTP API on every device, and meanwhile a device killed
+// (SIGKILL) and restarted, the nats-server killed and restarted, a device frozen (SIGSTOP), a new
+// device joining mid-run, and the broker's storage wiped. Then every device must report the same
+// /sync/digest, and every write an API acknowledged must be there (unless acknowledged deleted).
+//
+// Needs Postgres (CHAOS_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
+// `nats-server` on PATH; device c runs on embedded PGlite. CHAOS_SECONDS sets the write phase
+// (default 60). Exit code 0: converged and nothing lost; 1 otherwise. Logs stay in the printed dir
+// on failure.
+'use strict';
+
+const { spawn } = require('node:child_process');
+const { randomUUID } = require('node:crypto');
+const { mkdtempSync, openSync, rmSync } = require('node:fs');
+const net = require('node:net');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { Client } = require('pg');
+
+const ROOT = join(__dirname, '..');
+const PG = process.env.CHAOS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECONDS = Number(process.env.CHAOS_SECONDS || 60);
+const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
+const library = randomUUID();
+const dbs = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const say = (m) => console.log(`[chaos ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
+const T0 = Date.now();
+const pick = (xs) => xs[Math.floor(Math.random() * xs.length)];
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+const portOpen = (port) => new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+
+async function createDb(name) {
+  const c = new Client({ connectionString: PG }); await c.connect();
+  await c.query(`drop database if exists "${name}" with (force)`); await c.query(`create database "${name}"`); await c.end();
+  dbs.push(name);
+  const u = new URL(PG); u.pathname = `/${name}`; return u.toString();
+}
+
+// --- the broker --------------------------------------------------------------------------------
+const nats = { port: 0, proc: null, store: join(dir, 'js') };
+async function natsStart() {
+  nats.port ||= await freePort();
+  const log = openSync(join(dir, 'nats.log'), 'a');
+  nats.proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(nats.port), '-js', '-sd', nats.store], { stdio: ['ignore', log, log] });
+  while (!(await portOpen(nats.port))) await sleep(50);
+}
+async function natsKill() {
+  const p = nats.proc; nats.proc = null;
+  await new Promise((r) => { p.once('exit', r); p.kill('SIGKILL'); });
+}
+
+// --- devices -----------------------------------------------------------------------------------
+const devices = [];
+async function device(name, embedded) {
+  const d = { name, port: await freePort(), id: randomUUID(), env: {}, proc: null, up: false };
+  d.env = {
+    DEVICE_ID: d.id, DEVICE_NAME: name, LIBRARY_ID: library, NATS_URL: `nats://127.0.0.1:${nats.port}`, PORT: String(d.port),
+    SYNC_HEARTBEAT_INTERVAL_MS: '1000',
+    ...(embedded ? { DATA_DIR: join(dir, name) } : { DATABASE_URL: await createDb(`chaos_${name}_${process.pid}`) }),
+  };
+  d.url = `http://127.0.0.1:${d.port}`;
+  devices.push(d);
+  await start(d);
+  return d;
+}
+async function start(d) {
+  const log = openSync(join(dir, `${d.name}.log`), 'a');
+  const env = { ...process.env, ...d.env };
+  delete env.DATABASE_URL; // only what this device's env says
+  if (d.env.DATABASE_URL) env.DATABASE_URL = d.env.DATABASE_URL;
+  d.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', log, log] });
+  for (let i = 0; ; i++) {
+    if (d.proc.exitCode !== null) throw new Error(`${d.name} exited with ${d.proc.exitCode}; see ${dir}/${d.name}.log`);
+    try { if ((await fetch(`${d.url}/health`)).ok) break; } catch { /* not yet */ }
+    await sleep(100);
+  }
+  d.up = true;
+}
+async function kill(d, signal = 'SIGKILL') {
+  d.up = false;
+  const p = d.proc;
+  await new Promise((r) => { p.once('exit', r); p.kill(signal); });
+}
+
+async function api(d, method, path, body) {
+  const r = await fetch(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+// --- what the API acknowledged ------------------------------------------------------------------
+/** entry id -> { owner, location } for entries whose create was acknowledged and delete was not. */
+const entries = new Map();
+/** ids whose fate is unknown (a request that failed without an answer). */
+const uncertain = new Set();
+const locations = new Map(); // device name -> [location ids]
+const tags = new Set();
+const stats = { ok: 0, refused: 0, unanswered: 0 };
+
+async function step(d) {
+  const mine = locations.get(d.name) ?? [];
+  const roll = Math.random();
+  const myEntries = () => [...entries].filter(([, e]) => e.owner === d.name).map(([id]) => id);
+  let req;
+  if (mine.length === 0 || roll < 0.05) {
+    const id = randomUUID();
+    req = ['POST', '/locations', { id, name: `loc-${id.slice(0, 6)}`, path: `/data/${id.slice(0, 6)}` }, () => locations.set(d.name, [...mine, id]), [id]];
+  } else if (roll < 0.45) {
+    const loc = pick(mine);
+    const items = Array.from({ length: 1 + Math.floor(Math.random() * 300) }, (_, i) => ({ id: randomUUID(), locationId: loc, name: `f${i}.jpg`, path: `/x/f${i}.jpg`, kind: 'file', sizeBytes: i, modifiedAt: new Date().toISOString() }));
+    req = ['POST', '/entries/batch', { items }, () => items.forEach((it) => entries.set(it.id, { owner: d.name, location: loc })), items.map((i) => i.id)];
+  } else if (roll < 0.55 && myEntries().length) {
+    const id = pick(myEntries());
+    req = ['PATCH', `/entries/${id}`, { name: `renamed-${Math.random().toString(36).slice(2, 7)}.jpg` }, () => undefined, []];
+  } else if (roll < 0.62 && myEntries().length) {
+    const id = pick(myEntries());
+    req = ['DELETE', `/entries/${id}`, undefined, () => entries.delete(id), [id]];
+  } else if (roll < 0.64 && mine.length > 1) {
+    const loc = pick(mine);
+    req = ['DELETE', `/locations/${loc}`, undefined, () => {
+      locations.set(d.name, mine.filter((l) => l !== loc));
+      for (const [id, e] of entries) if (e.location === loc) entries.delete(id);
+    }, [loc, ...[...entries].filter(([, e]) => e.location === loc).map(([id]) => id)]];
+  } else if (roll < 0.72) {
+    const id = randomUUID();
+    req = ['POST', '/tags', { id, name: `tag-${id.slice(0, 4)}`, color: pick(['red', 'blue', null]) }, () => tags.add(id), []];
+  } else if (roll < 0.78 && tags.size) {
+    req = ['PATCH', `/tags/${pick([...tags])}`, { color: pick(['green', 'yellow', null]) }, () => undefined, []];
+  } else if (roll < 0.8 && tags.size) {
+    const t = pick([...tags]);
+    req = ['DELETE', `/tags/${t}`, undefined, () => tags.delete(t), []];
+  } else if (roll < 0.9 && entries.size) {
+    req = ['PUT', `/entries/${pick([...entries.keys()])}/metadata`, { favorite: Math.random() < 0.5, notes: `n${Math.floor(Math.random() * 100)}` }, () => undefined, []];
+  } else if (tags.size && entries.size) {
+    const t = pick([...tags]); const e = pick([...entries.keys()]);
+    req = [Math.random() < 0.7 ? 'PUT' : 'DELETE', `/tags/${t}/entries/${e}`, undefined, () => undefined, []];
+  } else return;
+  const [method, path, body, onOk, ids] = req;
+  try {
+    const r = await api(d, method, path, body);
+    if (r.status >= 200 && r.status < 300) { stats.ok++; onOk(); } else stats.refused++;
+  } catch {
+    stats.unanswered++; // the device may or may not have committed it
+    for (const id of ids) uncertain.add(id);
+  }
+}
+
+async function writer(d, until) {
+  while (Date.now() < until) {
+    if (!d.up) { await sleep(100); continue; }
+    await step(d);
+  }
+}
+
+// --- convergence --------------------------------------------------------------------------------
+async function digests() {
+  return Promise.all(devices.map(async (d) => JSON.stringify((await api(d, 'GET', '/sync/digest')).body.models)));
+}
+async function allEntryIds(d) {
+  const ids = new Set();
+  let after = null;
+  for (;;) {
+    const r = await api(d, 'GET', `/entries?limit=1000${after ? `&cursor=${after}` : ''}`);
+    for (const e of r.body.items) ids.add(e.id);
+    after = r.body.nextCursor;
+    if (!after || r.body.items.length === 0) break;
+  }
+  return ids;
+}
+
+async function main() {
+  await natsStart();
+  const a = await device('a', false);
+  const b = await device('b', false);
+  const c = await device('c', true);
+  say(`library ${library}: devices a, b (Postgres) and c (PGlite); logs in ${dir}`);
+  const until = Date.now() + SECONDS * 1000;
+  const writers = [a, b, c].map((d) => writer(d, until));
+  const at = (s) => sleep(Math.max(0, T0 + s * 1000 - Date.now()));
+  const f = SECONDS / 60;
+  const chaos = (async () => {
+    await at(8 * f); say('SIGKILL b'); await kill(b);
+    await at(13 * f); say('b restarts'); await start(b);
+    await at(18 * f); say('nats-server killed'); await natsKill();
+    await at(23 * f); say('nats-server restarts'); await natsStart();
+    await at(28 * f); say('SIGSTOP a (frozen, connections open)'); a.up = false; a.proc.kill('SIGSTOP');
+    await at(33 * f); say('SIGCONT a'); a.proc.kill('SIGCONT'); a.up = true;
+    await at(36 * f); say('d joins (new, empty, Postgres)'); const d = await device('d', false); writers.push(writer(d, until));
+    await at(45 * f); say("nats-server killed and its storage wiped"); await natsKill(); rmSync(nats.store, { recursive: true, force: true });
+    await at(48 * f); say('nats-server restarts, empty'); await natsStart();
+    await at(52 * f); say('SIGKILL c (PGlite)'); await kill(c);
+    await at(55 * f); say('c restarts'); await start(c);
+  })();
+  await Promise.all([chaos, ...writers]);
+  say(`writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`);
+
+  const deadline = Date.now() + 180_000;
+  let last = [];
+  let waits = 0;
+  for (;;) {
+    last = await digests().catch(() => []);
+    if (last.length === devices.length && last.every((x) => x === last[0])) break;
+    if (++waits % 5 === 0) {
+      const views = await Promise.all(devices.map(async (d) => {
+        const s = (await api(d, 'GET', '/sync/status').catch(() => ({ body: {} }))).body;
+        const m = (await api(d, 'GET', '/sync/digest').catch(() => ({ body: { models: {} } }))).body.models;
+        return `${d.name} ${s.phase} entries=${m.entries?.count} tags=${m.tags?.count}`;
+      }));
+      say(`waiting: ${views.join(' | ')}`);
+    }
+    if (Date.now() > deadline) {
+      say('NOT CONVERGED after 180 s:');
+      devices.forEach((d, i) => console.log(`  ${d.name}: ${last[i]}`));
+      process.exitCode = 1;
+      return;
+    }
+    await sleep(1000);
+  }
+  say(`converged: ${devices.length} devices report the same digest ${last[0].slice(0, 200)}…`);
+  let lost = 0;
+  for (const d of devices) {
+    const held = await allEntryIds(d);
+    const missing = [...entries.keys()].filter((id) => !held.has(id) && !uncertain.has(id));
+    const extra = [...held].filter((id) => !entries.has(id) && !uncertain.has(id));
+    if (missing.length || extra.length) {
+      lost++;
+      say(`${d.name}: ${missing.length} acknowledged entries missing (${missing.slice(0, 3).join(', ')}), ${extra.length} that should not exist (${extra.slice(0, 3).join(', ')})`);
+    }
+  }
+  if (lost) { process.exitCode = 1; return; }
+  say(`every acknowledged entry is on every device (${entries.size}), nothing deleted came back`);
+}
+
+main()
+  .catch((e) => { console.error(e); process.exitCode = 1; })
+  .finally(async () => {
+    for (const d of devices) if (d.proc && d.proc.exitCode === null) { d.proc.kill('SIGCONT'); d.proc.kill('SIGKILL'); }
+    if (nats.proc) nats.proc.kill('SIGKILL');
+    await sleep(500);
+    const c = new Client({ connectionString: PG }); await c.connect();
+    for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
+    await c.end();
+    if (!process.exitCode) rmSync(dir, { recursive: true, force: true });
+    else console.log(`logs kept in ${dir}`);
+  });
