@@ -40,6 +40,8 @@ export class RawJson {
 }
 
 export class JetStreamTransport {
+  /** Rejecters of the requests waiting for a reply (failed at once when the connection drops). */
+  private readonly requestsInFlight = new Set<(e: Error) => void>();
   private readonly logger = new Logger('Transport');
   private nc: NatsConnection | null = null;
   private stopped = false;
@@ -110,6 +112,8 @@ export class JetStreamTransport {
       if (s.type === Events.Disconnect) {
         this.connected = false;
         this.logger.warn('NATS disconnected; retrying');
+        // a reply to a request sent before the disconnect may never come: fail them now
+        for (const fail of [...this.requestsInFlight]) fail(new Error('NATS disconnected while waiting for the reply'));
       } else if (s.type === Events.Reconnect) {
         this.connected = true;
         this.logger.log(`NATS reconnected to ${nc.getServer()}`);
@@ -258,7 +262,17 @@ export class JetStreamTransport {
 
   /** One request, one correlated reply; throws on timeout, no responder, or an error reply. */
   async request<T>(subject: string, payload: unknown, timeoutMs = 15_000): Promise<T> {
-    const reply = await this.conn().request(subject, Buffer.from(JSON.stringify(payload)), { timeout: timeoutMs });
+    const sent = this.conn().request(subject, Buffer.from(JSON.stringify(payload)), { timeout: timeoutMs });
+    sent.catch(() => undefined); // it may lose the race below
+    let fail!: (e: Error) => void;
+    const lost = new Promise<never>((_, reject) => (fail = reject));
+    this.requestsInFlight.add(fail);
+    let reply: Awaited<typeof sent>;
+    try {
+      reply = await Promise.race([sent, lost]);
+    } finally {
+      this.requestsInFlight.delete(fail);
+    }
     const body = JSON.parse(Buffer.from(reply.data).toString('utf8')) as { ok: boolean; result?: T; error?: string };
     if (!body.ok) throw new Error(`${subject}: ${body.error}`);
     return body.result as T;
@@ -291,6 +305,7 @@ export class JetStreamTransport {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const fail of [...this.requestsInFlight]) fail(new Error('the transport is stopping'));
     this.abort.abort();
     const nc = this.nc;
     this.nc = null;
