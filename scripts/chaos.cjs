@@ -25,6 +25,7 @@ const SECONDS = Number(process.env.CHAOS_SECONDS || 60);
 const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
 const library = randomUUID();
 const dbs = [];
+let keep = false; // on failure the databases stay for inspection
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (m) => console.log(`[chaos ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
 const T0 = Date.now();
@@ -220,6 +221,24 @@ async function main() {
     if (Date.now() > deadline) {
       say('NOT CONVERGED after 180 s:');
       devices.forEach((d, i) => console.log(`  ${d.name}: ${last[i]}`));
+      // who holds what, by owner: the first thing to look at
+      for (const d of devices) {
+        const byOwner = {};
+        for (const model of ['locations', 'entries']) {
+          let cursor = null;
+          do {
+            const r = await api(d, 'GET', `/${model}?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+            for (const x of r.body.items) {
+              const owner = devices.find((o) => o.id === x.deviceId)?.name ?? x.deviceId;
+              byOwner[`${model}:${owner}`] = (byOwner[`${model}:${owner}`] ?? 0) + 1;
+            }
+            cursor = r.body.nextCursor;
+          } while (cursor);
+        }
+        const st = (await api(d, 'GET', '/sync/status')).body;
+        console.log(`  ${d.name} holds ${JSON.stringify(byOwner)}; watermarks ${JSON.stringify(st.peers.map((p) => [devices.find((o) => o.id === p.deviceId)?.name, p.stateWatermark?.slice(0, 22)]))}`);
+      }
+      keep = true;
       process.exitCode = 1;
       return;
     }
@@ -247,7 +266,8 @@ main()
     if (nats.proc) nats.proc.kill('SIGKILL');
     await sleep(500);
     const c = new Client({ connectionString: PG }); await c.connect();
-    for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
+    if (keep) console.log(`databases kept: ${dbs.join(', ')}`);
+    else for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
     await c.end();
     if (!process.exitCode) rmSync(dir, { recursive: true, force: true });
     else console.log(`logs kept in ${dir}`);

@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import { endOfVersion, ENTRIES, LOCATIONS } from '@lib/sync';
+import { OwnedRepository } from '@lib/sync/owned/owned.repository';
 import type { TestDevice } from '../support/device-harness';
-import { createLocation, dropTestDatabases, must, peerIn, statusOf, waitConverged, waitFor, World, writeEntries } from './helpers';
+import { createLocation, digestOf, dropTestDatabases, must, peerIn, statusOf, waitConverged, waitFor, World, writeEntries } from './helpers';
 
 /**
  * Issue 4 / DESIGN.md: "Tombstones are removed only once every known peer has confirmed it has
@@ -80,6 +83,33 @@ describe('tombstones collected by acknowledgement, never by time', () => {
     // A's deletes are the last thing it wrote: B and C's watermarks of A (endOfVersion of that
     // write) vouch for every change up to and including it, so nothing needs to be kept
     await waitCollected('the tombstones to be collected on A, B and C', [a, b, c], deleted);
+  });
+
+  it('a message redelivered after its deletes were collected does not bring the rows back', async () => {
+    const world = await newWorld();
+    const { a, b, c, loc, ids } = await trio(world);
+    // the location and its entries as A broadcast them (a late redelivery replays exactly this)
+    const repo = new OwnedRepository();
+    const rows = [
+      { model: LOCATIONS.name, row: (await repo.find(a.db, LOCATIONS, loc))! },
+      ...(await Promise.all(ids.map(async (id) => ({ model: ENTRIES.name, row: (await repo.find(a.db, ENTRIES, id))! })))),
+    ];
+    const version = rows.map((r) => r.row.version).sort().pop()!;
+
+    await must(a, 'DELETE', `/locations/${loc}`); // its entries go with it
+    await waitConverged([a, b, c], { locations: 0, entries: 0 });
+    await waitCollected('the tombstone of the location to be collected on A, B and C', [a, b, c], [loc]);
+
+    const broker = await world.broker();
+    const replay = { v: 1, kind: 'state', library: world.libraryId, origin: a.deviceId, from: null, to: endOfVersion(version), rows, tombstones: [] };
+    await broker.nc.jetstream().publish(broker.subjects.log('state', a.deviceId), Buffer.from(JSON.stringify(replay)), { msgID: randomUUID() });
+    await waitFor('B and C to take the replayed message', async () => (await broker.pending(b.deviceId)) === 0 && (await broker.pending(c.deviceId)) === 0, 10_000);
+    for (const d of [b, c]) {
+      expect((await d.req('GET', `/locations/${loc}`)).status).toBe(404);
+      for (const id of ids.slice(0, 3)) expect((await d.req('GET', `/entries/${id}`)).status).toBe(404);
+    }
+    expect(await digestOf(b)).toEqual(await digestOf(a));
+    expect(await digestOf(c)).toEqual(await digestOf(a));
   });
 
   it('a delete made while a peer is offline is kept until that peer comes back and learns of it', async () => {

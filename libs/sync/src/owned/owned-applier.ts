@@ -7,6 +7,7 @@ import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import type { DevicesRepository } from '../peers/devices.repository';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
+import { encodeCursor, TOMBSTONE_KIND } from './cursor';
 
 const CHUNK = 5000;
 
@@ -104,19 +105,22 @@ export class OwnedApplier {
       const items = [...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))), ...tombstones.map((t) => ({ model: t.model, id: t.id }))];
       const foreign = await this.repo.foreignIds(tx, msg.origin, items);
       if (foreign.length) throw new RejectedMessageError('not_owner', `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`);
+      // What lies at or below our watermark of this owner we hold already, or its delete: a
+      // redelivered or overlapping message must not write it again (its tombstone may be
+      // collected by now, and the row would come back from the dead).
+      const held = (await this.devices.get(tx, msg.origin))?.state_watermark ?? null;
+      const { chunks: fresh, tombstones: freshTombstones } = held === null ? { chunks, tombstones } : above(held, chunks, tombstones);
       // The clock's row stays locked until commit. Taken before the rows, it queues concurrent
       // applies before they touch any row (no deadlock between them). A caller that orders its own
       // commits (beforeCommit) writes disjoint rows and takes it last, so that the writes overlap.
       if (!opts.beforeCommit) await this.clock.observe(tx, maxVersion);
-      for (const chunk of chunks) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json);
-      await this.repo.applyTombstones(tx, tombstones);
+      for (const chunk of fresh) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json);
+      await this.repo.applyTombstones(tx, freshTombstones);
       if (opts.beforeCommit) {
         await opts.beforeCommit(tx);
         await this.clock.observe(tx, maxVersion);
       }
       await this.devices.ensurePeer(tx, msg.origin);
-      const peer = await this.devices.get(tx, msg.origin);
-      const held = peer?.state_watermark ?? null;
       const continues = msg.from === null || (held !== null && held >= msg.from);
       if (continues && opts.raiseWatermark !== false) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
       return continues;
@@ -125,4 +129,15 @@ export class OwnedApplier {
     if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
     return contiguous;
   }
+}
+
+/** The rows and tombstones of a prepared message whose cursor lies above `held` (chunks reserialised only if cut). */
+function above(held: string, chunks: PreparedState['chunks'], tombstones: Tombstone[]): { chunks: PreparedState['chunks']; tombstones: Tombstone[] } {
+  const out: PreparedState['chunks'] = [];
+  for (const chunk of chunks) {
+    const rows = chunk.rows.filter((r) => encodeCursor({ version: r.version, kind: chunk.model.order, id: r.id }) > held);
+    if (rows.length === chunk.rows.length) out.push(chunk);
+    else if (rows.length) out.push({ model: chunk.model, rows, json: JSON.stringify(rows) });
+  }
+  return { chunks: out, tombstones: tombstones.filter((t) => encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) > held) };
 }
