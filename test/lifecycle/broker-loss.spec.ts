@@ -3,7 +3,7 @@ import {
   Api,
   createLocation,
   createTag,
-  dropTestDatabases,
+  worldPerTest,
   countRows,
   LONG,
   must,
@@ -21,17 +21,7 @@ import {
  * they are down: they recreate what they need and reconcile by watermarks; nothing is lost.
  */
 describe('recovery from broker loss', () => {
-  const worlds: World[] = [];
-  const newWorld = async () => {
-    const w = new World();
-    worlds.push(w);
-    return w.start();
-  };
-  // each test's devices and broker go with it: nothing keeps running into the next test
-  afterEach(async () => {
-    for (const w of worlds.splice(0)) await w.dispose();
-  });
-  afterAll(() => dropTestDatabases());
+  const newWorld = worldPerTest();
 
   /** Writes batches of entries on `d` until `until()` holds, then `after` more; returns how many. */
   async function keepWriting(d: Api, location: string, until: () => Promise<boolean>, after = 3, timeoutMs = LONG): Promise<number> {

@@ -389,6 +389,23 @@ export class World {
   }
 }
 
+/**
+ * For a describe block: a new World per call, each disposed (devices and broker) after its test, so
+ * nothing keeps running into the next test; the test databases are dropped at the end.
+ */
+export function worldPerTest(): () => Promise<World> {
+  const worlds: World[] = [];
+  afterEach(async () => {
+    for (const w of worlds.splice(0)) await w.dispose();
+  });
+  afterAll(() => dropTestDatabases());
+  return async () => {
+    const w = new World();
+    worlds.push(w);
+    return w.start();
+  };
+}
+
 export async function deadNatsUrl(): Promise<string> {
   return `nats://127.0.0.1:${await freePort()}`;
 }

@@ -3,14 +3,13 @@ import { freePort } from '../support/nats-server';
 import {
   createLocation,
   createTag,
-  dropTestDatabases,
+  worldPerTest,
   peerIn,
   PeerStatus,
   statusOf,
   waitConverged,
   waitFor,
   waitPhase,
-  World,
   writeEntries,
 } from './helpers';
 
@@ -23,18 +22,8 @@ import {
 const HEARTBEAT = 300;
 
 describe('presence and heartbeats', () => {
-  const worlds: World[] = [];
-  const newWorld = async () => {
-    const w = new World();
-    worlds.push(w);
-    return w.start();
-  };
-  // each test's devices and broker go with it: nothing keeps running into the next test
-  afterEach(async () => {
-    jest.restoreAllMocks();
-    for (const w of worlds.splice(0)) await w.dispose();
-  });
-  afterAll(() => dropTestDatabases());
+  const newWorld = worldPerTest();
+  afterEach(() => jest.restoreAllMocks());
 
   /** Polls A's view of `peer` until it is `online`; returns that view and when it was first seen. */
   async function waitOnline(a: { req: any; url: string }, peer: string, online: boolean, timeoutMs: number): Promise<{ view: PeerStatus; at: number }> {

@@ -3,7 +3,7 @@ import {
   countRows,
   createTag,
   deadNatsUrl,
-  dropTestDatabases,
+  worldPerTest,
   LONG,
   must,
   peerIn,
@@ -11,7 +11,6 @@ import {
   waitConverged,
   waitFor,
   waitPhase,
-  World,
   writeEntries,
 } from './helpers';
 
@@ -21,17 +20,7 @@ import {
  * devices cut off from NATS both write and converge once the broker is back.
  */
 describe('reconnect after a long offline period', () => {
-  const worlds: World[] = [];
-  const newWorld = async () => {
-    const w = new World();
-    worlds.push(w);
-    return w.start();
-  };
-  // each test's devices and broker go with it: nothing keeps running into the next test
-  afterEach(async () => {
-    for (const w of worlds.splice(0)) await w.dispose();
-  });
-  afterAll(() => dropTestDatabases());
+  const newWorld = worldPerTest();
 
   it('B, away with its consumer deleted, writes offline and both sides converge through watermarks', async () => {
     const world = await newWorld();

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { endOfVersion, ENTRIES, LOCATIONS } from '@lib/sync';
 import { OwnedRepository } from '@lib/sync/owned/owned.repository';
 import type { TestDevice } from '../support/device-harness';
-import { createLocation, digestOf, dropTestDatabases, must, peerIn, statusOf, waitConverged, waitFor, World, writeEntries } from './helpers';
+import { createLocation, digestOf, must, peerIn, statusOf, waitConverged, waitFor, World, worldPerTest, writeEntries } from './helpers';
 
 /**
  * Issue 4 / DESIGN.md: "Tombstones are removed only once every known peer has confirmed it has
@@ -50,17 +50,7 @@ async function waitHeartbeats(d: TestDevice, peer: string, n: number): Promise<v
 }
 
 describe('tombstones collected by acknowledgement, never by time', () => {
-  const worlds: World[] = [];
-  const newWorld = async () => {
-    const w = new World();
-    worlds.push(w);
-    return w.start();
-  };
-  // each test's devices and broker go with it: nothing keeps running into the next test
-  afterEach(async () => {
-    for (const w of worlds.splice(0)) await w.dispose();
-  });
-  afterAll(() => dropTestDatabases());
+  const newWorld = worldPerTest();
 
   async function trio(world: World): Promise<{ a: TestDevice; b: TestDevice; c: TestDevice; loc: string; ids: string[] }> {
     const a = await world.device('a', { heartbeatIntervalMs: HEARTBEAT });
