@@ -3,11 +3,13 @@
 import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
+import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'data/', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  prettier,
   {
     languageOptions: { ecmaVersion: 2022, globals: { ...globals.node } },
     linterOptions: { reportUnusedDisableDirectives: 'warn' },

@@ -27,23 +27,55 @@ const fmt = (n) => Math.round(n).toLocaleString('en-US');
 function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
   });
 }
 async function portOpen(port) {
-  return new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+  return new Promise((r) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.end();
+      r(true);
+    });
+    s.on('error', () => r(false));
+  });
 }
 async function createDb(name) {
-  const c = new Client({ connectionString: PG }); await c.connect();
-  await c.query(`drop database if exists "${name}" with (force)`); await c.query(`create database "${name}"`); await c.end();
+  const c = new Client({ connectionString: PG });
+  await c.connect();
+  await c.query(`drop database if exists "${name}" with (force)`);
+  await c.query(`create database "${name}"`);
+  await c.end();
   dbs.push(name);
-  const u = new URL(PG); u.pathname = `/${name}`; return u.toString();
+  const u = new URL(PG);
+  u.pathname = `/${name}`;
+  return u.toString();
 }
-async function withClient(url, fn) { const c = new Client({ connectionString: url }); await c.connect(); try { return await fn(c); } finally { await c.end(); } }
-async function count(url) { return withClient(url, async (c) => Number((await c.query('select count(*)::int as n from entries')).rows[0].n)); }
+async function withClient(url, fn) {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+async function count(url) {
+  return withClient(url, async (c) => Number((await c.query('select count(*)::int as n from entries')).rows[0].n));
+}
 
 function entry(locationId, i) {
-  return { id: randomUUID(), locationId, name: `IMG_${i}.jpg`, path: `/photos/2026/IMG_${i}.jpg`, kind: 'file', sizeBytes: 1000 + i, modifiedAt: new Date(1.7e12 + i * 1000).toISOString() };
+  return {
+    id: randomUUID(),
+    locationId,
+    name: `IMG_${i}.jpg`,
+    path: `/photos/2026/IMG_${i}.jpg`,
+    kind: 'file',
+    sizeBytes: 1000 + i,
+    modifiedAt: new Date(1.7e12 + i * 1000).toISOString(),
+  };
 }
 
 /** Plain Postgres: multi-row INSERT … ON CONFLICT DO UPDATE of entry rows, 5,000 per statement. */
@@ -54,18 +86,37 @@ async function baseline() {
       kind text not null, size_bytes bigint not null, modified_at timestamptz not null, version text collate "C" not null, updated_at timestamptz not null)`);
     await c.query('create index on entries (device_id, version, id)');
     await c.query('create index on entries (location_id, id)');
-    const dev = randomUUID(); const loc = randomUUID();
+    const dev = randomUUID();
+    const loc = randomUUID();
     // the statements are prepared before the clock starts, like the devices' request bodies
     const statements = [];
     for (let off = 0; off < BASELINE_N; off += 5000) {
-      const vals = []; const params = [];
+      const vals = [];
+      const params = [];
       for (let i = off; i < Math.min(BASELINE_N, off + 5000); i++) {
-        const e = entry(loc, i); const b = params.length;
-        vals.push(`($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10})`);
-        params.push(e.id, dev, loc, e.name, e.path, e.kind, e.sizeBytes, e.modifiedAt, `v${String(i).padStart(10, '0')}`, new Date().toISOString());
+        const e = entry(loc, i);
+        const b = params.length;
+        vals.push(
+          `($${b + 1},$${b + 2},$${b + 3},$${b + 4},$${b + 5},$${b + 6},$${b + 7},$${b + 8},$${b + 9},$${b + 10})`,
+        );
+        params.push(
+          e.id,
+          dev,
+          loc,
+          e.name,
+          e.path,
+          e.kind,
+          e.sizeBytes,
+          e.modifiedAt,
+          `v${String(i).padStart(10, '0')}`,
+          new Date().toISOString(),
+        );
       }
-      statements.push([`insert into entries (id, device_id, location_id, name, path, kind, size_bytes, modified_at, version, updated_at) values ${vals.join(',')}
-        on conflict (id) do update set name = excluded.name, path = excluded.path, size_bytes = excluded.size_bytes, version = excluded.version, updated_at = excluded.updated_at`, params]);
+      statements.push([
+        `insert into entries (id, device_id, location_id, name, path, kind, size_bytes, modified_at, version, updated_at) values ${vals.join(',')}
+        on conflict (id) do update set name = excluded.name, path = excluded.path, size_bytes = excluded.size_bytes, version = excluded.version, updated_at = excluded.updated_at`,
+        params,
+      ]);
     }
     const t0 = process.hrtime.bigint();
     for (const [text, params] of statements) await c.query(text, params);
@@ -77,7 +128,9 @@ async function baseline() {
 async function startNats() {
   const port = await freePort();
   const log = openSync(join(dir, 'nats.log'), 'a');
-  const p = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'js')], { stdio: ['ignore', log, log] });
+  const p = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'js')], {
+    stdio: ['ignore', log, log],
+  });
   children.push(p);
   while (!(await portOpen(port))) await sleep(50);
   return `nats://127.0.0.1:${port}`;
@@ -86,18 +139,36 @@ async function startNats() {
 async function startDevice(name, env) {
   const port = await freePort();
   const log = openSync(join(dir, `${name}.log`), 'a');
-  const p = spawn(process.execPath, [...(process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`] : []), join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, DEVICE_NAME: name, PORT: String(port), ...env }, stdio: ['ignore', log, log] });
+  const p = spawn(
+    process.execPath,
+    [
+      ...(process.env.BENCH_PROFILE_DIR
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`]
+        : []),
+      join(ROOT, 'dist', 'main.js'),
+    ],
+    { cwd: ROOT, env: { ...process.env, DEVICE_NAME: name, PORT: String(port), ...env }, stdio: ['ignore', log, log] },
+  );
   children.push(p);
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
-    if (p.exitCode !== null) throw new Error(`${name} exited: ${readFileSync(join(dir, `${name}.log`), 'utf8').slice(-2000)}`);
-    try { if ((await fetch(`${url}/health`)).ok) break; } catch { /* not yet */ }
+    if (p.exitCode !== null)
+      throw new Error(`${name} exited: ${readFileSync(join(dir, `${name}.log`), 'utf8').slice(-2000)}`);
+    try {
+      if ((await fetch(`${url}/health`)).ok) break;
+    } catch {
+      /* not yet */
+    }
     await sleep(100);
   }
   return { name, url, proc: p, port };
 }
 async function req(d, method, path, body) {
-  const r = await fetch(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const r = await fetch(`${d.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body && JSON.stringify(body),
+  });
   const j = await r.json();
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
   return j;
@@ -107,7 +178,8 @@ async function entryBatches(d, n, first = 0) {
   const loc = await req(d, 'POST', '/locations', { name: `Photos ${first}`, path: `/photos/${first}` });
   const bodies = [];
   for (let off = first; off < first + n; off += 10_000) {
-    const items = []; for (let i = off; i < Math.min(first + n, off + 10_000); i++) items.push(entry(loc.id, i));
+    const items = [];
+    for (let i = off; i < Math.min(first + n, off + 10_000); i++) items.push(entry(loc.id, i));
     bodies.push(JSON.stringify({ items }));
   }
   return bodies;
@@ -122,43 +194,71 @@ async function writeEntries(d, bodies) {
 }
 /** CPU seconds used so far by a process (user + system), from /proc. */
 function cpuSeconds(pid) {
-  try { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100; } catch { return 0; }
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
 }
 /** The Postgres backends serving each database, for the CPU split of BENCH_VERBOSE. */
 async function backends() {
-  return withClient(PG, async (c) => (await c.query('select pid, datname from pg_stat_activity where datname is not null')).rows);
+  return withClient(
+    PG,
+    async (c) => (await c.query('select pid, datname from pg_stat_activity where datname is not null')).rows,
+  );
 }
 /** CPU seconds of the device processes and of the Postgres backends of their databases, by pid. */
 async function cpuSplit(devices) {
   const out = new Map();
   for (const d of devices) out.set(d.proc.pid, { label: `${d.name} node`, s: cpuSeconds(d.proc.pid) });
-  for (const b of await backends()) for (const d of devices) if (b.datname === d.db) out.set(b.pid, { label: `${d.name} postgres`, s: cpuSeconds(b.pid) });
+  for (const b of await backends())
+    for (const d of devices)
+      if (b.datname === d.db) out.set(b.pid, { label: `${d.name} postgres`, s: cpuSeconds(b.pid) });
   return out;
 }
 /** What each label used between two cpuSplit readings (backends that ended in between are missed). */
 function cpuUsed(before, after) {
   const used = {};
   for (const [pid, { label, s }] of after) used[label] = (used[label] ?? 0) + s - (before.get(pid)?.s ?? 0);
-  return Object.entries(used).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ');
+  return Object.entries(used)
+    .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+    .join(', ');
 }
 function peakRssMb(pid) {
-  try { const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8')); return m ? Number(m[1]) / 1024 : NaN; } catch { return NaN; }
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 async function main() {
-  try { execFileSync('nats-server', ['--version'], { stdio: 'ignore' }); } catch { throw new Error('nats-server is not installed'); }
+  try {
+    execFileSync('nats-server', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('nats-server is not installed');
+  }
   const raw = await baseline();
   console.log(`baseline: plain Postgres upsert of entry rows: ${fmt(raw)} rows/s (${fmt(BASELINE_N)} rows)`);
   const nats = await startNats();
 
   // 1. live sync: entries written on A become readable on B
   const lib = randomUUID();
-  const a = await startDevice('bench-a', { LIBRARY_ID: lib, DATABASE_URL: await createDb(`bench_a_${process.pid}`), NATS_URL: nats });
+  const a = await startDevice('bench-a', {
+    LIBRARY_ID: lib,
+    DATABASE_URL: await createDb(`bench_a_${process.pid}`),
+    NATS_URL: nats,
+  });
   const bUrl = await createDb(`bench_b_${process.pid}`);
   const b = await startDevice('bench-b', { LIBRARY_ID: lib, DATABASE_URL: bUrl, NATS_URL: nats });
   while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
   const bodies = await entryBatches(a, SYNC_N);
-  const pair = [{ ...a, db: `bench_a_${process.pid}` }, { ...b, db: `bench_b_${process.pid}` }];
+  const pair = [
+    { ...a, db: `bench_a_${process.pid}` },
+    { ...b, db: `bench_b_${process.pid}` },
+  ];
   const cpuBefore = process.env.BENCH_VERBOSE ? await cpuSplit(pair) : null;
   const t0 = Date.now();
   await writeEntries(a, bodies);
@@ -169,22 +269,35 @@ async function main() {
   const syncRate = SYNC_N / syncS;
   const metric = async (d, name) => {
     const text = await (await fetch(`${d.url}/metrics`)).text();
-    return text.split('\n').filter((l) => l.startsWith(name)).map((l) => l.replace(/^\S+\{?/, (m) => m)).join('; ');
+    return text
+      .split('\n')
+      .filter((l) => l.startsWith(name))
+      .map((l) => l.replace(/^\S+\{?/, (m) => m))
+      .join('; ');
   };
   if (cpuBefore) {
     console.log(`  B held ${fmt(heldWhenWritten)} of the entries when A's last write returned`);
     console.log(`  CPU seconds during the sync: ${cpuUsed(cpuBefore, await cpuSplit(pair))}`);
-    console.log(`  B apply: ${await metric(b, 'sync_apply_seconds_sum')} / ${await metric(b, 'sync_apply_seconds_count')}`);
+    console.log(
+      `  B apply: ${await metric(b, 'sync_apply_seconds_sum')} / ${await metric(b, 'sync_apply_seconds_count')}`,
+    );
   }
-  console.log(`sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`);
+  console.log(
+    `sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`,
+  );
 
   // 2. backfill: a new device joins a library holding BACKFILL_N entries
   if (BACKFILL_N > 0) {
     // B leaves, so that only the joining device and its source work during the measurement
     b.proc.kill('SIGTERM');
     const more = BACKFILL_N - SYNC_N;
-    for (let off = 0; off < more; off += 100_000) await writeEntries(a, await entryBatches(a, Math.min(100_000, more - off), SYNC_N + off));
-    const sent = async () => Number(/sync_changes_sent_total\{model="entries"\} (\d+)/.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ?? 0);
+    for (let off = 0; off < more; off += 100_000)
+      await writeEntries(a, await entryBatches(a, Math.min(100_000, more - off), SYNC_N + off));
+    const sent = async () =>
+      Number(
+        /sync_changes_sent_total\{model="entries"\} (\d+)/.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ??
+          0,
+      );
     while ((await sent()) < BACKFILL_N) await sleep(200);
     const cUrl = await createDb(`bench_c_${process.pid}`);
     const t1 = Date.now();
@@ -200,31 +313,47 @@ async function main() {
     const s = (Date.now() - t1) / 1000;
     peak = Math.max(peak, peakRssMb(c.proc.pid));
     if (before) {
-      const after = await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }, { ...c, db: `bench_c_${process.pid}` }]);
+      const after = await cpuSplit([
+        { ...a, db: `bench_a_${process.pid}` },
+        { ...c, db: `bench_c_${process.pid}` },
+      ]);
       console.log(`  CPU seconds during the backfill: ${cpuUsed(before, after)}`);
     }
     const rate = BACKFILL_N / s;
-    console.log(`backfill: ${fmt(BACKFILL_N)} entries into a new device in ${s.toFixed(1)} s (process start to ready): ${fmt(rate)} rows/s; ratio to baseline ${(rate / raw).toFixed(2)}; peak RSS of the joining process ${peak.toFixed(0)} MB`);
+    console.log(
+      `backfill: ${fmt(BACKFILL_N)} entries into a new device in ${s.toFixed(1)} s (process start to ready): ${fmt(rate)} rows/s; ratio to baseline ${(rate / raw).toFixed(2)}; peak RSS of the joining process ${peak.toFixed(0)} MB`,
+    );
     // where the time went, from the joining device's own log
+    const log = readFileSync(join(dir, 'bench-c.log'), 'utf8');
     // eslint-disable-next-line no-control-regex -- the log's colour codes
-    const pulled = /backfill from \S+ finished: (\d+) rows in (\d+) ms/.exec(readFileSync(join(dir, 'bench-c.log'), 'utf8').replace(/\x1b\[[0-9;]*m/g, ''));
-    if (pulled) console.log(`  of which pulling pages: ${(Number(pulled[2]) / 1000).toFixed(1)} s for ${fmt(Number(pulled[1]))} rows`);
+    const plain = log.replace(/\x1b\[[0-9;]*m/g, '');
+    const pulled = /backfill from \S+ finished: (\d+) rows in (\d+) ms/.exec(plain);
+    if (pulled)
+      console.log(
+        `  of which pulling pages: ${(Number(pulled[2]) / 1000).toFixed(1)} s for ${fmt(Number(pulled[1]))} rows`,
+      );
   }
 }
 
 main()
-  .catch((e) => { console.error(e); process.exitCode = 1; })
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
   .finally(async () => {
     // a graceful stop first (a device profiled with --cpu-prof writes its profile on exit)
-    await Promise.all(children.map(async (p) => {
-      if (p.exitCode !== null || p.signalCode !== null) return;
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await Promise.race([exited, sleep(10_000)]);
-      p.kill('SIGKILL');
-    }));
+    await Promise.all(
+      children.map(async (p) => {
+        if (p.exitCode !== null || p.signalCode !== null) return;
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGTERM');
+        await Promise.race([exited, sleep(10_000)]);
+        p.kill('SIGKILL');
+      }),
+    );
     await sleep(300);
-    const c = new Client({ connectionString: PG }); await c.connect();
+    const c = new Client({ connectionString: PG });
+    await c.connect();
     for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
     await c.end();
     rmSync(dir, { recursive: true, force: true });

@@ -34,16 +34,31 @@ const pick = (xs) => xs[Math.floor(Math.random() * xs.length)];
 function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
   });
 }
-const portOpen = (port) => new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); }); s.on('error', () => r(false)); });
+const portOpen = (port) =>
+  new Promise((r) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.end();
+      r(true);
+    });
+    s.on('error', () => r(false));
+  });
 
 async function createDb(name) {
-  const c = new Client({ connectionString: PG }); await c.connect();
-  await c.query(`drop database if exists "${name}" with (force)`); await c.query(`create database "${name}"`); await c.end();
+  const c = new Client({ connectionString: PG });
+  await c.connect();
+  await c.query(`drop database if exists "${name}" with (force)`);
+  await c.query(`create database "${name}"`);
+  await c.end();
   dbs.push(name);
-  const u = new URL(PG); u.pathname = `/${name}`; return u.toString();
+  const u = new URL(PG);
+  u.pathname = `/${name}`;
+  return u.toString();
 }
 
 // --- the broker --------------------------------------------------------------------------------
@@ -51,12 +66,18 @@ const nats = { port: 0, proc: null, store: join(dir, 'js') };
 async function natsStart() {
   nats.port ||= await freePort();
   const log = openSync(join(dir, 'nats.log'), 'a');
-  nats.proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(nats.port), '-js', '-sd', nats.store], { stdio: ['ignore', log, log] });
+  nats.proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(nats.port), '-js', '-sd', nats.store], {
+    stdio: ['ignore', log, log],
+  });
   while (!(await portOpen(nats.port))) await sleep(50);
 }
 async function natsKill() {
-  const p = nats.proc; nats.proc = null;
-  await new Promise((r) => { p.once('exit', r); p.kill('SIGKILL'); });
+  const p = nats.proc;
+  nats.proc = null;
+  await new Promise((r) => {
+    p.once('exit', r);
+    p.kill('SIGKILL');
+  });
 }
 
 // --- devices -----------------------------------------------------------------------------------
@@ -64,7 +85,11 @@ const devices = [];
 async function device(name, embedded) {
   const d = { name, port: await freePort(), id: randomUUID(), env: {}, proc: null, up: false };
   d.env = {
-    DEVICE_ID: d.id, DEVICE_NAME: name, LIBRARY_ID: library, NATS_URL: `nats://127.0.0.1:${nats.port}`, PORT: String(d.port),
+    DEVICE_ID: d.id,
+    DEVICE_NAME: name,
+    LIBRARY_ID: library,
+    NATS_URL: `nats://127.0.0.1:${nats.port}`,
+    PORT: String(d.port),
     SYNC_HEARTBEAT_INTERVAL_MS: '1000',
     ...(embedded ? { DATA_DIR: join(dir, name) } : { DATABASE_URL: await createDb(`chaos_${name}_${process.pid}`) }),
   };
@@ -81,7 +106,11 @@ async function start(d) {
   d.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', log, log] });
   for (let i = 0; ; i++) {
     if (d.proc.exitCode !== null) throw new Error(`${d.name} exited with ${d.proc.exitCode}; see ${dir}/${d.name}.log`);
-    try { if ((await fetch(`${d.url}/health`)).ok) break; } catch { /* not yet */ }
+    try {
+      if ((await fetch(`${d.url}/health`)).ok) break;
+    } catch {
+      /* not yet */
+    }
     await sleep(100);
   }
   d.up = true;
@@ -89,11 +118,19 @@ async function start(d) {
 async function kill(d, signal = 'SIGKILL') {
   d.up = false;
   const p = d.proc;
-  await new Promise((r) => { p.once('exit', r); p.kill(signal); });
+  await new Promise((r) => {
+    p.once('exit', r);
+    p.kill(signal);
+  });
 }
 
 async function api(d, method, path, body) {
-  const r = await fetch(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+  const r = await fetch(`${d.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
   const text = await r.text();
   return { status: r.status, body: text ? JSON.parse(text) : null };
 }
@@ -114,41 +151,92 @@ async function step(d) {
   let req;
   if (mine.length === 0 || roll < 0.05) {
     const id = randomUUID();
-    req = ['POST', '/locations', { id, name: `loc-${id.slice(0, 6)}`, path: `/data/${id.slice(0, 6)}` }, () => locations.set(d.name, [...mine, id]), [id]];
+    req = [
+      'POST',
+      '/locations',
+      { id, name: `loc-${id.slice(0, 6)}`, path: `/data/${id.slice(0, 6)}` },
+      () => locations.set(d.name, [...mine, id]),
+      [id],
+    ];
   } else if (roll < 0.45) {
     const loc = pick(mine);
-    const items = Array.from({ length: 1 + Math.floor(Math.random() * 300) }, (_, i) => ({ id: randomUUID(), locationId: loc, name: `f${i}.jpg`, path: `/x/f${i}.jpg`, kind: 'file', sizeBytes: i, modifiedAt: new Date().toISOString() }));
-    req = ['POST', '/entries/batch', { items }, () => items.forEach((it) => entries.set(it.id, { owner: d.name, location: loc })), items.map((i) => i.id)];
+    const items = Array.from({ length: 1 + Math.floor(Math.random() * 300) }, (_, i) => ({
+      id: randomUUID(),
+      locationId: loc,
+      name: `f${i}.jpg`,
+      path: `/x/f${i}.jpg`,
+      kind: 'file',
+      sizeBytes: i,
+      modifiedAt: new Date().toISOString(),
+    }));
+    req = [
+      'POST',
+      '/entries/batch',
+      { items },
+      () => items.forEach((it) => entries.set(it.id, { owner: d.name, location: loc })),
+      items.map((i) => i.id),
+    ];
   } else if (roll < 0.55 && myEntries().length) {
     const id = pick(myEntries());
-    req = ['PATCH', `/entries/${id}`, { name: `renamed-${Math.random().toString(36).slice(2, 7)}.jpg` }, () => undefined, []];
+    req = [
+      'PATCH',
+      `/entries/${id}`,
+      { name: `renamed-${Math.random().toString(36).slice(2, 7)}.jpg` },
+      () => undefined,
+      [],
+    ];
   } else if (roll < 0.62 && myEntries().length) {
     const id = pick(myEntries());
     req = ['DELETE', `/entries/${id}`, undefined, () => entries.delete(id), [id]];
   } else if (roll < 0.64 && mine.length > 1) {
     const loc = pick(mine);
-    req = ['DELETE', `/locations/${loc}`, undefined, () => {
-      locations.set(d.name, mine.filter((l) => l !== loc));
-      for (const [id, e] of entries) if (e.location === loc) entries.delete(id);
-    }, [loc, ...[...entries].filter(([, e]) => e.location === loc).map(([id]) => id)]];
+    req = [
+      'DELETE',
+      `/locations/${loc}`,
+      undefined,
+      () => {
+        locations.set(
+          d.name,
+          mine.filter((l) => l !== loc),
+        );
+        for (const [id, e] of entries) if (e.location === loc) entries.delete(id);
+      },
+      [loc, ...[...entries].filter(([, e]) => e.location === loc).map(([id]) => id)],
+    ];
   } else if (roll < 0.72) {
     const id = randomUUID();
-    req = ['POST', '/tags', { id, name: `tag-${id.slice(0, 4)}`, color: pick(['red', 'blue', null]) }, () => tags.add(id), []];
+    req = [
+      'POST',
+      '/tags',
+      { id, name: `tag-${id.slice(0, 4)}`, color: pick(['red', 'blue', null]) },
+      () => tags.add(id),
+      [],
+    ];
   } else if (roll < 0.78 && tags.size) {
     req = ['PATCH', `/tags/${pick([...tags])}`, { color: pick(['green', 'yellow', null]) }, () => undefined, []];
   } else if (roll < 0.8 && tags.size) {
     const t = pick([...tags]);
     req = ['DELETE', `/tags/${t}`, undefined, () => tags.delete(t), []];
   } else if (roll < 0.9 && entries.size) {
-    req = ['PUT', `/entries/${pick([...entries.keys()])}/metadata`, { favorite: Math.random() < 0.5, notes: `n${Math.floor(Math.random() * 100)}` }, () => undefined, []];
+    req = [
+      'PUT',
+      `/entries/${pick([...entries.keys()])}/metadata`,
+      { favorite: Math.random() < 0.5, notes: `n${Math.floor(Math.random() * 100)}` },
+      () => undefined,
+      [],
+    ];
   } else if (tags.size && entries.size) {
-    const t = pick([...tags]); const e = pick([...entries.keys()]);
+    const t = pick([...tags]);
+    const e = pick([...entries.keys()]);
     req = [Math.random() < 0.7 ? 'PUT' : 'DELETE', `/tags/${t}/entries/${e}`, undefined, () => undefined, []];
   } else return;
   const [method, path, body, onOk, ids] = req;
   try {
     const r = await api(d, method, path, body);
-    if (r.status >= 200 && r.status < 300) { stats.ok++; onOk(); } else stats.refused++;
+    if (r.status >= 200 && r.status < 300) {
+      stats.ok++;
+      onOk();
+    } else stats.refused++;
   } catch {
     stats.unanswered++; // the device may or may not have committed it
     for (const id of ids) uncertain.add(id);
@@ -157,7 +245,10 @@ async function step(d) {
 
 async function writer(d, until) {
   while (Date.now() < until) {
-    if (!d.up) { await sleep(100); continue; }
+    if (!d.up) {
+      await sleep(100);
+      continue;
+    }
     await step(d);
   }
 }
@@ -189,20 +280,48 @@ async function main() {
   const at = (s) => sleep(Math.max(0, T0 + s * 1000 - Date.now()));
   const f = SECONDS / 60;
   const chaos = (async () => {
-    await at(8 * f); say('SIGKILL b'); await kill(b);
-    await at(13 * f); say('b restarts'); await start(b);
-    await at(18 * f); say('nats-server killed'); await natsKill();
-    await at(23 * f); say('nats-server restarts'); await natsStart();
-    await at(28 * f); say('SIGSTOP a (frozen, connections open)'); a.up = false; a.proc.kill('SIGSTOP');
-    await at(33 * f); say('SIGCONT a'); a.proc.kill('SIGCONT'); a.up = true;
-    await at(36 * f); say('d joins (new, empty, Postgres)'); const d = await device('d', false); writers.push(writer(d, until));
-    await at(45 * f); say("nats-server killed and its storage wiped"); await natsKill(); rmSync(nats.store, { recursive: true, force: true });
-    await at(48 * f); say('nats-server restarts, empty'); await natsStart();
-    await at(52 * f); say('SIGKILL c (PGlite)'); await kill(c);
-    await at(55 * f); say('c restarts'); await start(c);
+    await at(8 * f);
+    say('SIGKILL b');
+    await kill(b);
+    await at(13 * f);
+    say('b restarts');
+    await start(b);
+    await at(18 * f);
+    say('nats-server killed');
+    await natsKill();
+    await at(23 * f);
+    say('nats-server restarts');
+    await natsStart();
+    await at(28 * f);
+    say('SIGSTOP a (frozen, connections open)');
+    a.up = false;
+    a.proc.kill('SIGSTOP');
+    await at(33 * f);
+    say('SIGCONT a');
+    a.proc.kill('SIGCONT');
+    a.up = true;
+    await at(36 * f);
+    say('d joins (new, empty, Postgres)');
+    const d = await device('d', false);
+    writers.push(writer(d, until));
+    await at(45 * f);
+    say('nats-server killed and its storage wiped');
+    await natsKill();
+    rmSync(nats.store, { recursive: true, force: true });
+    await at(48 * f);
+    say('nats-server restarts, empty');
+    await natsStart();
+    await at(52 * f);
+    say('SIGKILL c (PGlite)');
+    await kill(c);
+    await at(55 * f);
+    say('c restarts');
+    await start(c);
   })();
   await Promise.all([chaos, ...writers]);
-  say(`writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`);
+  say(
+    `writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`,
+  );
 
   const deadline = Date.now() + 180_000;
   let last = [];
@@ -211,11 +330,13 @@ async function main() {
     last = await digests().catch(() => []);
     if (last.length === devices.length && last.every((x) => x === last[0])) break;
     if (++waits % 5 === 0) {
-      const views = await Promise.all(devices.map(async (d) => {
-        const s = (await api(d, 'GET', '/sync/status').catch(() => ({ body: {} }))).body;
-        const m = (await api(d, 'GET', '/sync/digest').catch(() => ({ body: { models: {} } }))).body.models;
-        return `${d.name} ${s.phase} entries=${m.entries?.count} tags=${m.tags?.count}`;
-      }));
+      const views = await Promise.all(
+        devices.map(async (d) => {
+          const s = (await api(d, 'GET', '/sync/status').catch(() => ({ body: {} }))).body;
+          const m = (await api(d, 'GET', '/sync/digest').catch(() => ({ body: { models: {} } }))).body.models;
+          return `${d.name} ${s.phase} entries=${m.entries?.count} tags=${m.tags?.count}`;
+        }),
+      );
       say(`waiting: ${views.join(' | ')}`);
     }
     if (Date.now() > deadline) {
@@ -236,7 +357,9 @@ async function main() {
           } while (cursor);
         }
         const st = (await api(d, 'GET', '/sync/status')).body;
-        console.log(`  ${d.name} holds ${JSON.stringify(byOwner)}; watermarks ${JSON.stringify(st.peers.map((p) => [devices.find((o) => o.id === p.deviceId)?.name, p.stateWatermark?.slice(0, 22)]))}`);
+        console.log(
+          `  ${d.name} holds ${JSON.stringify(byOwner)}; watermarks ${JSON.stringify(st.peers.map((p) => [devices.find((o) => o.id === p.deviceId)?.name, p.stateWatermark?.slice(0, 22)]))}`,
+        );
       }
       keep = true;
       process.exitCode = 1;
@@ -252,20 +375,33 @@ async function main() {
     const extra = [...held].filter((id) => !entries.has(id) && !uncertain.has(id));
     if (missing.length || extra.length) {
       lost++;
-      say(`${d.name}: ${missing.length} acknowledged entries missing (${missing.slice(0, 3).join(', ')}), ${extra.length} that should not exist (${extra.slice(0, 3).join(', ')})`);
+      say(
+        `${d.name}: ${missing.length} acknowledged entries missing (${missing.slice(0, 3).join(', ')}), ${extra.length} that should not exist (${extra.slice(0, 3).join(', ')})`,
+      );
     }
   }
-  if (lost) { process.exitCode = 1; return; }
+  if (lost) {
+    process.exitCode = 1;
+    return;
+  }
   say(`every acknowledged entry is on every device (${entries.size}), nothing deleted came back`);
 }
 
 main()
-  .catch((e) => { console.error(e); process.exitCode = 1; })
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
   .finally(async () => {
-    for (const d of devices) if (d.proc && d.proc.exitCode === null) { d.proc.kill('SIGCONT'); d.proc.kill('SIGKILL'); }
+    for (const d of devices)
+      if (d.proc && d.proc.exitCode === null) {
+        d.proc.kill('SIGCONT');
+        d.proc.kill('SIGKILL');
+      }
     if (nats.proc) nats.proc.kill('SIGKILL');
     await sleep(500);
-    const c = new Client({ connectionString: PG }); await c.connect();
+    const c = new Client({ connectionString: PG });
+    await c.connect();
     if (keep) console.log(`databases kept: ${dbs.join(', ')}`);
     else for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
     await c.end();

@@ -110,7 +110,12 @@ function tail(file, lines = 15) {
 /** Starts a child in its own process group, so a terminal's Ctrl-C reaches it once, from us. */
 function start(name, command, args, env, logFile) {
   const log = fs.openSync(logFile, 'a');
-  const child = spawn(command, args, { cwd: ROOT, env, detached: true, stdio: ['ignore', streamLogs ? 'pipe' : log, streamLogs ? 'pipe' : log] });
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env,
+    detached: true,
+    stdio: ['ignore', streamLogs ? 'pipe' : log, streamLogs ? 'pipe' : log],
+  });
   if (streamLogs) {
     for (const stream of [child.stdout, child.stderr]) {
       let rest = '';
@@ -122,12 +127,22 @@ function start(name, command, args, env, logFile) {
       });
     }
   }
-  const entry = { name, child, logFile, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal))) };
+  const entry = {
+    name,
+    child,
+    logFile,
+    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal))),
+  };
   entry.exited.then((result) => {
     fs.closeSync(log);
     if (!stopping && !starting) {
-      console.error(`[cluster] ${name} exited (${result}) on its own; last lines of ${path.relative(ROOT, logFile)}:\n${tail(logFile)}`);
-      if (children.filter((c) => c.name !== 'nats-server' && c.child.exitCode === null && c.child.signalCode === null).length === 0) {
+      console.error(
+        `[cluster] ${name} exited (${result}) on its own; last lines of ${path.relative(ROOT, logFile)}:\n${tail(logFile)}`,
+      );
+      if (
+        children.filter((c) => c.name !== 'nats-server' && c.child.exitCode === null && c.child.signalCode === null)
+          .length === 0
+      ) {
         fail('no device left running');
       }
     }
@@ -138,7 +153,10 @@ function start(name, command, args, env, logFile) {
 }
 
 async function ensureNats(natsUrl) {
-  const servers = natsUrl.split(',').map((s) => s.trim()).filter(Boolean);
+  const servers = natsUrl
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const s of servers) {
     const { host, port } = natsAddress(s);
     if (await portOpen(host, port)) {
@@ -161,11 +179,22 @@ async function ensureNats(natsUrl) {
   const storeDir = path.join(DATA, 'nats');
   fs.mkdirSync(storeDir, { recursive: true });
   say(`no NATS at ${natsUrl}: starting ${bin} -js on ${host}:${port} (store ${path.relative(ROOT, storeDir)})`);
-  const nats = start('nats-server', bin, ['-js', '-a', host === 'localhost' ? '127.0.0.1' : host, '-p', String(port), '-sd', storeDir], process.env, path.join(DATA, 'nats.log'));
-  await until(`nats-server on ${host}:${port}`, async () => {
-    if (nats.child.exitCode !== null) throw new Error(`nats-server exited: ${tail(nats.logFile)}`);
-    return portOpen(host, port);
-  }, 15_000, 100);
+  const nats = start(
+    'nats-server',
+    bin,
+    ['-js', '-a', host === 'localhost' ? '127.0.0.1' : host, '-p', String(port), '-sd', storeDir],
+    process.env,
+    path.join(DATA, 'nats.log'),
+  );
+  await until(
+    `nats-server on ${host}:${port}`,
+    async () => {
+      if (nats.child.exitCode !== null) throw new Error(`nats-server exited: ${tail(nats.logFile)}`);
+      return portOpen(host, port);
+    },
+    15_000,
+    100,
+  );
 }
 
 async function health(url) {
@@ -202,7 +231,8 @@ async function main() {
   process.on('SIGINT', () => (stopping ? forceStop() : void stopAll('SIGINT')));
   process.on('SIGTERM', () => void stopAll('SIGTERM'));
 
-  if (!fs.existsSync(MAIN)) throw new Error(`${path.relative(ROOT, MAIN)} is missing: run \`npm run build\` (npm run cluster does)`);
+  if (!fs.existsSync(MAIN))
+    throw new Error(`${path.relative(ROOT, MAIN)} is missing: run \`npm run build\` (npm run cluster does)`);
   fs.mkdirSync(DATA, { recursive: true });
   const library = libraryId();
   const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
@@ -218,7 +248,14 @@ async function main() {
         d.name,
         process.execPath,
         [MAIN],
-        { ...base, LIBRARY_ID: library, DEVICE_NAME: d.name, DATA_DIR: path.join(DATA, d.name), NATS_URL: natsUrl, PORT: String(d.port) },
+        {
+          ...base,
+          LIBRARY_ID: library,
+          DEVICE_NAME: d.name,
+          DATA_DIR: path.join(DATA, d.name),
+          NATS_URL: natsUrl,
+          PORT: String(d.port),
+        },
         path.join(DATA, `${d.name}.log`),
       ),
       { url: `http://127.0.0.1:${d.port}` },
@@ -227,10 +264,14 @@ async function main() {
 
   await Promise.all(
     devices.map(async (d) => {
-      await until(`${d.name} at ${d.url}/health`, async () => {
-        if (d.child.exitCode !== null) throw new Error(`${d.name} exited at start:\n${tail(d.logFile)}`);
-        return health(d.url);
-      }, HEALTH_TIMEOUT_MS);
+      await until(
+        `${d.name} at ${d.url}/health`,
+        async () => {
+          if (d.child.exitCode !== null) throw new Error(`${d.name} exited at start:\n${tail(d.logFile)}`);
+          return health(d.url);
+        },
+        HEALTH_TIMEOUT_MS,
+      );
       if (!stopping) say(`${d.name.padEnd(9)} ${d.url}   (log: data/${d.name}.log)`);
     }),
   );

@@ -32,7 +32,10 @@ async function fetchStatus(url) {
     return { url, status: await res.json() };
   } catch (e) {
     const cause = e && e.cause && e.cause.code;
-    return { url, error: cause === 'ECONNREFUSED' ? 'not running' : e.name === 'TimeoutError' ? 'no answer' : e.message };
+    return {
+      url,
+      error: cause === 'ECONNREFUSED' ? 'not running' : e.name === 'TimeoutError' ? 'no answer' : e.message,
+    };
   }
 }
 
@@ -40,7 +43,14 @@ const short = (id) => (typeof id === 'string' ? id.slice(0, 8) : '?');
 
 function table(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  return rows.map((r) => r.map((cell, i) => String(cell).padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => String(cell).padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 function bar(done, total) {
@@ -53,7 +63,13 @@ function bar(done, total) {
 /** A status's backfill progress as a list of {model, done, total}, whatever its exact shape. */
 function backfillItems(backfill) {
   if (!backfill || typeof backfill !== 'object') return [];
-  const list = Array.isArray(backfill) ? backfill : Array.isArray(backfill.items) ? backfill.items : Array.isArray(backfill.models) ? backfill.models : null;
+  const list = Array.isArray(backfill)
+    ? backfill
+    : Array.isArray(backfill.items)
+      ? backfill.items
+      : Array.isArray(backfill.models)
+        ? backfill.models
+        : null;
   if (list) return list.filter((i) => i && typeof i === 'object');
   return Object.entries(backfill)
     .filter(([, v]) => v && typeof v === 'object' && 'done' in v)
@@ -70,13 +86,17 @@ function render(results) {
     }
     const peers = Array.isArray(status.peers) ? status.peers : [];
     const online = peers.filter((p) => p.online).length;
-    const pending = peers.map((p) => `${p.deviceName || short(p.deviceId)}${p.online ? '' : ' (offline)'}: ${p.pendingToPeer}`).join(', ');
+    const pending = peers
+      .map((p) => `${p.deviceName || short(p.deviceId)}${p.online ? '' : ' (offline)'}: ${p.pendingToPeer}`)
+      .join(', ');
     rows.push([
       `${status.deviceName} (${short(status.deviceId)})`,
       url,
       status.phase,
       // the clock's node part is the device itself: the time and counter are what tell devices apart
-      typeof status.hlc === 'string' && status.hlc.endsWith(`-${status.deviceId}`) ? status.hlc.slice(0, -status.deviceId.length - 1) : status.hlc,
+      typeof status.hlc === 'string' && status.hlc.endsWith(`-${status.deviceId}`)
+        ? status.hlc.slice(0, -status.deviceId.length - 1)
+        : status.hlc,
       status.sharedLogSize,
       `${online}/${peers.length}`,
       pending || '-',
@@ -85,7 +105,9 @@ function render(results) {
     if (items.length) {
       const source = status.backfill && status.backfill.source ? ` from ${short(status.backfill.source)}` : '';
       extra.push(`\n${status.deviceName} backfilling${source}:`);
-      const labels = items.map((i) => (i.owner && i.owner !== '*' ? `${i.model} of ${short(i.owner)}` : String(i.model)));
+      const labels = items.map((i) =>
+        i.owner && i.owner !== '*' ? `${i.model} of ${short(i.owner)}` : String(i.model),
+      );
       const width = Math.max(...labels.map((l) => l.length));
       items.forEach((i, n) => extra.push(`  ${labels[n].padEnd(width)}  ${bar(Number(i.done) || 0, i.total)}`));
     }
@@ -117,7 +139,9 @@ async function main() {
     const started = Date.now();
     const text = await snapshot(opts.urls);
     // clear the screen and redraw in place
-    process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}  (refreshing every second, Ctrl-C to stop)\n\n${text}\n`);
+    process.stdout.write(
+      `\x1b[H\x1b[2J${new Date().toISOString()}  (refreshing every second, Ctrl-C to stop)\n\n${text}\n`,
+    );
     await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - started))));
   }
 }

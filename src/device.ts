@@ -22,7 +22,10 @@ export interface RunningDevice {
  * Starts one device: open the database, migrate, resolve the device id, then serve HTTP and sync.
  * Used by main.ts and by tests that run several devices in one process.
  */
-export async function startDevice(config: DeviceConfig, logger?: LoggerService | LogLevel[] | false): Promise<RunningDevice> {
+export async function startDevice(
+  config: DeviceConfig,
+  logger?: LoggerService | LogLevel[] | false,
+): Promise<RunningDevice> {
   const { db, embedded } = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await migrateToLatest(db);

@@ -22,7 +22,9 @@ async function main(): Promise<void> {
     if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE') fail(`PORT: ${config.port} is already in use`);
     throw e;
   }
-  console.log(`device ${config.deviceName} (${device.deviceId}) of library ${config.libraryId} listening on http://127.0.0.1:${device.port}`);
+  console.log(
+    `device ${config.deviceName} (${device.deviceId}) of library ${config.libraryId} listening on http://127.0.0.1:${device.port}`,
+  );
 
   const stop = (signal: string) => {
     console.log(`${signal}: stopping`);

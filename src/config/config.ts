@@ -22,7 +22,10 @@ export interface DeviceConfig {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly variable: string, detail: string) {
+  constructor(
+    readonly variable: string,
+    detail: string,
+  ) {
     super(`${variable}: ${detail}`);
     this.name = 'ConfigError';
   }
@@ -94,7 +97,10 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
   const dataDir = get('DATA_DIR') ?? join('.', 'data', deviceName.replace(/[^A-Za-z0-9._-]/g, '_'));
 
   const natsRaw = get('NATS_URL') ?? 'nats://127.0.0.1:4222';
-  const natsServers = natsRaw.split(',').map((s) => s.trim()).filter(Boolean);
+  const natsServers = natsRaw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (natsServers.length === 0) throw new ConfigError('NATS_URL', 'no server given');
   for (const s of natsServers) {
     try {
@@ -114,8 +120,20 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
     natsServers,
     port: parseInteger('PORT', get('PORT'), 3000, 0, 65535),
     syncEnabled: parseBool('SYNC_ENABLED', get('SYNC_ENABLED'), true),
-    maxClockDriftMs: parseInteger('SYNC_MAX_CLOCK_DRIFT_MS', get('SYNC_MAX_CLOCK_DRIFT_MS'), 5 * 60_000, 0, 365 * 24 * 3600_000),
+    maxClockDriftMs: parseInteger(
+      'SYNC_MAX_CLOCK_DRIFT_MS',
+      get('SYNC_MAX_CLOCK_DRIFT_MS'),
+      5 * 60_000,
+      0,
+      365 * 24 * 3600_000,
+    ),
     backfillPauseMs: parseInteger('SYNC_BACKFILL_PAUSE_MS', get('SYNC_BACKFILL_PAUSE_MS'), 0, 0, 60_000),
-    heartbeatIntervalMs: parseInteger('SYNC_HEARTBEAT_INTERVAL_MS', get('SYNC_HEARTBEAT_INTERVAL_MS'), 2000, 100, 600_000),
+    heartbeatIntervalMs: parseInteger(
+      'SYNC_HEARTBEAT_INTERVAL_MS',
+      get('SYNC_HEARTBEAT_INTERVAL_MS'),
+      2000,
+      100,
+      600_000,
+    ),
   };
 }

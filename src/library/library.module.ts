@@ -28,6 +28,15 @@ import { VolumesService } from './volumes/volumes.service';
     AlbumsController,
     MembershipsController,
   ],
-  providers: [HealthService, VolumesService, LocationsService, EntriesService, MetadataService, TagsService, AlbumsService, MembershipsService],
+  providers: [
+    HealthService,
+    VolumesService,
+    LocationsService,
+    EntriesService,
+    MetadataService,
+    TagsService,
+    AlbumsService,
+    MembershipsService,
+  ],
 })
 export class LibraryModule {}

@@ -19,7 +19,15 @@ describe.each(MODES)('POST /entries/batch (%s)', (mode) => {
   });
 
   const storedIn = async (locationId: string): Promise<number> =>
-    Number((await d.db.selectFrom('entries').select((eb) => eb.fn.countAll().as('n')).where('location_id', '=', locationId).executeTakeFirstOrThrow()).n);
+    Number(
+      (
+        await d.db
+          .selectFrom('entries')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .where('location_id', '=', locationId)
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
 
   it('an invalid item at index 10 is a 400 naming it, and nothing is stored', async () => {
     const l = await ownLocation(d);
@@ -27,7 +35,9 @@ describe.each(MODES)('POST /entries/batch (%s)', (mode) => {
     items[10] = { ...items[10], sizeBytes: -5, kind: 'weird' };
     const r = await d.req('POST', '/entries/batch', { items });
     expect(r.status).toBe(400);
-    expect(r.body.message).toMatch(/^items\[10\]\.kind: Invalid enum value.*; items\[10\]\.sizeBytes: must not be negative/);
+    expect(r.body.message).toMatch(
+      /^items\[10\]\.kind: Invalid enum value.*; items\[10\]\.sizeBytes: must not be negative/,
+    );
     expect(await storedIn(l)).toBe(0);
     expect(await d.list(`/entries?locationId=${l}`)).toEqual([]);
   });
@@ -35,9 +45,15 @@ describe.each(MODES)('POST /entries/batch (%s)', (mode) => {
   it('names a missing field, an unknown field and a bad id by item', async () => {
     const l = await ownLocation(d);
     const { name: _drop, ...nameless } = entryInput(l, 3);
-    expect((await d.req('POST', '/entries/batch', { items: [entryInput(l, 0), nameless] })).body.message).toMatch(/^items\[1\]\.name: required/);
-    expect((await d.req('POST', '/entries/batch', { items: [entryInput(l, 0, { tags: [] })] })).body.message).toMatch(/^items\[0\]\.tags: unknown field/);
-    expect((await d.req('POST', '/entries/batch', { items: [entryInput(l, 0, { id: 'x' })] })).body.message).toMatch(/^items\[0\]\.id: expected a uuid/);
+    expect((await d.req('POST', '/entries/batch', { items: [entryInput(l, 0), nameless] })).body.message).toMatch(
+      /^items\[1\]\.name: required/,
+    );
+    expect((await d.req('POST', '/entries/batch', { items: [entryInput(l, 0, { tags: [] })] })).body.message).toMatch(
+      /^items\[0\]\.tags: unknown field/,
+    );
+    expect((await d.req('POST', '/entries/batch', { items: [entryInput(l, 0, { id: 'x' })] })).body.message).toMatch(
+      /^items\[0\]\.id: expected a uuid/,
+    );
     expect((await d.req('POST', '/entries/batch', {})).body.message).toMatch(/^items: required/);
     expect((await d.req('POST', '/entries/batch', { items: {} })).body.message).toMatch(/^items: Expected array/);
     const twice = entryInput(l, 1);
@@ -59,7 +75,9 @@ describe.each(MODES)('POST /entries/batch (%s)', (mode) => {
     const l = await ownLocation(d);
     const foreign = await peer.location(d, randomUUID());
     const unknown = randomUUID();
-    const r404 = await d.req('POST', '/entries/batch', { items: [...[...Array(5)].map((_, i) => entryInput(l, i)), entryInput(unknown, 5)] });
+    const r404 = await d.req('POST', '/entries/batch', {
+      items: [...[...Array(5)].map((_, i) => entryInput(l, i)), entryInput(unknown, 5)],
+    });
     expect(r404.status).toBe(404);
     expect(r404.body.message).toBe(`items[5].locationId: locations ${unknown} not found`);
     const r403 = await d.req('POST', '/entries/batch', { items: [entryInput(l, 0), entryInput(foreign, 1)] });
@@ -87,10 +105,14 @@ describe.each(MODES)('POST /entries/batch (%s)', (mode) => {
       expect(listed).toHaveLength(10_000);
       expect(new Set(listed.map((e) => e.id)).size).toBe(10_000);
       // one transaction: one version stamps every row of the batch
-      const versions = await sql<{ n: number }>`select count(distinct version)::int as n from entries where location_id = ${l}`.execute(d.db);
+      const versions = await sql<{
+        n: number;
+      }>`select count(distinct version)::int as n from entries where location_id = ${l}`.execute(d.db);
       expect(versions.rows[0].n).toBe(1);
     }
-    console.log(`${mode}: POST /entries/batch of 10,000 entries took ${runs.map((ms) => `${ms.toFixed(0)} ms`).join(', then ')}`);
+    console.log(
+      `${mode}: POST /entries/batch of 10,000 entries took ${runs.map((ms) => `${ms.toFixed(0)} ms`).join(', then ')}`,
+    );
   });
 
   it('repeating a batch is idempotent; a changed or foreign item refuses the whole batch (409)', async () => {

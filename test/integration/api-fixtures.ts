@@ -11,7 +11,8 @@ export const MODES: [Mode][] = [['postgres'], ['pglite']];
 /** A device with sync off, on a fresh Postgres database or on embedded PGlite. */
 export async function startApiDevice(mode: Mode, syncEnabled = false): Promise<TestDevice> {
   const libraryId = randomUUID();
-  if (mode === 'postgres') return startTestDevice({ libraryId, databaseUrl: await createTestDatabase('api'), syncEnabled });
+  if (mode === 'postgres')
+    return startTestDevice({ libraryId, databaseUrl: await createTestDatabase('api'), syncEnabled });
   return startTestDevice({ libraryId, databaseUrl: null, dataDir: tempDataDir('api-pglite-'), syncEnabled });
 }
 
@@ -22,14 +23,31 @@ export const peer = {
   async volume(d: TestDevice, owner: string, id = randomUUID()): Promise<string> {
     await d.db
       .insertInto('volumes')
-      .values({ id, device_id: owner, name: 'peer disk', mount_point: '/mnt/peer', capacity_bytes: 100, free_bytes: null, version: peerVersion(), updated_at: new Date() })
+      .values({
+        id,
+        device_id: owner,
+        name: 'peer disk',
+        mount_point: '/mnt/peer',
+        capacity_bytes: 100,
+        free_bytes: null,
+        version: peerVersion(),
+        updated_at: new Date(),
+      })
       .execute();
     return id;
   },
   async location(d: TestDevice, owner: string, id = randomUUID()): Promise<string> {
     await d.db
       .insertInto('locations')
-      .values({ id, device_id: owner, volume_id: null, name: 'peer photos', path: '/peer/photos', version: peerVersion(), updated_at: new Date() })
+      .values({
+        id,
+        device_id: owner,
+        volume_id: null,
+        name: 'peer photos',
+        path: '/peer/photos',
+        version: peerVersion(),
+        updated_at: new Date(),
+      })
       .execute();
     return id;
   },
@@ -53,7 +71,11 @@ export const peer = {
   },
 };
 
-export function entryInput(locationId: string, i: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function entryInput(
+  locationId: string,
+  i: number,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     id: randomUUID(),
     locationId,

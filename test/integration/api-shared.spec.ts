@@ -37,15 +37,24 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
       const after = await changeLog();
       expect(after).toHaveLength(before.length + 1);
       const change = after[after.length - 1];
-      expect(change).toMatchObject({ model: 'tags', record_key: tag.id, op: 'set', fields: { name: 'Holiday', color: 'red' } });
+      expect(change).toMatchObject({
+        model: 'tags',
+        record_key: tag.id,
+        op: 'set',
+        fields: { name: 'Holiday', color: 'red' },
+      });
       const row = await d.db.selectFrom('tags').selectAll().where('id', '=', tag.id).executeTakeFirstOrThrow();
       expect(row.updated_hlc).toBe(change.hlc);
       expect(row.clocks).toEqual({ name: change.hlc, color: change.hlc });
     });
 
     it('a tag whose change-log row cannot be written is not written either', async () => {
-      await sql`create function refuse_change() returns trigger language plpgsql as $$ begin raise exception 'change log refused'; end $$`.execute(d.db);
-      await sql`create trigger refuse_change before insert on shared_changes for each row execute function refuse_change()`.execute(d.db);
+      await sql`create function refuse_change() returns trigger language plpgsql as $$ begin raise exception 'change log refused'; end $$`.execute(
+        d.db,
+      );
+      await sql`create trigger refuse_change before insert on shared_changes for each row execute function refuse_change()`.execute(
+        d.db,
+      );
       try {
         const tag = { id: randomUUID(), name: 'Lost' };
         expect((await d.req('POST', '/tags', tag)).status).toBe(500);
@@ -87,13 +96,19 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
       const p = await d.req('PATCH', `/tags/${tag.id}`, { color: 'blue' });
       expect(p.status).toBe(200);
       expect(p.body).toEqual({ id: tag.id, name: 'Holiday', color: 'blue' });
-      expect((await d.req('PATCH', `/tags/${tag.id}`, { name: 'Holidays' })).body).toEqual({ id: tag.id, name: 'Holidays', color: 'blue' });
+      expect((await d.req('PATCH', `/tags/${tag.id}`, { name: 'Holidays' })).body).toEqual({
+        id: tag.id,
+        name: 'Holidays',
+        color: 'blue',
+      });
       expect((await d.req('PATCH', `/tags/${tag.id}`, { color: null })).body.color).toBeNull();
       expect((await d.req('GET', `/tags/${tag.id}`)).body).toEqual({ id: tag.id, name: 'Holidays', color: null });
       // the same values again are accepted
       expect((await d.req('PATCH', `/tags/${tag.id}`, { name: 'Holidays' })).status).toBe(200);
       expect((await d.req('PATCH', `/tags/${tag.id}`, {})).status).toBe(400);
-      expect((await d.req('PATCH', `/tags/${tag.id}`, { name: 'x', size: 1 })).body.message).toMatch(/^size: unknown field/);
+      expect((await d.req('PATCH', `/tags/${tag.id}`, { name: 'x', size: 1 })).body.message).toMatch(
+        /^size: unknown field/,
+      );
       expect((await d.req('PATCH', `/tags/${randomUUID()}`, { name: 'x' })).status).toBe(404);
     });
 
@@ -135,7 +150,10 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
       expect((await d.req('POST', '/albums', album)).body).toEqual(album);
       expect((await changeLog()).length).toBe(log);
       expect((await d.req('POST', '/albums', { ...album, description: null })).status).toBe(409);
-      expect((await d.req('PATCH', `/albums/${album.id}`, { name: 'Trip 2024' })).body).toEqual({ ...album, name: 'Trip 2024' });
+      expect((await d.req('PATCH', `/albums/${album.id}`, { name: 'Trip 2024' })).body).toEqual({
+        ...album,
+        name: 'Trip 2024',
+      });
       expect((await d.req('GET', `/albums/${album.id}`)).body).toEqual({ ...album, name: 'Trip 2024' });
       const assigned = await d.req('POST', '/albums', { name: 'Other' });
       expect(assigned.body).toEqual({ id: expect.any(String), name: 'Other', description: null });
@@ -144,7 +162,9 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
       expect((await d.req('GET', `/albums/${album.id}`)).status).toBe(404);
       expect((await d.req('POST', '/albums', album)).status).toBe(409);
       expect((await d.list('/albums')).map((a) => a.id)).not.toContain(album.id);
-      expect((await d.req('POST', '/albums', { name: 'x', description: 5 })).body.message).toMatch(/^description: Expected string/);
+      expect((await d.req('POST', '/albums', { name: 'x', description: 5 })).body.message).toMatch(
+        /^description: Expected string/,
+      );
     });
   });
 
@@ -165,11 +185,18 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
 
     it('an entry nobody annotated has the default metadata; an unknown entry is 404', async () => {
       const e = await newEntry();
-      expect((await d.req('GET', `/entries/${e.id}/metadata`)).body).toEqual({ entryId: e.id, favorite: false, hidden: false, notes: null });
+      expect((await d.req('GET', `/entries/${e.id}/metadata`)).body).toEqual({
+        entryId: e.id,
+        favorite: false,
+        hidden: false,
+        notes: null,
+      });
       const unknown = randomUUID();
       expect((await d.req('GET', `/entries/${unknown}/metadata`)).status).toBe(404);
       expect((await d.req('PUT', `/entries/${unknown}/metadata`, { favorite: true })).status).toBe(404);
-      expect((await d.req('PUT', `/entries/${e.id}/metadata`, { favorite: 1 })).body.message).toMatch(/^favorite: Expected boolean/);
+      expect((await d.req('PUT', `/entries/${e.id}/metadata`, { favorite: 1 })).body.message).toMatch(
+        /^favorite: Expected boolean/,
+      );
     });
 
     it('any device may annotate any entry, whoever owns it', async () => {
@@ -205,7 +232,8 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
     ['tags', 'tag'],
     ['albums', 'album'],
   ])('memberships of %s', (collection) => {
-    const create = async () => (await d.req('POST', `/${collection}`, { name: `c-${randomUUID().slice(0, 4)}` })).body.id as string;
+    const create = async () =>
+      (await d.req('POST', `/${collection}`, { name: `c-${randomUUID().slice(0, 4)}` })).body.id as string;
 
     it('PUT adds an entry, DELETE takes it out; both are idempotent', async () => {
       const id = await create();
@@ -239,7 +267,7 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
       expect((await d.req('GET', `/${collection}/${id}/entries`)).status).toBe(404);
     });
 
-    it('lists member entries exactly once, paged by entry id, including other devices\' entries', async () => {
+    it("lists member entries exactly once, paged by entry id, including other devices' entries", async () => {
       const id = await create();
       const items = [...Array(9)].map((_, i) => entryInput(location, 1000 + i));
       const batch = await d.req('POST', '/entries/batch', { items });
@@ -250,7 +278,10 @@ describe.each(MODES)('HTTP API: shared data (%s)', (mode) => {
       const ids: string[] = [];
       let cursor: string | null = null;
       do {
-        const r: { body: any } = await d.req('GET', `/${collection}/${id}/entries?limit=4${cursor ? `&cursor=${cursor}` : ''}`);
+        const r: { body: any } = await d.req(
+          'GET',
+          `/${collection}/${id}/entries?limit=4${cursor ? `&cursor=${cursor}` : ''}`,
+        );
         ids.push(...r.body.items.map((e: any) => e.id));
         cursor = r.body.nextCursor;
       } while (cursor);

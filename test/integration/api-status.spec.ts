@@ -53,7 +53,8 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
     const g2 = await d.req('GET', '/sync/digest');
     expect(g1.status).toBe(200);
     expect(Object.keys(g1.body.models).sort()).toEqual([...MODELS].sort());
-    for (const m of MODELS) expect(g1.body.models[m]).toEqual({ count: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]+$/) });
+    for (const m of MODELS)
+      expect(g1.body.models[m]).toEqual({ count: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]+$/) });
     expect(g1.body.models.entries.count).toBe(await d.list('/entries').then((e) => e.length));
     expect(g2.body).toEqual(g1.body);
     await d.req('PATCH', `/tags/${tag.id}`, { name: 'Holidays' });
@@ -75,7 +76,12 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
       await lost.db.destroy();
       const r = await lost.req('GET', '/health');
       expect(r.status).toBe(503);
-      expect(r.body).toMatchObject({ statusCode: 503, error: 'Service Unavailable', message: expect.stringMatching(/^database: /), status: 'unavailable' });
+      expect(r.body).toMatchObject({
+        statusCode: 503,
+        error: 'Service Unavailable',
+        message: expect.stringMatching(/^database: /),
+        status: 'unavailable',
+      });
     } finally {
       await lost.app.close().catch(() => undefined);
     }
@@ -84,15 +90,30 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
 
 describe('with sync enabled', () => {
   it('serves /sync/status and /health', async () => {
-    const d = await startTestDevice({ libraryId: randomUUID(), databaseUrl: await createTestDatabase('api'), syncEnabled: true });
+    const d = await startTestDevice({
+      libraryId: randomUUID(),
+      databaseUrl: await createTestDatabase('api'),
+      syncEnabled: true,
+    });
     try {
       const s = await d.req('GET', '/sync/status');
       expect(s.status).toBe(200);
-      expect(s.body).toMatchObject({ deviceId: d.deviceId, libraryId: d.config.libraryId, hlc: expect.any(String), sharedLogSize: expect.any(Number), peers: expect.any(Array) });
+      expect(s.body).toMatchObject({
+        deviceId: d.deviceId,
+        libraryId: d.config.libraryId,
+        hlc: expect.any(String),
+        sharedLogSize: expect.any(Number),
+        peers: expect.any(Array),
+      });
       expect(['uninitialized', 'backfilling', 'catching_up', 'ready']).toContain(s.body.phase);
       const h = await d.req('GET', '/health');
       expect(h.status).toBe(200);
-      expect(h.body).toMatchObject({ status: 'ok', database: 'ok', sync: expect.stringMatching(/^(uninitialized|backfilling|catching_up|ready)$/), nats: expect.stringMatching(/^(connected|disconnected)$/) });
+      expect(h.body).toMatchObject({
+        status: 'ok',
+        database: 'ok',
+        sync: expect.stringMatching(/^(uninitialized|backfilling|catching_up|ready)$/),
+        nats: expect.stringMatching(/^(connected|disconnected)$/),
+      });
     } finally {
       await d.close();
     }

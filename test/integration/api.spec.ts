@@ -37,9 +37,15 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
     });
 
     it('a wrong type', async () => {
-      expect400(await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 'lots' }), /^capacityBytes: Expected number, received string$/);
+      expect400(
+        await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 'lots' }),
+        /^capacityBytes: Expected number, received string$/,
+      );
       expect400(await d.req('POST', '/tags', { name: 5 }), /^name: Expected string, received number/);
-      expect400(await d.req('PUT', `/entries/${randomUUID()}/metadata`, { favorite: 'yes' }), /^favorite: Expected boolean/);
+      expect400(
+        await d.req('PUT', `/entries/${randomUUID()}/metadata`, { favorite: 'yes' }),
+        /^favorite: Expected boolean/,
+      );
     });
 
     it('a body that is not an object', async () => {
@@ -49,7 +55,10 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
 
     it('a malformed uuid, in the body, the path or the query', async () => {
       expect400(await d.req('POST', '/tags', { id: 'nope', name: 't' }), /^id: expected a uuid/);
-      expect400(await d.req('POST', '/locations', { name: 'l', path: '/p', volumeId: 'x' }), /^volumeId: expected a uuid/);
+      expect400(
+        await d.req('POST', '/locations', { name: 'l', path: '/p', volumeId: 'x' }),
+        /^volumeId: expected a uuid/,
+      );
       expect400(await d.req('GET', '/volumes/nope'), /^id: expected a uuid/);
       expect400(await d.req('PATCH', '/entries/123', { name: 'x' }), /^id: expected a uuid/);
       expect400(await d.req('DELETE', '/locations/zzz'), /^id: expected a uuid/);
@@ -60,33 +69,71 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
     });
 
     it('malformed JSON', async () => {
-      const res = await fetch(`${d.url}/tags`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name": ' });
+      const res = await fetch(`${d.url}/tags`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"name": ',
+      });
       expect(res.status).toBe(400);
-      expect(await res.json()).toEqual({ statusCode: 400, error: 'Bad Request', message: expect.stringMatching(/^body: malformed JSON/) });
+      expect(await res.json()).toEqual({
+        statusCode: 400,
+        error: 'Bad Request',
+        message: expect.stringMatching(/^body: malformed JSON/),
+      });
     });
 
     it('an unknown field', async () => {
-      expect400(await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 1, colour: 'red' }), /^colour: unknown field/);
+      expect400(
+        await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 1, colour: 'red' }),
+        /^colour: unknown field/,
+      );
       expect400(await d.req('POST', '/entries/batch', { items: [], extra: 1 }), /^extra: unknown field/);
       expect400(await d.req('PUT', `/entries/${randomUUID()}/metadata`, { starred: true }), /^starred: unknown field/);
     });
 
     it('strings and numbers out of range', async () => {
-      expect400(await d.req('POST', '/volumes', { name: '   ', mountPoint: '/m', capacityBytes: 1 }), /^name: must not be empty/);
-      expect400(await d.req('POST', '/volumes', { name: 'v', mountPoint: '', capacityBytes: 1 }), /^mountPoint: must not be empty/);
-      expect400(await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: -1 }), /^capacityBytes: must not be negative/);
-      expect400(await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 1.5 }), /^capacityBytes: expected an integer/);
-      expect400(await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 10, freeBytes: 11 }), /^freeBytes: must not exceed capacityBytes/);
+      expect400(
+        await d.req('POST', '/volumes', { name: '   ', mountPoint: '/m', capacityBytes: 1 }),
+        /^name: must not be empty/,
+      );
+      expect400(
+        await d.req('POST', '/volumes', { name: 'v', mountPoint: '', capacityBytes: 1 }),
+        /^mountPoint: must not be empty/,
+      );
+      expect400(
+        await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: -1 }),
+        /^capacityBytes: must not be negative/,
+      );
+      expect400(
+        await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 1.5 }),
+        /^capacityBytes: expected an integer/,
+      );
+      expect400(
+        await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 10, freeBytes: 11 }),
+        /^freeBytes: must not exceed capacityBytes/,
+      );
       expect400(await d.req('POST', '/tags', { name: 'x'.repeat(1001) }), /^name: String must contain at most 1000/);
       // text the database cannot store is bad input, not a server error
       expect400(await d.req('POST', '/tags', '{"name":"a\\u0000b"}'), /^name: must not contain NUL/);
-      expect400(await d.req('POST', '/volumes', '{"name":"v","mountPoint":"/m\\ud800","capacityBytes":1}'), /^mountPoint: must not contain NUL characters or unpaired surrogates/);
-      expect400(await d.req('PUT', `/entries/${randomUUID()}/metadata`, '{"notes":"\\udc00"}'), /^notes: must not contain/);
+      expect400(
+        await d.req('POST', '/volumes', '{"name":"v","mountPoint":"/m\\ud800","capacityBytes":1}'),
+        /^mountPoint: must not contain NUL characters or unpaired surrogates/,
+      );
+      expect400(
+        await d.req('PUT', `/entries/${randomUUID()}/metadata`, '{"notes":"\\udc00"}'),
+        /^notes: must not contain/,
+      );
       expect((await d.req('POST', '/tags', { name: 'emoji \u{1F600}' })).status).toBe(201);
       const loc = randomUUID();
       expect400(await d.req('POST', '/entries', entryInput(loc, 1, { kind: 'link' })), /^kind: Invalid enum value/);
-      expect400(await d.req('POST', '/entries', entryInput(loc, 1, { modifiedAt: 'yesterday' })), /^modifiedAt: expected an ISO-8601 date-time/);
-      expect400(await d.req('POST', '/entries', entryInput(loc, 1, { modifiedAt: '2024-02-30T00:00:00Z' })), /^modifiedAt: expected an ISO-8601/);
+      expect400(
+        await d.req('POST', '/entries', entryInput(loc, 1, { modifiedAt: 'yesterday' })),
+        /^modifiedAt: expected an ISO-8601 date-time/,
+      );
+      expect400(
+        await d.req('POST', '/entries', entryInput(loc, 1, { modifiedAt: '2024-02-30T00:00:00Z' })),
+        /^modifiedAt: expected an ISO-8601/,
+      );
     });
 
     it('an empty PATCH, or one with unknown or invalid fields', async () => {
@@ -94,14 +141,23 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       expect400(await d.req('PATCH', `/volumes/${v.body.id}`, {}), /^body: no field to change/);
       expect400(await d.req('PATCH', `/volumes/${v.body.id}`), /^body: no field to change/);
       expect400(await d.req('PATCH', `/volumes/${v.body.id}`, { label: 'x' }), /^label: unknown field/);
-      expect400(await d.req('PATCH', `/volumes/${v.body.id}`, { capacityBytes: null }), /^capacityBytes: Expected number, received null/);
+      expect400(
+        await d.req('PATCH', `/volumes/${v.body.id}`, { capacityBytes: null }),
+        /^capacityBytes: Expected number, received null/,
+      );
       expect400(await d.req('PATCH', `/volumes/${v.body.id}`, { id: randomUUID() }), /^id: unknown field/);
     });
 
     it('a bad limit or cursor', async () => {
-      for (const limit of ['0', '1001', 'abc', '1.5', '-3', '']) expect400(await d.req('GET', `/volumes?limit=${limit}`), /^limit: /);
+      for (const limit of ['0', '1001', 'abc', '1.5', '-3', ''])
+        expect400(await d.req('GET', `/volumes?limit=${limit}`), /^limit: /);
       expect400(await d.req('GET', '/volumes?limit=1&limit=2'), /^limit: /);
-      for (const cursor of ['not*base64', Buffer.from('["nope"]').toString('base64url'), Buffer.from('{"a":1}').toString('base64url'), 'AAAA']) {
+      for (const cursor of [
+        'not*base64',
+        Buffer.from('["nope"]').toString('base64url'),
+        Buffer.from('{"a":1}').toString('base64url'),
+        'AAAA',
+      ]) {
         expect400(await d.req('GET', `/entries?cursor=${encodeURIComponent(cursor)}`), /^cursor: malformed/);
       }
     });
@@ -109,15 +165,32 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
 
   describe('volumes', () => {
     it('creates with an assigned id, reads back, lists by owner', async () => {
-      const r = await d.req('POST', '/volumes', { name: ' Disk ', mountPoint: '/mnt/d', capacityBytes: 1000, freeBytes: 10 });
+      const r = await d.req('POST', '/volumes', {
+        name: ' Disk ',
+        mountPoint: '/mnt/d',
+        capacityBytes: 1000,
+        freeBytes: 10,
+      });
       expect(r.status).toBe(201);
-      expect(r.body).toEqual({ id: expect.stringMatching(UUID), deviceId: d.deviceId, name: 'Disk', mountPoint: '/mnt/d', capacityBytes: 1000, freeBytes: 10, updatedAt: expect.any(String) });
+      expect(r.body).toEqual({
+        id: expect.stringMatching(UUID),
+        deviceId: d.deviceId,
+        name: 'Disk',
+        mountPoint: '/mnt/d',
+        capacityBytes: 1000,
+        freeBytes: 10,
+        updatedAt: expect.any(String),
+      });
       expect((await d.req('GET', `/volumes/${r.body.id}`)).body).toEqual(r.body);
       const mine = await d.list(`/volumes?deviceId=${d.deviceId}`);
       expect(mine.map((v) => v.id)).toContain(r.body.id);
       expect(mine.every((v) => v.deviceId === d.deviceId)).toBe(true);
       // updatedAt is the synced value stored with the row, not a local read time
-      const row = await d.db.selectFrom('volumes').select('updated_at').where('id', '=', r.body.id).executeTakeFirstOrThrow();
+      const row = await d.db
+        .selectFrom('volumes')
+        .select('updated_at')
+        .where('id', '=', r.body.id)
+        .executeTakeFirstOrThrow();
       expect(new Date(row.updated_at).toISOString()).toBe(r.body.updatedAt);
     });
 
@@ -137,7 +210,12 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
 
     it('an id that another device owns, or that was deleted, cannot be created', async () => {
       const foreign = await peer.volume(d, other);
-      const r = await d.req('POST', '/volumes', { id: foreign, name: 'peer disk', mountPoint: '/mnt/peer', capacityBytes: 100 });
+      const r = await d.req('POST', '/volumes', {
+        id: foreign,
+        name: 'peer disk',
+        mountPoint: '/mnt/peer',
+        capacityBytes: 100,
+      });
       expect(r.status).toBe(409);
       expect(r.body.message).toMatch(/owned by device/);
       const v = await d.req('POST', '/volumes', { name: 'gone', mountPoint: '/g', capacityBytes: 1 });
@@ -148,7 +226,8 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
     });
 
     it('PATCH changes the given fields and returns the record', async () => {
-      const v = (await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 100, freeBytes: 50 })).body;
+      const v = (await d.req('POST', '/volumes', { name: 'v', mountPoint: '/m', capacityBytes: 100, freeBytes: 50 }))
+        .body;
       const p = await d.req('PATCH', `/volumes/${v.id}`, { freeBytes: 20 });
       expect(p.status).toBe(200);
       expect(p.body).toEqual({ ...v, freeBytes: 20, updatedAt: expect.any(String) });
@@ -158,14 +237,18 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       expect((await d.req('PATCH', `/volumes/${v.id}`, { capacityBytes: 10, freeBytes: 11 })).status).toBe(400);
     });
 
-    it('another device\'s volume is readable but not writable (403); an unknown id is 404', async () => {
+    it("another device's volume is readable but not writable (403); an unknown id is 404", async () => {
       const foreign = await peer.volume(d, other);
       const got = await d.req('GET', `/volumes/${foreign}`);
       expect(got.status).toBe(200);
       expect(got.body.deviceId).toBe(other);
       const p = await d.req('PATCH', `/volumes/${foreign}`, { name: 'mine now' });
       expect(p.status).toBe(403);
-      expect(p.body).toEqual({ statusCode: 403, error: 'Forbidden', message: expect.stringMatching(/owned by device/) });
+      expect(p.body).toEqual({
+        statusCode: 403,
+        error: 'Forbidden',
+        message: expect.stringMatching(/owned by device/),
+      });
       expect((await d.req('DELETE', `/volumes/${foreign}`)).status).toBe(403);
       expect((await d.req('GET', `/volumes/${foreign}`)).body.name).toBe('peer disk');
       const unknown = randomUUID();
@@ -202,7 +285,7 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       expect(p.body).toMatchObject({ name: 'Pictures', path: loc.path, volumeId: null });
     });
 
-    it('a location may only sit on one of this device\'s volumes', async () => {
+    it("a location may only sit on one of this device's volumes", async () => {
       const unknown = await d.req('POST', '/locations', { name: 'l', path: '/p', volumeId: randomUUID() });
       expect(unknown.status).toBe(404);
       expect(unknown.body.message).toMatch(/^volumeId: volumes .* not found/);
@@ -215,12 +298,14 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       expect((await d.req('PATCH', `/locations/${l}`, { volumeId: randomUUID() })).status).toBe(404);
     });
 
-    it('another device\'s location: 403 on writes, 409 on create with its id', async () => {
+    it("another device's location: 403 on writes, 409 on create with its id", async () => {
       const foreign = await peer.location(d, other);
       expect((await d.req('GET', `/locations/${foreign}`)).body.deviceId).toBe(other);
       expect((await d.req('PATCH', `/locations/${foreign}`, { name: 'x' })).status).toBe(403);
       expect((await d.req('DELETE', `/locations/${foreign}`)).status).toBe(403);
-      expect((await d.req('POST', '/locations', { id: foreign, name: 'peer photos', path: '/peer/photos' })).status).toBe(409);
+      expect(
+        (await d.req('POST', '/locations', { id: foreign, name: 'peer photos', path: '/peer/photos' })).status,
+      ).toBe(409);
     });
 
     it('deleting a location deletes its entries', async () => {
@@ -244,7 +329,12 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       const e = entryInput(l, 1, { modifiedAt: '2024-05-01T14:00:00+02:00' });
       const c = await d.req('POST', '/entries', e);
       expect(c.status).toBe(201);
-      expect(c.body).toEqual({ ...e, modifiedAt: '2024-05-01T12:00:00.000Z', deviceId: d.deviceId, updatedAt: expect.any(String) });
+      expect(c.body).toEqual({
+        ...e,
+        modifiedAt: '2024-05-01T12:00:00.000Z',
+        deviceId: d.deviceId,
+        updatedAt: expect.any(String),
+      });
       const again = await d.req('POST', '/entries', { ...e, modifiedAt: '2024-05-01T12:00:00Z' });
       expect(again.status).toBe(200);
       expect(again.body).toEqual(c.body);
@@ -252,7 +342,7 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       expect((await d.req('GET', `/entries/${e.id}`)).body).toEqual(c.body);
     });
 
-    it('an entry\'s location must be an existing location of this device', async () => {
+    it("an entry's location must be an existing location of this device", async () => {
       const unknown = await d.req('POST', '/entries', entryInput(randomUUID(), 1));
       expect(unknown.status).toBe(404);
       expect(unknown.body.message).toMatch(/^locationId: locations .* not found/);
@@ -262,12 +352,18 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       expect(forbidden.body.message).toMatch(/^locationId: /);
     });
 
-    it('PATCH edits this device\'s entries, may move them between its locations, 403 on others\'', async () => {
+    it("PATCH edits this device's entries, may move them between its locations, 403 on others'", async () => {
       const [l1, l2] = [await ownLocation(d), await ownLocation(d)];
       const e = (await d.req('POST', '/entries', entryInput(l1, 3))).body;
       const p = await d.req('PATCH', `/entries/${e.id}`, { name: 'renamed.jpg', sizeBytes: 99, locationId: l2 });
       expect(p.status).toBe(200);
-      expect(p.body).toEqual({ ...e, name: 'renamed.jpg', sizeBytes: 99, locationId: l2, updatedAt: expect.any(String) });
+      expect(p.body).toEqual({
+        ...e,
+        name: 'renamed.jpg',
+        sizeBytes: 99,
+        locationId: l2,
+        updatedAt: expect.any(String),
+      });
       expect((await d.req('PATCH', `/entries/${e.id}`, { locationId: randomUUID() })).status).toBe(404);
       expect((await d.req('PATCH', `/entries/${e.id}`, { kind: 'folder' })).status).toBe(400);
       const foreignLoc = await peer.location(d, other);
@@ -275,7 +371,11 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       const foreign = await peer.entry(d, other, foreignLoc);
       expect((await d.req('PATCH', `/entries/${foreign}`, { name: 'x' })).status).toBe(403);
       expect((await d.req('DELETE', `/entries/${foreign}`)).status).toBe(403);
-      expect((await d.req('GET', `/entries/${foreign}`)).body).toMatchObject({ id: foreign, deviceId: other, sizeBytes: 7 });
+      expect((await d.req('GET', `/entries/${foreign}`)).body).toMatchObject({
+        id: foreign,
+        deviceId: other,
+        sizeBytes: 7,
+      });
     });
 
     it('DELETE removes the entry; its id cannot be created again', async () => {
@@ -295,7 +395,10 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const r: { status: number; body: any } = await d.req('GET', `/entries?locationId=${l}&limit=7${cursor ? `&cursor=${cursor}` : ''}`);
+        const r: { status: number; body: any } = await d.req(
+          'GET',
+          `/entries?locationId=${l}&limit=7${cursor ? `&cursor=${cursor}` : ''}`,
+        );
         expect(r.status).toBe(200);
         expect(r.body.items.length).toBeLessThanOrEqual(7);
         seen.push(...r.body.items.map((e: any) => e.id));
@@ -312,7 +415,7 @@ describe.each(MODES)('HTTP API: input rules and owned data (%s)', (mode) => {
       const foreignLoc = await peer.location(d, stranger);
       const foreign = await peer.entry(d, stranger, foreignLoc);
       expect((await d.list(`/entries?deviceId=${stranger}`)).map((e) => e.id)).toEqual([foreign]);
-      expect((await d.list(`/entries?deviceId=${d.deviceId}&locationId=${foreignLoc}`))).toEqual([]);
+      expect(await d.list(`/entries?deviceId=${d.deviceId}&locationId=${foreignLoc}`)).toEqual([]);
     });
   });
 });

@@ -36,7 +36,11 @@ describe.each(DB_MODES)('ClockService on %s', (mode) => {
     await sql`delete from sync_local_state where key = 'hlc'`.execute(db);
   };
   const persisted = async (): Promise<string> => {
-    const row = await db.selectFrom('sync_local_state').select('value').where('key', '=', 'hlc').executeTakeFirstOrThrow();
+    const row = await db
+      .selectFrom('sync_local_state')
+      .select('value')
+      .where('key', '=', 'hlc')
+      .executeTakeFirstOrThrow();
     return row.value;
   };
   const start = async (wall: FakeWall, node = NODE, drift = DRIFT): Promise<ClockService> => {
@@ -45,7 +49,8 @@ describe.each(DB_MODES)('ClockService on %s', (mode) => {
     return clock;
   };
   const stamp = (clock: ClockService): Promise<string> => db.transaction().execute((tx) => clock.stamp(tx));
-  const observe = (clock: ClockService, remote: string): Promise<void> => db.transaction().execute((tx) => clock.observe(tx, remote));
+  const observe = (clock: ClockService, remote: string): Promise<void> =>
+    db.transaction().execute((tx) => clock.observe(tx, remote));
 
   beforeEach(resetPersisted);
 
@@ -233,7 +238,11 @@ describe.each(DB_MODES)('ClockService on %s', (mode) => {
         arbitrary: fc.record({
           op: fc.constant('observe' as const),
           wall: arbWall,
-          ahead: fc.oneof(fc.integer({ min: -5_000, max: 1_000 }), fc.integer({ min: 999, max: 1_001 }), fc.integer({ min: 1_000, max: 1_000_000 })),
+          ahead: fc.oneof(
+            fc.integer({ min: -5_000, max: 1_000 }),
+            fc.integer({ min: 999, max: 1_001 }),
+            fc.integer({ min: 1_000, max: 1_000_000 }),
+          ),
           logical: fc.integer({ min: 0, max: 999_999 }),
         }),
       },

@@ -16,7 +16,17 @@ const MAIN = join(ROOT, 'dist', 'main.js');
 const STOP_DEADLINE_MS = 10_000;
 
 /** Every variable of the contract; '' unsets it (DeviceProcess drops empty values), so the test's own environment cannot leak in. */
-const UNSET = { DEVICE_ID: '', DEVICE_NAME: '', LIBRARY_ID: '', DATABASE_URL: '', DATA_DIR: '', NATS_URL: '', PORT: '', SYNC_ENABLED: '', SYNC_MAX_CLOCK_DRIFT_MS: '' };
+const UNSET = {
+  DEVICE_ID: '',
+  DEVICE_NAME: '',
+  LIBRARY_ID: '',
+  DATABASE_URL: '',
+  DATA_DIR: '',
+  NATS_URL: '',
+  PORT: '',
+  SYNC_ENABLED: '',
+  SYNC_MAX_CLOCK_DRIFT_MS: '',
+};
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -35,7 +45,14 @@ const started: DeviceProcess[] = [];
 /** A device process with a valid configuration; `env` overrides or unsets ('') variables. */
 function device(env: Record<string, string> = {}, dir = tempDataDir('process-')): DeviceProcess {
   const p = new DeviceProcess(
-    { ...UNSET, LIBRARY_ID: randomUUID(), DEVICE_NAME: `proc-${randomUUID().slice(0, 6)}`, DATA_DIR: join(dir, 'data'), NATS_URL: natsUrl(), ...env },
+    {
+      ...UNSET,
+      LIBRARY_ID: randomUUID(),
+      DEVICE_NAME: `proc-${randomUUID().slice(0, 6)}`,
+      DATA_DIR: join(dir, 'data'),
+      NATS_URL: natsUrl(),
+      ...env,
+    },
     dir,
   );
   started.push(p);
@@ -43,11 +60,17 @@ function device(env: Record<string, string> = {}, dir = tempDataDir('process-'))
 }
 
 /** Sends a signal and returns the exit code, failing if the process outlives the contract's deadline. */
-async function stopWithin(p: DeviceProcess, signal: NodeJS.Signals): Promise<{ code: number | string | null; ms: number }> {
+async function stopWithin(
+  p: DeviceProcess,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | string | null; ms: number }> {
   const t0 = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still running ${STOP_DEADLINE_MS} ms after ${signal}: ${p.logTail()}`)), STOP_DEADLINE_MS);
+    timer = setTimeout(
+      () => reject(new Error(`still running ${STOP_DEADLINE_MS} ms after ${signal}: ${p.logTail()}`)),
+      STOP_DEADLINE_MS,
+    );
   });
   try {
     const code = await Promise.race([p.stop(signal), deadline]);
@@ -70,7 +93,11 @@ function runUntilExit(env: Record<string, string>, timeoutMs = 30_000): Promise<
   // jest's own flags (--experimental-vm-modules) are not the device's, and would add warnings to stderr
   delete merged.NODE_OPTIONS;
   // cwd: an empty directory, so that no .env file supplies what the test leaves out
-  const child = spawn(process.execPath, [MAIN], { cwd: tempDataDir('process-cwd-'), env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN], {
+    cwd: tempDataDir('process-cwd-'),
+    env: merged,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -78,7 +105,9 @@ function runUntilExit(env: Record<string, string>, timeoutMs = 30_000): Promise<
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`did not exit within ${timeoutMs} ms; stdout: ${stdout.slice(-500)} stderr: ${stderr.slice(-500)}`));
+      reject(
+        new Error(`did not exit within ${timeoutMs} ms; stdout: ${stdout.slice(-500)} stderr: ${stderr.slice(-500)}`),
+      );
     }, timeoutMs);
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -99,7 +128,9 @@ async function tablesOf(databaseUrl: string): Promise<string[]> {
   const c = new Client({ connectionString: databaseUrl });
   await c.connect();
   try {
-    const r = await c.query<{ table_name: string }>("select table_name from information_schema.tables where table_schema = 'public'");
+    const r = await c.query<{ table_name: string }>(
+      "select table_name from information_schema.tables where table_schema = 'public'",
+    );
     return r.rows.map((row) => row.table_name);
   } finally {
     await c.end();
@@ -109,7 +140,8 @@ async function tablesOf(databaseUrl: string): Promise<string[]> {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 beforeAll(() => {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (npm test does it in pretest)`);
+  if (!existsSync(MAIN))
+    throw new Error(`${MAIN} is missing: run \`npm run build\` first (npm test does it in pretest)`);
 });
 
 afterEach(() => {
@@ -130,12 +162,21 @@ describe('device process: bad configuration ends it at start', () => {
     ['DEVICE_ID', 'not a uuid', { DEVICE_ID: 'laptop' }],
     ['DATABASE_URL', 'not postgres', { DATABASE_URL: 'mysql://root@127.0.0.1/x' }],
   ])('%s %s: exit 1 with a one-line message naming it', async (variable, _why, env) => {
-    const exit = await runUntilExit({ LIBRARY_ID: randomUUID(), DATA_DIR: tempDataDir('process-'), NATS_URL: natsUrl(), ...env });
+    const exit = await runUntilExit({
+      LIBRARY_ID: randomUUID(),
+      DATA_DIR: tempDataDir('process-'),
+      NATS_URL: natsUrl(),
+      ...env,
+    });
     expectConfigFailure(exit, variable);
   });
 
   it('an unreachable DATABASE_URL: exit 1 naming DATABASE_URL', async () => {
-    const exit = await runUntilExit({ LIBRARY_ID: randomUUID(), DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x', NATS_URL: natsUrl() });
+    const exit = await runUntilExit({
+      LIBRARY_ID: randomUUID(),
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x',
+      NATS_URL: natsUrl(),
+    });
     expectConfigFailure(exit, 'DATABASE_URL');
   });
 });
@@ -148,7 +189,16 @@ describe('device process on Postgres', () => {
     await p.start(await freePort());
     expect((await p.req('GET', '/health')).status).toBe(200);
     expect(await tablesOf(databaseUrl)).toEqual(
-      expect.arrayContaining(['devices', 'volumes', 'locations', 'entries', 'tags', 'albums', 'shared_changes', 'kysely_migration']),
+      expect.arrayContaining([
+        'devices',
+        'volumes',
+        'locations',
+        'entries',
+        'tags',
+        'albums',
+        'shared_changes',
+        'kysely_migration',
+      ]),
     );
     expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
   });
@@ -174,8 +224,19 @@ describe('device process on Postgres', () => {
     expect((await stopWithin(p, 'SIGINT')).code).toBe(0);
 
     // the persisted id wins over nothing, and a different configured id is a mistake, not a new identity
-    expectConfigFailure(await runUntilExit({ DATABASE_URL: databaseUrl, LIBRARY_ID: libraryId, DEVICE_ID: randomUUID(), NATS_URL: natsUrl() }), 'DEVICE_ID');
-    expectConfigFailure(await runUntilExit({ DATABASE_URL: databaseUrl, LIBRARY_ID: randomUUID(), NATS_URL: natsUrl() }), 'LIBRARY_ID');
+    expectConfigFailure(
+      await runUntilExit({
+        DATABASE_URL: databaseUrl,
+        LIBRARY_ID: libraryId,
+        DEVICE_ID: randomUUID(),
+        NATS_URL: natsUrl(),
+      }),
+      'DEVICE_ID',
+    );
+    expectConfigFailure(
+      await runUntilExit({ DATABASE_URL: databaseUrl, LIBRARY_ID: randomUUID(), NATS_URL: natsUrl() }),
+      'LIBRARY_ID',
+    );
   });
 
   it('accepts its own DEVICE_ID when given explicitly', async () => {
@@ -197,7 +258,11 @@ describe('device process on Postgres', () => {
     const created = await p.req('POST', '/tags', { name: 'offline' });
     expect([200, 201]).toContain(created.status);
     expect((await p.req('PATCH', `/tags/${created.body.id}`, { color: '#00ff00' })).status).toBe(200);
-    expect((await p.req('GET', `/tags/${created.body.id}`)).body).toMatchObject({ id: created.body.id, name: 'offline', color: '#00ff00' });
+    expect((await p.req('GET', `/tags/${created.body.id}`)).body).toMatchObject({
+      id: created.body.id,
+      name: 'offline',
+      color: '#00ff00',
+    });
     // reconnect attempts go on in the background and never end the process
     await waitFor('/health to keep answering', async () => (await p.req('GET', '/health')).status === 200, 5_000);
     expect(p.proc?.exitCode).toBeNull();
@@ -218,7 +283,11 @@ describe('device process on embedded PGlite (DATA_DIR)', () => {
 
     await p.start(await freePort());
     expect((await p.req('GET', '/sync/status')).body.deviceId).toBe(first);
-    expect((await p.req('GET', `/tags/${tag.body.id}`)).body).toMatchObject({ id: tag.body.id, name: 'kept', color: '#ff0000' });
+    expect((await p.req('GET', `/tags/${tag.body.id}`)).body).toMatchObject({
+      id: tag.body.id,
+      name: 'kept',
+      color: '#ff0000',
+    });
     expect((await stopWithin(p, 'SIGINT')).code).toBe(0);
   });
 });

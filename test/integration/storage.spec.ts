@@ -5,7 +5,18 @@ import type { Db } from '@lib/db';
 import { ClockService } from '@lib/sync/clock/clock.service';
 import { decodeHlc, encodeHlc } from '@lib/sync/clock/hlc';
 import { NotFoundError, NotOwnerError } from '@lib/sync/errors';
-import { ALBUMS, ENTRIES, LOCATIONS, MODELS, OWNED_MODELS, OwnedModel, TAG_ENTRIES, TAGS, USER_METADATA, VOLUMES } from '@lib/sync/models/registry';
+import {
+  ALBUMS,
+  ENTRIES,
+  LOCATIONS,
+  MODELS,
+  OWNED_MODELS,
+  OwnedModel,
+  TAG_ENTRIES,
+  TAGS,
+  USER_METADATA,
+  VOLUMES,
+} from '@lib/sync/models/registry';
 import { encodeCursor, TOMBSTONE_KIND } from '@lib/sync/owned/cursor';
 import { OwnedWriter } from '@lib/sync/owned/owned-writer';
 import { OwnedChange, OwnedRepository, OwnedRow, Tombstone } from '@lib/sync/owned/owned.repository';
@@ -27,7 +38,8 @@ const MODIFIED = '2025-01-02T03:04:05.678Z';
 const UPDATED = '2025-06-01T00:00:00.000Z';
 
 /** A version of a (remote) owner: an HLC text with that owner as node. */
-const v = (owner: string, physical: number, logical = 0) => encodeHlc({ physical: 1_700_000_000_000 + physical, logical, node: owner });
+const v = (owner: string, physical: number, logical = 0) =>
+  encodeHlc({ physical: 1_700_000_000_000 + physical, logical, node: owner });
 
 const volume = (over: Record<string, unknown> = {}) => ({
   id: randomUUID(),
@@ -37,7 +49,13 @@ const volume = (over: Record<string, unknown> = {}) => ({
   free_bytes: 1_000_000_000_000,
   ...over,
 });
-const location = (volumeId: string | null, over: Record<string, unknown> = {}) => ({ id: randomUUID(), volume_id: volumeId, name: 'photos', path: '/mnt/disk/photos', ...over });
+const location = (volumeId: string | null, over: Record<string, unknown> = {}) => ({
+  id: randomUUID(),
+  volume_id: volumeId,
+  name: 'photos',
+  path: '/mnt/disk/photos',
+  ...over,
+});
 const entry = (locationId: string, i: number, over: Record<string, unknown> = {}) => ({
   id: randomUUID(),
   location_id: locationId,
@@ -49,7 +67,8 @@ const entry = (locationId: string, i: number, over: Record<string, unknown> = {}
   ...over,
 });
 /** A row in wire form as a peer receives it from `owner`. */
-const wire = (row: Record<string, unknown>, owner: string, version: string): OwnedRow => ({ ...row, device_id: owner, version, updated_at: UPDATED }) as unknown as OwnedRow;
+const wire = (row: Record<string, unknown>, owner: string, version: string): OwnedRow =>
+  ({ ...row, device_id: owner, version, updated_at: UPDATED }) as unknown as OwnedRow;
 
 /** Digests of one fixed data set, per database mode (compared across modes at the end). */
 const digests: Partial<Record<DbMode, Record<string, ModelDigest>>> = {};
@@ -65,7 +84,8 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
     await closeTestDb(db);
   });
 
-  const persistedClock = async () => (await db.selectFrom('sync_local_state').select('value').where('key', '=', 'hlc').executeTakeFirstOrThrow()).value;
+  const persistedClock = async () =>
+    (await db.selectFrom('sync_local_state').select('value').where('key', '=', 'hlc').executeTakeFirstOrThrow()).value;
 
   /** A device with its own clock and owned write path over the shared test database. */
   async function ownerDevice(id = randomUUID()) {
@@ -79,8 +99,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
   }
 
   const rowsOf = async (table: 'volumes' | 'locations' | 'entries', owner: string) =>
-    sql<Record<string, any>>`select * from ${sql.table(table)} where device_id = ${owner} order by id`.execute(db).then((r) => r.rows);
-  const tombstonesOf = (owner: string) => db.selectFrom('owned_tombstones').selectAll().where('device_id', '=', owner).orderBy('id').execute();
+    sql<Record<string, any>>`select * from ${sql.table(table)} where device_id = ${owner} order by id`
+      .execute(db)
+      .then((r) => r.rows);
+  const tombstonesOf = (owner: string) =>
+    db.selectFrom('owned_tombstones').selectAll().where('device_id', '=', owner).orderBy('id').execute();
   const find = (model: OwnedModel, id: string) => repo.find(db, model, id);
 
   /** Every change of an owner, read page by page from the start. */
@@ -101,9 +124,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
   async function expectedCursors(owner: string): Promise<string[]> {
     const out: string[] = [];
     for (const model of OWNED_MODELS) {
-      for (const r of await rowsOf(model.table, owner)) out.push(encodeCursor({ version: r.version, kind: model.order, id: r.id }));
+      for (const r of await rowsOf(model.table, owner))
+        out.push(encodeCursor({ version: r.version, kind: model.order, id: r.id }));
     }
-    for (const t of await tombstonesOf(owner)) out.push(encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }));
+    for (const t of await tombstonesOf(owner))
+      out.push(encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }));
     return out.sort();
   }
 
@@ -114,8 +139,13 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const loc = location(vol.id);
       const ents = [0, 1, 2].map((i) => entry(loc.id, i));
       const first = await d.writer.transact(async (w) => {
-        const stamped = [...(await w.upsert(VOLUMES, [vol])), ...(await w.upsert(LOCATIONS, [loc])), ...(await w.upsert(ENTRIES, ents))];
-        for (const r of stamped) expect(r).toMatchObject({ device_id: d.id, version: w.version, updated_at: w.updatedAt });
+        const stamped = [
+          ...(await w.upsert(VOLUMES, [vol])),
+          ...(await w.upsert(LOCATIONS, [loc])),
+          ...(await w.upsert(ENTRIES, ents)),
+        ];
+        for (const r of stamped)
+          expect(r).toMatchObject({ device_id: d.id, version: w.version, updated_at: w.updatedAt });
         return w.version;
       });
       expect(decodeHlc(first).node).toBe(d.id);
@@ -140,7 +170,9 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const after = await rowsOf('entries', d.id);
       for (const r of after) expect(r.version).toBe(r.id === ents[0].id ? second : first);
       expect(after.find((r) => r.id === ents[0].id)!.size_bytes).toBe(99);
-      expect(new Date(after.find((r) => r.id === ents[0].id)!.updated_at).toISOString()).toBe(new Date(decodeHlc(second).physical).toISOString());
+      expect(new Date(after.find((r) => r.id === ents[0].id)!.updated_at).toISOString()).toBe(
+        new Date(decodeHlc(second).physical).toISOString(),
+      );
       expect((await rowsOf('volumes', d.id))[0].version).toBe(first);
     });
 
@@ -160,11 +192,17 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       expect(await find(LOCATIONS, loc.id)).toEqual({ ...loc, device_id: d.id, version, updated_at: updatedAt });
       expect(await find(ENTRIES, e.id)).toEqual({ ...e, device_id: d.id, version, updated_at: updatedAt });
       const [changeOfVolume] = await repo.changesAfter(db, d.id, null, 1);
-      expect(changeOfVolume).toEqual({ type: 'row', model: 'volumes', row: { ...vol, device_id: d.id, version, updated_at: updatedAt }, cursor: encodeCursor({ version, kind: 0, id: vol.id }) });
+      expect(changeOfVolume).toEqual({
+        type: 'row',
+        model: 'volumes',
+        row: { ...vol, device_id: d.id, version, updated_at: updatedAt },
+        cursor: encodeCursor({ version, kind: 0, id: vol.id }),
+      });
       expect(typeof (changeOfVolume as { row: OwnedRow }).row.capacity_bytes).toBe('number');
       // every synced column is present and valid by the model's own wire schema
       for (const ch of await pageAll(d.id, 10)) {
-        if (ch.type === 'row') expect(OWNED_MODELS.find((m) => m.name === ch.model)!.wire.safeParse(ch.row).success).toBe(true);
+        if (ch.type === 'row')
+          expect(OWNED_MODELS.find((m) => m.name === ch.model)!.wire.safeParse(ch.row).success).toBe(true);
       }
     });
 
@@ -193,7 +231,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       await expect(d.writer.transact((w) => w.delete(LOCATIONS, randomUUID()))).rejects.toBeInstanceOf(NotFoundError);
       // even when a caller skips the check, the owner's upsert does not take another device's row
       await d.writer.transact((w) => w.upsert(LOCATIONS, [{ ...theirs, name: 'stolen' }]));
-      expect(await find(LOCATIONS, theirs.id)).toMatchObject({ device_id: other, name: 'photos', version: v(other, 1) });
+      expect(await find(LOCATIONS, theirs.id)).toMatchObject({
+        device_id: other,
+        name: 'photos',
+        version: v(other, 1),
+      });
       expect(await repo.isTombstoned(db, 'locations', theirs.id)).toBe(false);
     });
 
@@ -233,7 +275,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       // what a peer that had seen everything before gets: exactly the one tombstone
       const news = await repo.changesAfter(db, d.id, beforeDelete.cursor, 100);
       expect(news).toEqual([
-        { type: 'tombstone', tombstone: { model: 'locations', id: doomed.id, device_id: d.id, version }, cursor: encodeCursor({ version, kind: TOMBSTONE_KIND, id: doomed.id }) },
+        {
+          type: 'tombstone',
+          tombstone: { model: 'locations', id: doomed.id, device_id: d.id, version },
+          cursor: encodeCursor({ version, kind: TOMBSTONE_KIND, id: doomed.id }),
+        },
       ]);
     });
 
@@ -262,7 +308,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       expect(await find(LOCATIONS, l1.id)).toMatchObject({ volume_id: null, version, updated_at: updatedAt });
       expect(await find(LOCATIONS, l2.id)).toMatchObject({ volume_id: null, version, updated_at: updatedAt });
       expect(await find(LOCATIONS, l3.id)).toMatchObject({ volume_id: otherVol.id, version: first });
-      expect(await find(LOCATIONS, foreign.id)).toMatchObject({ volume_id: vol.id, device_id: other, version: v(other, 1) });
+      expect(await find(LOCATIONS, foreign.id)).toMatchObject({
+        volume_id: vol.id,
+        device_id: other,
+        version: v(other, 1),
+      });
       expect(await find(VOLUMES, vol.id)).toBeNull();
       // peers learn it as the two new location versions, then the volume's tombstone, in that order
       const news = await repo.changesAfter(db, d.id, beforeDelete.cursor, 100);
@@ -311,33 +361,55 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const sl = location(null);
       await repo.upsert(db, LOCATIONS, [wire(sl, stranger, v(stranger, 5))], true);
       await repo.upsert(db, ENTRIES, [wire(entry(sl.id, 1), stranger, v(stranger, 5))], true);
-      await repo.applyTombstones(db, [{ model: 'entries', id: randomUUID(), device_id: stranger, version: v(stranger, 6) }]);
+      await repo.applyTombstones(db, [
+        { model: 'entries', id: randomUUID(), device_id: stranger, version: v(stranger, 6) },
+      ]);
 
       expected = await expectedCursors(owner);
       expect(expected.length).toBe(1 + 1 + 5 + 2 + 1 + 3); // v1, l1, e1 (6 - 1 deleted), 2 new entries, l3, 3 tombstones
     });
 
-    it.each([1, 2, 3, 5, 7, 1000])('pages in (version, kind, id) order, each change exactly once (limit %i)', async (limit) => {
-      const all = await pageAll(owner, limit);
-      expect(all.map((c) => c.cursor)).toEqual(expected);
-      for (const c of all) {
-        if (c.type === 'row') {
-          expect(c.row.device_id).toBe(owner);
-          expect(c.cursor).toBe(encodeCursor({ version: c.row.version, kind: OWNED_MODELS.find((m) => m.name === c.model)!.order, id: c.row.id }));
-          expect(c.row).toEqual(await find(OWNED_MODELS.find((m) => m.name === c.model)!, c.row.id));
-        } else {
-          expect(c.tombstone.device_id).toBe(owner);
-          expect(c.cursor).toBe(encodeCursor({ version: c.tombstone.version, kind: TOMBSTONE_KIND, id: c.tombstone.id }));
+    it.each([1, 2, 3, 5, 7, 1000])(
+      'pages in (version, kind, id) order, each change exactly once (limit %i)',
+      async (limit) => {
+        const all = await pageAll(owner, limit);
+        expect(all.map((c) => c.cursor)).toEqual(expected);
+        for (const c of all) {
+          if (c.type === 'row') {
+            expect(c.row.device_id).toBe(owner);
+            expect(c.cursor).toBe(
+              encodeCursor({
+                version: c.row.version,
+                kind: OWNED_MODELS.find((m) => m.name === c.model)!.order,
+                id: c.row.id,
+              }),
+            );
+            expect(c.row).toEqual(
+              await find(
+                OWNED_MODELS.find((m) => m.name === c.model)!,
+                c.row.id,
+              ),
+            );
+          } else {
+            expect(c.tombstone.device_id).toBe(owner);
+            expect(c.cursor).toBe(
+              encodeCursor({ version: c.tombstone.version, kind: TOMBSTONE_KIND, id: c.tombstone.id }),
+            );
+          }
         }
-      }
-    });
+      },
+    );
 
     it('property: from any position, a page is exactly the next `limit` changes', async () => {
       await fc.assert(
-        fc.asyncProperty(fc.integer({ min: -1, max: expected.length - 1 }), fc.integer({ min: 1, max: expected.length + 2 }), async (at, limit) => {
-          const page = await repo.changesAfter(db, owner, at < 0 ? null : expected[at], limit);
-          expect(page.map((c) => c.cursor)).toEqual(expected.slice(at + 1, at + 1 + limit));
-        }),
+        fc.asyncProperty(
+          fc.integer({ min: -1, max: expected.length - 1 }),
+          fc.integer({ min: 1, max: expected.length + 2 }),
+          async (at, limit) => {
+            const page = await repo.changesAfter(db, owner, at < 0 ? null : expected[at], limit);
+            expect(page.map((c) => c.cursor)).toEqual(expected.slice(at + 1, at + 1 + limit));
+          },
+        ),
         { numRuns: 40 },
       );
     });
@@ -430,7 +502,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       });
       const news = await repo.changesAfter(db, d.id, watermark, 10);
       expect(news).toHaveLength(1);
-      expect(news[0]).toMatchObject({ type: 'row', model: 'entries', row: { id: ents[0].id, name: 'renamed.jpg', version } });
+      expect(news[0]).toMatchObject({
+        type: 'row',
+        model: 'entries',
+        row: { id: ents[0].id, name: 'renamed.jpg', version },
+      });
     });
   });
 
@@ -443,8 +519,17 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       expect(await find(LOCATIONS, loc.id)).toEqual(wire(loc, owner, v(owner, 5)));
       expect(await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true)).toBe(0); // redelivery
       expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'older' }, owner, v(owner, 3))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'same version' }, owner, v(owner, 5))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'same ms, lower counter' }, owner, v(owner, 4, 9))], true)).toBe(0);
+      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'same version' }, owner, v(owner, 5))], true)).toBe(
+        0,
+      );
+      expect(
+        await repo.upsert(
+          db,
+          LOCATIONS,
+          [wire({ ...loc, name: 'same ms, lower counter' }, owner, v(owner, 4, 9))],
+          true,
+        ),
+      ).toBe(0);
       expect(await find(LOCATIONS, loc.id)).toMatchObject({ name: 'photos', version: v(owner, 5) });
       expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'newer' }, owner, v(owner, 5, 1))], true)).toBe(1);
       expect(await find(LOCATIONS, loc.id)).toMatchObject({ name: 'newer', version: v(owner, 5, 1) });
@@ -494,7 +579,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const n = await repo.upsert(
         db,
         LOCATIONS,
-        [wire({ ...a, name: 'older' }, owner, v(owner, 4)), wire({ ...b, name: 'newer' }, owner, v(owner, 6)), wire(c, owner, v(owner, 1))],
+        [
+          wire({ ...a, name: 'older' }, owner, v(owner, 4)),
+          wire({ ...b, name: 'newer' }, owner, v(owner, 6)),
+          wire(c, owner, v(owner, 1)),
+        ],
         true,
       );
       expect(n).toBe(2);
@@ -530,7 +619,9 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: owner, version: v(owner, 6) }]);
       const orphan = entry(loc.id, 1);
       const fine = entry(live.id, 2);
-      expect(await repo.upsert(db, ENTRIES, [wire(orphan, owner, v(owner, 7)), wire(fine, owner, v(owner, 7))], true)).toBe(1);
+      expect(
+        await repo.upsert(db, ENTRIES, [wire(orphan, owner, v(owner, 7)), wire(fine, owner, v(owner, 7))], true),
+      ).toBe(1);
       expect(await find(ENTRIES, orphan.id)).toBeNull();
       expect(await find(ENTRIES, fine.id)).not.toBeNull();
     });
@@ -540,7 +631,9 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const loc = location(null);
       await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true);
       expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))], false)).toBe(0);
+      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))], false)).toBe(
+        0,
+      );
       expect(await find(LOCATIONS, loc.id)).toEqual(wire(loc, owner, v(owner, 5)));
       // nor does a tombstone from another device delete it
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: forger, version: v(forger, 60) }]);
@@ -568,7 +661,12 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const loc = location(null);
       const ents = [entry(loc.id, 0), entry(loc.id, 1)];
       await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 1))], true);
-      await repo.upsert(db, ENTRIES, ents.map((e) => wire(e, owner, v(owner, 1))), true);
+      await repo.upsert(
+        db,
+        ENTRIES,
+        ents.map((e) => wire(e, owner, v(owner, 1))),
+        true,
+      );
       const older: Tombstone = { model: 'locations', id: loc.id, device_id: owner, version: v(owner, 2) };
       const newer: Tombstone = { ...older, version: v(owner, 3) };
       expect(await repo.applyTombstones(db, [older, newer, older])).toBe(1);
@@ -588,9 +686,13 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
     it('keeps the newest tombstone: an older one does not lower it', async () => {
       const id = randomUUID();
       await repo.applyTombstones(db, [{ model: 'entries', id, device_id: owner, version: v(owner, 6) }]);
-      expect(await repo.applyTombstones(db, [{ model: 'entries', id, device_id: owner, version: v(owner, 4) }])).toBe(0);
+      expect(await repo.applyTombstones(db, [{ model: 'entries', id, device_id: owner, version: v(owner, 4) }])).toBe(
+        0,
+      );
       expect(await tombstoneRows(id)).toEqual([{ model: 'entries', id, device_id: owner, version: v(owner, 6) }]);
-      expect(await repo.applyTombstones(db, [{ model: 'entries', id, device_id: owner, version: v(owner, 9) }])).toBe(1);
+      expect(await repo.applyTombstones(db, [{ model: 'entries', id, device_id: owner, version: v(owner, 9) }])).toBe(
+        1,
+      );
       expect((await tombstoneRows(id))[0].version).toBe(v(owner, 9));
     });
 
@@ -600,10 +702,17 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const ents = Array.from({ length: 10 }, (_, i) => entry(loc.id, i));
       const keep = entry(other.id, 0);
       await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 1)), wire(other, owner, v(owner, 1))], true);
-      await repo.upsert(db, ENTRIES, [...ents.map((e) => wire(e, owner, v(owner, 2))), wire(keep, owner, v(owner, 2))], true);
+      await repo.upsert(
+        db,
+        ENTRIES,
+        [...ents.map((e) => wire(e, owner, v(owner, 2))), wire(keep, owner, v(owner, 2))],
+        true,
+      );
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: owner, version: v(owner, 3) }]);
       expect(await find(LOCATIONS, loc.id)).toBeNull();
-      const left = await sql<{ id: string }>`select id from entries where location_id in (${loc.id}, ${other.id})`.execute(db);
+      const left = await sql<{
+        id: string;
+      }>`select id from entries where location_id in (${loc.id}, ${other.id})`.execute(db);
       expect(left.rows.map((r) => r.id)).toEqual([keep.id]);
       expect(await tombstoneRows(loc.id)).toHaveLength(1);
     });
@@ -635,9 +744,30 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const hlc = state.updatedHlc;
       expect(decodeHlc(hlc).node).toBe(d.id);
       expect(await persistedClock()).toBe(hlc);
-      expect(state).toEqual({ values: { name: 'holiday', color: '#ff0000' }, clocks: { name: hlc, color: hlc }, deletedHlc: null, updatedHlc: hlc });
-      expect(await tagRow(id)).toEqual({ id, name: 'holiday', color: '#ff0000', clocks: { name: hlc, color: hlc }, updated_hlc: hlc, deleted_hlc: null });
-      expect(await changeLog()).toEqual([{ hlc, model: 'tags', record_key: id, op: 'set', fields: { name: 'holiday', color: '#ff0000' }, published: false }]);
+      expect(state).toEqual({
+        values: { name: 'holiday', color: '#ff0000' },
+        clocks: { name: hlc, color: hlc },
+        deletedHlc: null,
+        updatedHlc: hlc,
+      });
+      expect(await tagRow(id)).toEqual({
+        id,
+        name: 'holiday',
+        color: '#ff0000',
+        clocks: { name: hlc, color: hlc },
+        updated_hlc: hlc,
+        deleted_hlc: null,
+      });
+      expect(await changeLog()).toEqual([
+        {
+          hlc,
+          model: 'tags',
+          record_key: id,
+          op: 'set',
+          fields: { name: 'holiday', color: '#ff0000' },
+          published: false,
+        },
+      ]);
       expect(await sharedRepo.load(db, TAGS, { id })).toEqual(state);
       expect(d.notified).toEqual(['shared']);
     });
@@ -672,7 +802,14 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const h1 = s1.updatedHlc;
       const h2 = s2.updatedHlc;
       expect(h2 > h1).toBe(true);
-      expect(await tagRow(id)).toEqual({ id, name: 'a', color: 'blue', clocks: { name: h1, color: h2 }, updated_hlc: h2, deleted_hlc: null });
+      expect(await tagRow(id)).toEqual({
+        id,
+        name: 'a',
+        color: 'blue',
+        clocks: { name: h1, color: h2 },
+        updated_hlc: h2,
+        deleted_hlc: null,
+      });
       const log = await changeLog();
       expect(log.map((c) => [c.hlc, c.op, c.fields])).toEqual([
         [h1, 'set', { name: 'a', color: 'red' }],
@@ -694,7 +831,12 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const log = await changeLog();
       expect(log.map((c) => c.record_key)).toEqual([a, b, a]);
       expect(new Set(log.map((c) => c.hlc)).size).toBe(3);
-      expect(await tagRow(a)).toMatchObject({ name: 'a', color: 'green', updated_hlc: log[2].hlc, clocks: { name: log[0].hlc, color: log[2].hlc } });
+      expect(await tagRow(a)).toMatchObject({
+        name: 'a',
+        color: 'green',
+        updated_hlc: log[2].hlc,
+        clocks: { name: log[0].hlc, color: log[2].hlc },
+      });
       expect(d.notified).toEqual(['shared']);
     });
 
@@ -707,7 +849,14 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       expect(h).toBe(del.updatedHlc);
       expect(await tagRow(id)).toMatchObject({ name: 'temp', deleted_hlc: h, updated_hlc: h });
       const log = await changeLog();
-      expect(log[log.length - 1]).toEqual({ hlc: h, model: 'tags', record_key: id, op: 'delete', fields: {}, published: false });
+      expect(log[log.length - 1]).toEqual({
+        hlc: h,
+        model: 'tags',
+        record_key: id,
+        op: 'delete',
+        fields: {},
+        published: false,
+      });
       const edited = await d.writer.transact((w) => w.set(TAGS, { id }, { name: 'edited after delete' }));
       expect(edited.deletedHlc).toBe(h);
       expect((await tagRow(id))!.deleted_hlc).toBe(h);
@@ -717,10 +866,14 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const d = await sharedDevice();
       const entryId = randomUUID();
       const tagId = randomUUID();
-      const meta = await d.writer.transact((w) => w.set(USER_METADATA, { entry_id: entryId }, { favorite: true, notes: 'x' }));
+      const meta = await d.writer.transact((w) =>
+        w.set(USER_METADATA, { entry_id: entryId }, { favorite: true, notes: 'x' }),
+      );
       expect(meta.values).toEqual({ favorite: true, hidden: false, notes: 'x' });
       expect(await sharedRepo.load(db, USER_METADATA, { entry_id: entryId })).toEqual(meta);
-      const member = await d.writer.transact((w) => w.set(TAG_ENTRIES, { tag_id: tagId, entry_id: entryId }, { present: true }));
+      const member = await d.writer.transact((w) =>
+        w.set(TAG_ENTRIES, { tag_id: tagId, entry_id: entryId }, { present: true }),
+      );
       expect(await sharedRepo.load(db, TAG_ENTRIES, { tag_id: tagId, entry_id: entryId })).toEqual(member);
       expect((await changeLog()).map((c) => [c.model, c.record_key, c.fields])).toEqual([
         ['user_metadata', entryId, { favorite: true, notes: 'x' }],
@@ -732,11 +885,18 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const d = await sharedDevice();
       const id = randomUUID();
       const h: string[] = [];
-      for (let i = 0; i < 5; i++) h.push((await d.writer.transact((w) => w.set(TAGS, { id }, { name: `n${i}` }))).updatedHlc);
+      for (let i = 0; i < 5; i++)
+        h.push((await d.writer.transact((w) => w.set(TAGS, { id }, { name: `n${i}` }))).updatedHlc);
       expect([...h].sort()).toEqual(h);
       expect(await sharedRepo.logSize(db)).toBe(5);
       expect((await sharedRepo.unpublished(db, 3)).map((c) => c.hlc)).toEqual(h.slice(0, 3));
-      expect((await sharedRepo.unpublished(db, 3))[0]).toEqual({ hlc: h[0], model: 'tags', record_key: id, op: 'set', fields: { name: 'n0' } });
+      expect((await sharedRepo.unpublished(db, 3))[0]).toEqual({
+        hlc: h[0],
+        model: 'tags',
+        record_key: id,
+        op: 'set',
+        fields: { name: 'n0' },
+      });
       expect((await sharedRepo.changesAfter(db, h[1], 2)).map((c) => c.hlc)).toEqual(h.slice(2, 4));
       expect((await sharedRepo.changesAfter(db, null, 100)).map((c) => c.hlc)).toEqual(h);
 
@@ -774,16 +934,62 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
           for (const m of MODELS) await sql`delete from ${sql.table(m.table)}`.execute(tx);
           await sql`delete from owned_tombstones`.execute(tx);
           const empty = await computeDigest(tx);
-          await repo.upsert(tx, VOLUMES, [wire({ ...volume(), id: id(1), free_bytes: null }, owner, v(owner, 1))], true);
+          await repo.upsert(
+            tx,
+            VOLUMES,
+            [wire({ ...volume(), id: id(1), free_bytes: null }, owner, v(owner, 1))],
+            true,
+          );
           await repo.upsert(tx, LOCATIONS, [wire({ ...location(id(1)), id: id(2) }, owner, v(owner, 1))], true);
-          await repo.upsert(tx, ENTRIES, [1, 2, 3].map((i) => wire({ ...entry(id(2), i), id: id(10 + i), modified_at: '2024-02-29T23:59:59.999+02:00' }, owner, v(owner, 2))), true);
+          await repo.upsert(
+            tx,
+            ENTRIES,
+            [1, 2, 3].map((i) =>
+              wire(
+                { ...entry(id(2), i), id: id(10 + i), modified_at: '2024-02-29T23:59:59.999+02:00' },
+                owner,
+                v(owner, 2),
+              ),
+            ),
+            true,
+          );
           await repo.applyTombstones(tx, [{ model: 'entries', id: id(99), device_id: owner, version: v(owner, 3) }]);
-          const tag = (name: string, deleted: string | null) => ({ values: { name, color: null }, clocks: { name: h(1) }, deletedHlc: deleted, updatedHlc: deleted ?? h(1) });
+          const tag = (name: string, deleted: string | null) => ({
+            values: { name, color: null },
+            clocks: { name: h(1) },
+            deletedHlc: deleted,
+            updatedHlc: deleted ?? h(1),
+          });
           await sharedRepo.save(tx, TAGS, { id: id(20) }, tag('holiday', null));
           await sharedRepo.save(tx, TAGS, { id: id(21) }, tag('deleted', h(2)));
-          await sharedRepo.save(tx, ALBUMS, { id: id(30) }, { values: { name: 'trip', description: 'ünïcödé ✓' }, clocks: { name: h(1), description: h(1) }, deletedHlc: null, updatedHlc: h(1) });
-          await sharedRepo.save(tx, USER_METADATA, { entry_id: id(11) }, { values: { favorite: true, hidden: false, notes: null }, clocks: { favorite: h(1) }, deletedHlc: null, updatedHlc: h(1) });
-          const member = (present: boolean) => ({ values: { present }, clocks: { present: h(1) }, deletedHlc: null, updatedHlc: h(1) });
+          await sharedRepo.save(
+            tx,
+            ALBUMS,
+            { id: id(30) },
+            {
+              values: { name: 'trip', description: 'ünïcödé ✓' },
+              clocks: { name: h(1), description: h(1) },
+              deletedHlc: null,
+              updatedHlc: h(1),
+            },
+          );
+          await sharedRepo.save(
+            tx,
+            USER_METADATA,
+            { entry_id: id(11) },
+            {
+              values: { favorite: true, hidden: false, notes: null },
+              clocks: { favorite: h(1) },
+              deletedHlc: null,
+              updatedHlc: h(1),
+            },
+          );
+          const member = (present: boolean) => ({
+            values: { present },
+            clocks: { present: h(1) },
+            deletedHlc: null,
+            updatedHlc: h(1),
+          });
           await sharedRepo.save(tx, TAG_ENTRIES, { tag_id: id(20), entry_id: id(11) }, member(true));
           await sharedRepo.save(tx, TAG_ENTRIES, { tag_id: id(20), entry_id: id(12) }, member(false));
           const full = await computeDigest(tx);
@@ -792,7 +998,8 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
           throw Object.assign(new Rollback(), { digests: { empty, full, edited } });
         })
         .catch((e: unknown) => {
-          if (e instanceof Rollback) return (e as Rollback & { digests: Record<string, Record<string, ModelDigest>> }).digests;
+          if (e instanceof Rollback)
+            return (e as Rollback & { digests: Record<string, Record<string, ModelDigest>> }).digests;
           throw e;
         });
       const { empty, full, edited } = result;
@@ -836,17 +1043,23 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
 
     it('resolveSelf uses a configured id on first start and keeps it', async () => {
       const configured = randomUUID();
-      expect(await devices.resolveSelf(db, { configuredId: configured, name: 'nas', libraryId: LIBRARY })).toBe(configured);
+      expect(await devices.resolveSelf(db, { configuredId: configured, name: 'nas', libraryId: LIBRARY })).toBe(
+        configured,
+      );
       expect(await devices.resolveSelf(db, { configuredId: null, name: 'nas', libraryId: LIBRARY })).toBe(configured);
     });
 
     it('resolveSelf rejects a different configured DEVICE_ID or a different LIBRARY_ID, and changes nothing', async () => {
       const id = await devices.resolveSelf(db, { configuredId: null, name: 'laptop', libraryId: LIBRARY });
-      const wrongDevice = await devices.resolveSelf(db, { configuredId: randomUUID(), name: 'laptop', libraryId: LIBRARY }).catch((e: unknown) => e);
+      const wrongDevice = await devices
+        .resolveSelf(db, { configuredId: randomUUID(), name: 'laptop', libraryId: LIBRARY })
+        .catch((e: unknown) => e);
       expect(wrongDevice).toBeInstanceOf(IdentityError);
       expect(wrongDevice).toMatchObject({ variable: 'DEVICE_ID', message: expect.stringMatching(/^DEVICE_ID: .*\b/) });
       const otherLibrary = randomUUID();
-      const wrongLibrary = await devices.resolveSelf(db, { configuredId: null, name: 'laptop', libraryId: otherLibrary }).catch((e: unknown) => e);
+      const wrongLibrary = await devices
+        .resolveSelf(db, { configuredId: null, name: 'laptop', libraryId: otherLibrary })
+        .catch((e: unknown) => e);
       expect(wrongLibrary).toBeInstanceOf(IdentityError);
       expect(wrongLibrary).toMatchObject({ variable: 'LIBRARY_ID', message: expect.stringContaining(otherLibrary) });
       expect(await devices.resolveSelf(db, { configuredId: null, name: 'laptop', libraryId: LIBRARY })).toBe(id);
@@ -854,7 +1067,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
     });
 
     it('resolveSelf: two processes starting at once on one new database agree on one identity', async () => {
-      const ids = await Promise.all(Array.from({ length: 4 }, () => devices.resolveSelf(db, { configuredId: null, name: 'twin', libraryId: LIBRARY })));
+      const ids = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          devices.resolveSelf(db, { configuredId: null, name: 'twin', libraryId: LIBRARY }),
+        ),
+      );
       expect(new Set(ids).size).toBe(1);
       const self = (await devices.list(db)).filter((d) => d.is_self);
       expect(self.map((d) => d.id)).toEqual([ids[0]]);

@@ -50,11 +50,13 @@ describe('backfill of an offline owner through a third device', () => {
     expect(await digestOf(c)).toEqual(beforeA);
     const entriesOfA = await must(c, 'GET', `/entries?deviceId=${a.deviceId}&limit=1000`);
     expect(entriesOfA.items.every((e: { deviceId: string }) => e.deviceId === a.deviceId)).toBe(true);
-    expect((await must(c, 'GET', `/entries/${before[2]}`).catch((e: Error) => e.message))).toMatch(/404/);
+    expect(await must(c, 'GET', `/entries/${before[2]}`).catch((e: Error) => e.message)).toMatch(/404/);
     const status = await statusOf(c);
     expect(status.backfill?.source).toBe(b.deviceId);
     expect(status.backfill?.items).toEqual(
-      expect.arrayContaining([expect.objectContaining({ owner: a.deviceId, model: 'entries', done: 1999, startedAfter: null })]),
+      expect.arrayContaining([
+        expect.objectContaining({ owner: a.deviceId, model: 'entries', done: 1999, startedAfter: null }),
+      ]),
     );
     // C knows A as a peer of the library (offline), with a state watermark covering its rows
     const knownA = peerIn(status, a.deviceId);

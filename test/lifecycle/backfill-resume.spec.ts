@@ -46,7 +46,8 @@ describe('backfill of a new device, killed midway', () => {
       seedEntries(a, 30_000, 'a'),
       seedEntries(b, 20_000, 'b'),
       (async () => {
-        for (let i = 0; i < 5; i++) tags.push(await createTag(a, `a-tag-${i}`, 'red'), await createTag(b, `b-tag-${i}`, null));
+        for (let i = 0; i < 5; i++)
+          tags.push(await createTag(a, `a-tag-${i}`, 'red'), await createTag(b, `b-tag-${i}`, null));
       })(),
     ]);
     // counted first (cheap), compared by digest once (a digest reads every row)
@@ -68,7 +69,10 @@ describe('backfill of a new device, killed midway', () => {
     const inProgress = await waitFor(
       "C's checkpoint inside some owner's entries",
       async () => {
-        const rows = await queryDb<{ key: string; value: string }>(c.databaseUrl, "select key, value from sync_checkpoints where key like 'backfill:owned:%:entries' and value <> 'done'");
+        const rows = await queryDb<{ key: string; value: string }>(
+          c.databaseUrl,
+          "select key, value from sync_checkpoints where key like 'backfill:owned:%:entries' and value <> 'done'",
+        );
         return rows[0];
       },
       LONG,
@@ -78,7 +82,12 @@ describe('backfill of a new device, killed midway', () => {
 
     // --- what the killed device had stored
     const checkpoints = new Map(
-      (await queryDb<{ key: string; value: string }>(c.databaseUrl, "select key, value from sync_checkpoints where key like 'backfill%'")).map((r) => [r.key, r.value]),
+      (
+        await queryDb<{ key: string; value: string }>(
+          c.databaseUrl,
+          "select key, value from sync_checkpoints where key like 'backfill%'",
+        )
+      ).map((r) => [r.key, r.value]),
     );
     expect(checkpoints.get('backfill')).toBeUndefined(); // not finished
     expect(checkpoints.has('backfill:plan')).toBe(true);
@@ -89,13 +98,20 @@ describe('backfill of a new device, killed midway', () => {
     const ownerTotal = owner === a.deviceId ? 30_000 : 20_000;
     expect([a.deviceId, b.deviceId]).toContain(owner);
     const held = async (deviceOwner: string) =>
-      Number((await queryDb(c.databaseUrl, 'select count(*)::int as n from entries where device_id = $1', [deviceOwner]))[0].n);
+      Number(
+        (await queryDb(c.databaseUrl, 'select count(*)::int as n from entries where device_id = $1', [deviceOwner]))[0]
+          .n,
+      );
     const heldAtKill = await held(owner);
     expect(heldAtKill).toBeGreaterThan(0);
     expect(heldAtKill).toBeLessThan(ownerTotal);
     // the rows C holds of that owner are exactly those up to the checkpoint, no more, no less
     const [version, , id] = stored.split('|');
-    const upTo = await queryDb(c.databaseUrl, 'select count(*)::int as n from entries where device_id = $1 and (version, id) <= ($2, $3::uuid)', [owner, version, id]);
+    const upTo = await queryDb(
+      c.databaseUrl,
+      'select count(*)::int as n from entries where device_id = $1 and (version, id) <= ($2, $3::uuid)',
+      [owner, version, id],
+    );
     expect(Number(upTo[0].n)).toBe(heldAtKill);
     const other = owner === a.deviceId ? b.deviceId : a.deviceId;
     const otherKey = `backfill:owned:${other}:entries`;
@@ -113,9 +129,17 @@ describe('backfill of a new device, killed midway', () => {
     // (new entries only if it is not the owner being resumed, whose count must stay exact)
     const late = remaining.deviceId === owner ? 0 : 100;
     if (late) await seedEntries(remaining, late, 'late');
-    await must(remaining, 'PUT', `/entries/${seededA.ids[7]}/metadata`, { favorite: true, hidden: false, notes: 'late' });
+    await must(remaining, 'PUT', `/entries/${seededA.ids[7]}/metadata`, {
+      favorite: true,
+      hidden: false,
+      notes: 'late',
+    });
     await createTag(remaining, 'late-tag');
-    await waitFor("the live changes to wait in C's durable consumer", async () => (await broker.pending(c.deviceId)) >= (late ? 2 : 1), LONG);
+    await waitFor(
+      "the live changes to wait in C's durable consumer",
+      async () => (await broker.pending(c.deviceId)) >= (late ? 2 : 1),
+      LONG,
+    );
 
     // --- C again: same database, same DEVICE_ID, no pause
     c.env.SYNC_BACKFILL_PAUSE_MS = '0';
@@ -142,13 +166,20 @@ describe('backfill of a new device, killed midway', () => {
       if (m && value === 'done') expect(item(m[1], m[2])).toMatchObject({ startedAfter: 'done', done: 0 });
     }
     // finished: checkpoints cleared, marked done
-    const after = await queryDb<{ key: string; value: string }>(c.databaseUrl, "select key, value from sync_checkpoints where key like 'backfill%'");
+    const after = await queryDb<{ key: string; value: string }>(
+      c.databaseUrl,
+      "select key, value from sync_checkpoints where key like 'backfill%'",
+    );
     expect(after).toEqual([{ key: 'backfill', value: 'done' }]);
 
     // identical to both peers (the first source back too), including what was written meanwhile
     const back = await world.restart(source);
     await waitRows([back, remaining, c], 'entries', 50_000 + late);
-    await waitConverged([back, remaining, c], { ...expected, entries: 50_000 + late, locations: late ? 3 : 2, tags: 11, user_metadata: 21 }, LONG);
+    await waitConverged(
+      [back, remaining, c],
+      { ...expected, entries: 50_000 + late, locations: late ? 3 : 2, tags: 11, user_metadata: 21 },
+      LONG,
+    );
     await waitPhase(c, 'ready', 15_000);
   });
 });

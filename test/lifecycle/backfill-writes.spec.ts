@@ -2,7 +2,19 @@ import { sql } from 'kysely';
 import { OwnedApplier } from '@lib/sync/owned/owned-applier';
 import { BackfillService } from '@lib/sync/backfill/backfill';
 import type { TestDevice } from '../support/device-harness';
-import { createLocation, digestOf, dropTestDatabases, must, seedEntries, statusOf, waitConverged, waitPhase, waitRows, World, writeEntries } from './helpers';
+import {
+  createLocation,
+  digestOf,
+  dropTestDatabases,
+  must,
+  seedEntries,
+  statusOf,
+  waitConverged,
+  waitPhase,
+  waitRows,
+  World,
+  writeEntries,
+} from './helpers';
 
 /**
  * Issue 4, "Backfill of a new device": pages are written two at a time on Postgres (one at a time
@@ -21,7 +33,11 @@ describe('backfill writes', () => {
   /** How many of A's entries lie at or below an owned cursor `version|kind|id` (entries only). */
   async function entriesUpTo(a: TestDevice, cursor: string): Promise<number> {
     const [version, , id] = cursor.split('|');
-    const r = await sql<{ n: number }>`select count(*)::int as n from entries where device_id = ${a.deviceId} and (version, id) <= (${version}, ${id}::uuid)`.execute(a.db);
+    const r = await sql<{
+      n: number;
+    }>`select count(*)::int as n from entries where device_id = ${a.deviceId} and (version, id) <= (${version}, ${id}::uuid)`.execute(
+      a.db,
+    );
     return r.rows[0].n;
   }
 
@@ -32,7 +48,10 @@ describe('backfill writes', () => {
     // the joining device's second page fails once; the third is then being written alongside it
     const apply = OwnedApplier.prototype.apply;
     let calls = 0;
-    jest.spyOn(OwnedApplier.prototype, 'apply').mockImplementation(async function (this: OwnedApplier, ...args: Parameters<OwnedApplier['apply']>) {
+    jest.spyOn(OwnedApplier.prototype, 'apply').mockImplementation(async function (
+      this: OwnedApplier,
+      ...args: Parameters<OwnedApplier['apply']>
+    ) {
       // only a backfill orders its commits; count its pages of entries
       const entriesPage = !!args[1]?.beforeCommit && 'chunks' in args[0] && args[0].byModel.has('entries');
       if (entriesPage && ++calls === 2) {
@@ -47,11 +66,22 @@ describe('backfill writes', () => {
     const runFrom = BackfillService.prototype.runFrom;
     let c: TestDevice | null = null;
     let runs = 0;
-    jest.spyOn(BackfillService.prototype, 'runFrom').mockImplementation(async function (this: BackfillService, ...args: Parameters<BackfillService['runFrom']>) {
+    jest.spyOn(BackfillService.prototype, 'runFrom').mockImplementation(async function (
+      this: BackfillService,
+      ...args: Parameters<BackfillService['runFrom']>
+    ) {
       if (++runs > 1 && c) {
-        const row = await c.db.selectFrom('sync_checkpoints').select('value').where('key', '=', `backfill:owned:${a.deviceId}:entries`).executeTakeFirst();
+        const row = await c.db
+          .selectFrom('sync_checkpoints')
+          .select('value')
+          .where('key', '=', `backfill:owned:${a.deviceId}:entries`)
+          .executeTakeFirst();
         const held = (await sql<{ n: number }>`select count(*)::int as n from entries`.execute(c.db)).rows[0].n;
-        resumed.push({ checkpoint: row?.value ?? null, held, expected: row?.value ? await entriesUpTo(a, row.value) : 0 });
+        resumed.push({
+          checkpoint: row?.value ?? null,
+          held,
+          expected: row?.value ? await entriesUpTo(a, row.value) : 0,
+        });
       }
       return runFrom.apply(this, args);
     });
@@ -67,7 +97,11 @@ describe('backfill writes', () => {
     expect(first.held).toBeLessThan(12_000);
     await waitConverged([a, c], { entries: 12_000, locations: 1 });
     const s = await statusOf(c);
-    expect(s.backfill?.items).toEqual(expect.arrayContaining([expect.objectContaining({ owner: a.deviceId, model: 'entries', startedAfter: first.checkpoint })]));
+    expect(s.backfill?.items).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ owner: a.deviceId, model: 'entries', startedAfter: first.checkpoint }),
+      ]),
+    );
   });
 
   it('a device on embedded PGlite backfills page by page, then syncs both ways', async () => {

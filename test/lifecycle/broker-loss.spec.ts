@@ -24,7 +24,13 @@ describe('recovery from broker loss', () => {
   const newWorld = worldPerTest();
 
   /** Writes batches of entries on `d` until `until()` holds, then `after` more; returns how many. */
-  async function keepWriting(d: Api, location: string, until: () => Promise<boolean>, after = 3, timeoutMs = LONG): Promise<number> {
+  async function keepWriting(
+    d: Api,
+    location: string,
+    until: () => Promise<boolean>,
+    after = 3,
+    timeoutMs = LONG,
+  ): Promise<number> {
     const end = Date.now() + timeoutMs;
     let n = 0;
     let batches = 0;
@@ -75,7 +81,13 @@ describe('recovery from broker loss', () => {
     // B sees its consumer lost, recreates it and reconciles; A writes on meanwhile
     const t0 = Date.now();
     expect(await broker.deleteConsumer(b.deviceId)).toBe(true);
-    const written = await keepWriting(a, loc, async () => (await broker.consumerFilter(b.deviceId)) === broker.subjects.logAll, 3, 20_000);
+    const written = await keepWriting(
+      a,
+      loc,
+      async () => (await broker.consumerFilter(b.deviceId)) === broker.subjects.logAll,
+      3,
+      20_000,
+    );
     await waitConverged([a, b], { entries: 50 + 100 - 1 + written, tags: 2 }, 30_000);
     expect(Date.now() - t0).toBeLessThan(45_000); // before three of A's heartbeats could have told B
     await waitPhase(b, 'ready', 15_000);
@@ -103,7 +115,12 @@ describe('recovery from broker loss', () => {
     const { a, b, loc } = await pair(world);
     const jsm = await broker.jsm();
     expect(await jsm.streams.delete(broker.subjects.stream)).toBe(true);
-    const written = await keepWriting(a, loc, async () => (await broker.consumerExists(a.deviceId)) && (await broker.consumerExists(b.deviceId)), 5);
+    const written = await keepWriting(
+      a,
+      loc,
+      async () => (await broker.consumerExists(a.deviceId)) && (await broker.consumerExists(b.deviceId)),
+      5,
+    );
     await writeEntries(b, await createLocation(b, 'b'), 20, 'b');
     expect(await broker.streamExists()).toBe(true);
     await waitConverged([a, b], { entries: 50 + written + 20, locations: 2, tags: 1 });
@@ -115,7 +132,8 @@ describe('recovery from broker loss', () => {
     const { a, b, loc } = await pair(world);
 
     await world.nats.stop();
-    for (const d of [a, b]) await waitFor('NATS to be seen down', async () => (await statusOf(d)).natsConnected === false, 15_000);
+    for (const d of [a, b])
+      await waitFor('NATS to be seen down', async () => (await statusOf(d)).natsConnected === false, 15_000);
     await writeEntries(a, loc, 120, 'a-down');
     const locB = await createLocation(b, 'b');
     await writeEntries(b, locB, 80, 'b-down');

@@ -6,7 +6,14 @@ import { sql } from 'kysely';
 import { AckPolicy, connect, DeliverPolicy, JetStreamManager, NatsConnection } from 'nats';
 import { ENTRIES, LibrarySubjects, LOCATIONS, OwnedWriter } from '@lib/sync';
 import { createTestDatabase, dropTestDatabases, tempDataDir } from '../support/databases';
-import { DeviceProcess, HttpResult, startTestDevice, TestDevice, TestDeviceOptions, waitFor } from '../support/device-harness';
+import {
+  DeviceProcess,
+  HttpResult,
+  startTestDevice,
+  TestDevice,
+  TestDeviceOptions,
+  waitFor,
+} from '../support/device-harness';
 import { freePort, NatsServerProcess } from '../support/nats-server';
 
 /**
@@ -56,12 +63,14 @@ export interface Status {
 /** The request must succeed (2xx); returns the body. */
 export async function must<T = any>(p: Api, method: string, path: string, body?: unknown): Promise<T> {
   const r = await p.req<T>(method, path, body);
-  if (r.status < 200 || r.status >= 300) throw new Error(`${method} ${p.url}${path} -> ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+  if (r.status < 200 || r.status >= 300)
+    throw new Error(`${method} ${p.url}${path} -> ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
   return r.body;
 }
 
 export const statusOf = (p: Api): Promise<Status> => must<Status>(p, 'GET', '/sync/status');
-export const digestOf = async (p: Api): Promise<Digest> => (await must<{ models: Digest }>(p, 'GET', '/sync/digest')).models;
+export const digestOf = async (p: Api): Promise<Digest> =>
+  (await must<{ models: Digest }>(p, 'GET', '/sync/digest')).models;
 
 export function peerIn(s: Status, id: string): PeerStatus | undefined {
   return s.peers.find((p) => p.deviceId === id);
@@ -84,16 +93,27 @@ export async function waitPhase(p: Api, phase = 'ready', timeoutMs = LONG): Prom
  * Waits until every device reports the same digest and, when given, these live counts per model.
  * Polls gently: a digest reads every row, and in-process devices share the test's event loop.
  */
-export async function waitConverged(peers: Api[], counts: Record<string, number> = {}, timeoutMs = LONG, everyMs = 250): Promise<Digest> {
+export async function waitConverged(
+  peers: Api[],
+  counts: Record<string, number> = {},
+  timeoutMs = LONG,
+  everyMs = 250,
+): Promise<Digest> {
   return waitFor(
     `${peers.length} devices to converge${Object.keys(counts).length ? ` on ${JSON.stringify(counts)}` : ''}`,
     async () => {
       const digests = await Promise.all(peers.map(digestOf));
-      const brief = () => JSON.stringify(digests.map((d) => Object.fromEntries(Object.entries(d).map(([m, v]) => [m, `${v.count}:${v.hash.slice(0, 8)}`]))));
+      const brief = () =>
+        JSON.stringify(
+          digests.map((d) =>
+            Object.fromEntries(Object.entries(d).map(([m, v]) => [m, `${v.count}:${v.hash.slice(0, 8)}`])),
+          ),
+        );
       const text = digests.map((d) => JSON.stringify(d));
       if (!text.every((t) => t === text[0])) throw new Error(`digests differ: ${brief()}`);
       for (const [model, n] of Object.entries(counts)) {
-        if (digests[0][model]?.count !== n) throw new Error(`${model}: ${digests[0][model]?.count} records, expecting ${n}: ${brief()}`);
+        if (digests[0][model]?.count !== n)
+          throw new Error(`${model}: ${digests[0][model]?.count} records, expecting ${n}: ${brief()}`);
       }
       return digests[0];
     },
@@ -112,7 +132,12 @@ export async function countRows(d: TestDevice | { databaseUrl: string }, table: 
 }
 
 /** Waits until every device holds n rows of table. */
-export async function waitRows(devices: (TestDevice | { databaseUrl: string })[], table: string, n: number, timeoutMs = LONG): Promise<void> {
+export async function waitRows(
+  devices: (TestDevice | { databaseUrl: string })[],
+  table: string,
+  n: number,
+  timeoutMs = LONG,
+): Promise<void> {
   await waitFor(
     `${devices.length} devices to hold ${n} ${table}`,
     async () => {
@@ -142,7 +167,15 @@ export async function writeEntries(p: Api, locationId: string, n: number, prefix
       const i = start + k;
       const id = randomUUID();
       ids.push(id);
-      return { id, locationId, name: `${prefix}${i}.txt`, path: `/${prefix}/${prefix}${i}.txt`, kind: 'file', sizeBytes: i, modifiedAt: '2024-01-02T03:04:05.000Z' };
+      return {
+        id,
+        locationId,
+        name: `${prefix}${i}.txt`,
+        path: `/${prefix}/${prefix}${i}.txt`,
+        kind: 'file',
+        sizeBytes: i,
+        modifiedAt: '2024-01-02T03:04:05.000Z',
+      };
     });
     await must(p, 'POST', '/entries/batch', { items });
   }
@@ -156,14 +189,26 @@ export async function createTag(p: Api, name: string, color: string | null = nul
 }
 
 /** n entries written through the owner's write path in one transaction (bulk setup). */
-export async function seedEntries(d: TestDevice, n: number, prefix = 'f'): Promise<{ locationId: string; ids: string[] }> {
+export async function seedEntries(
+  d: TestDevice,
+  n: number,
+  prefix = 'f',
+): Promise<{ locationId: string; ids: string[] }> {
   const locationId = randomUUID();
   const ids = Array.from({ length: n }, () => randomUUID());
   await d.app.get(OwnedWriter).transact(async (w) => {
     await w.upsert(LOCATIONS, [{ id: locationId, volume_id: null, name: `${prefix}-loc`, path: `/${prefix}` }]);
     await w.upsert(
       ENTRIES,
-      ids.map((id, i) => ({ id, location_id: locationId, name: `${prefix}${i}.txt`, path: `/${prefix}/${prefix}${i}.txt`, kind: 'file', size_bytes: i, modified_at: '2024-01-02T03:04:05.000Z' })),
+      ids.map((id, i) => ({
+        id,
+        location_id: locationId,
+        name: `${prefix}${i}.txt`,
+        path: `/${prefix}/${prefix}${i}.txt`,
+        kind: 'file',
+        size_bytes: i,
+        modified_at: '2024-01-02T03:04:05.000Z',
+      })),
     );
   });
   return { locationId, ids };
@@ -197,7 +242,10 @@ export class Broker {
   ) {}
 
   static async connect(natsUrl: string, libraryId: string): Promise<Broker> {
-    return new Broker(await connect({ servers: natsUrl, name: 'lifecycle-test', maxReconnectAttempts: -1, reconnectTimeWait: 200 }), subjectsOf(libraryId));
+    return new Broker(
+      await connect({ servers: natsUrl, name: 'lifecycle-test', maxReconnectAttempts: -1, reconnectTimeWait: 200 }),
+      subjectsOf(libraryId),
+    );
   }
 
   /** Short API timeouts: a request caught by a broker restart is lost, and polls simply retry. */
@@ -241,7 +289,9 @@ export class Broker {
   async consumerFilter(deviceId: string): Promise<string | null> {
     const jsm = await this.jsm();
     try {
-      return (await jsm.consumers.info(this.subjects.stream, this.subjects.durable(deviceId))).config.filter_subject ?? null;
+      return (
+        (await jsm.consumers.info(this.subjects.stream, this.subjects.durable(deviceId))).config.filter_subject ?? null
+      );
     } catch {
       return null;
     }
@@ -263,7 +313,12 @@ export class Broker {
         if ((await this.consumerFilter(deviceId)) === standIn) return true;
         await jsm.consumers.delete(this.subjects.stream, this.subjects.durable(deviceId)).catch(() => false);
         await jsm.consumers
-          .add(this.subjects.stream, { durable_name: this.subjects.durable(deviceId), ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New, filter_subject: standIn })
+          .add(this.subjects.stream, {
+            durable_name: this.subjects.durable(deviceId),
+            ack_policy: AckPolicy.Explicit,
+            deliver_policy: DeliverPolicy.New,
+            filter_subject: standIn,
+          })
           .catch(() => undefined); // the device recreated its own first: try again
         return (await this.consumerFilter(deviceId)) === standIn;
       },
@@ -330,7 +385,15 @@ export class World {
   async device(name: string, o: WorldDeviceOptions = {}): Promise<TestDevice> {
     const databaseUrl = o.databaseUrl === undefined ? await createTestDatabase(`lc_${name}`) : o.databaseUrl;
     const logLevels = process.env.LIFECYCLE_LOGS ? (['log', 'warn', 'error'] as const) : undefined;
-    const d = await startTestDevice({ heartbeatIntervalMs: 500, logLevels: logLevels && [...logLevels], ...o, name, libraryId: this.libraryId, databaseUrl, natsUrl: o.natsUrl ?? this.natsUrl });
+    const d = await startTestDevice({
+      heartbeatIntervalMs: 500,
+      logLevels: logLevels && [...logLevels],
+      ...o,
+      name,
+      libraryId: this.libraryId,
+      databaseUrl,
+      natsUrl: o.natsUrl ?? this.natsUrl,
+    });
     this.running.add(d);
     if (o.wait !== false && o.syncEnabled !== false) await waitPhase(d);
     return d;
@@ -355,7 +418,10 @@ export class World {
   }
 
   /** A real device process (dist/main.js) of this library with its own database; not started. */
-  async process(name: string, env: Record<string, string> = {}): Promise<DeviceProcess & { databaseUrl: string; deviceId: string }> {
+  async process(
+    name: string,
+    env: Record<string, string> = {},
+  ): Promise<DeviceProcess & { databaseUrl: string; deviceId: string }> {
     warnIfStaleBuild();
     const dir = tempDataDir(`lc-${name}-`);
     const databaseUrl = env.DATABASE_URL ?? (await createTestDatabase(`lc_${name}`));
@@ -430,5 +496,6 @@ export function warnIfStaleBuild(): void {
   if (!existsSync(main)) throw new Error('dist/main.js is missing: run `npm run build` before the process tests');
   const built = statSync(main).mtimeMs;
   const src = Math.max(newestMtime(join(ROOT, 'src')), newestMtime(join(ROOT, 'libs')));
-  if (src > built) console.warn('dist/ is older than src/ or libs/: the process tests run the previous build (run `npm run build`)');
+  if (src > built)
+    console.warn('dist/ is older than src/ or libs/: the process tests run the previous build (run `npm run build`)');
 }

@@ -26,7 +26,12 @@ describe('presence and heartbeats', () => {
   afterEach(() => jest.restoreAllMocks());
 
   /** Polls A's view of `peer` until it is `online`; returns that view and when it was first seen. */
-  async function waitOnline(a: { req: any; url: string }, peer: string, online: boolean, timeoutMs: number): Promise<{ view: PeerStatus; at: number }> {
+  async function waitOnline(
+    a: { req: any; url: string },
+    peer: string,
+    online: boolean,
+    timeoutMs: number,
+  ): Promise<{ view: PeerStatus; at: number }> {
     const view = (await waitFor(
       `${peer} to be ${online ? 'online' : 'offline'}`,
       async () => {
@@ -42,7 +47,10 @@ describe('presence and heartbeats', () => {
   it('a closed peer is marked offline after three missed heartbeats; back online it is caught up, and pendingToPeer follows', async () => {
     const catchUps = jest.spyOn(CatchUpService.prototype, 'catchUpFrom');
     const caughtUp = (by: string, from: string) =>
-      catchUps.mock.calls.some((call, i) => call[0] === from && (catchUps.mock.contexts[i] as unknown as { self: { id: string } }).self.id === by);
+      catchUps.mock.calls.some(
+        (call, i) =>
+          call[0] === from && (catchUps.mock.contexts[i] as unknown as { self: { id: string } }).self.id === by,
+      );
 
     const world = await newWorld();
     const a = await world.device('a', { heartbeatIntervalMs: HEARTBEAT });
@@ -59,7 +67,9 @@ describe('presence and heartbeats', () => {
       "A's full view of B",
       async () => {
         const p = peerIn(await statusOf(a), b.deviceId);
-        return p && p.online && p.lastSeenAt && p.stateWatermark && p.sharedWatermark && p.pendingToPeer === 0 ? p : null;
+        return p && p.online && p.lastSeenAt && p.stateWatermark && p.sharedWatermark && p.pendingToPeer === 0
+          ? p
+          : null;
       },
       10_000,
     ))!;
@@ -68,7 +78,11 @@ describe('presence and heartbeats', () => {
     expect(seen.stateWatermark).toMatch(new RegExp(`^\\d{15}-\\d{6}-${b.deviceId}\\|`)); // B's own stream, by B's clock
     expect(seen.sharedWatermark).toMatch(new RegExp(`^\\d{15}-\\d{6}-${b.deviceId}$`));
     // heartbeats keep coming: lastSeenAt moves
-    await waitFor('a later heartbeat of B', async () => peerIn(await statusOf(a), b.deviceId)!.lastSeenAt! > seen.lastSeenAt!, 5 * HEARTBEAT);
+    await waitFor(
+      'a later heartbeat of B',
+      async () => peerIn(await statusOf(a), b.deviceId)!.lastSeenAt! > seen.lastSeenAt!,
+      5 * HEARTBEAT,
+    );
     const { view: ofA } = await waitOnline(b, a.deviceId, true, 10 * HEARTBEAT + 2000);
     expect(ofA).toMatchObject({ deviceName: 'a', online: true });
     expect(ofA.stateWatermark).not.toBeNull();
@@ -85,7 +99,11 @@ describe('presence and heartbeats', () => {
     // pending for the offline peer: what A writes meanwhile
     await writeEntries(a, locA, 25, 'while-away');
     await createTag(a, 'while-away');
-    const pending = await waitFor('pending for B', async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer, 5000);
+    const pending = await waitFor(
+      'pending for B',
+      async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer,
+      5000,
+    );
     expect(pending).toBe(26); // 25 entries and one shared change, none acknowledged by B
     expect(peerIn(await statusOf(a), b.deviceId)!.online).toBe(false);
 
@@ -95,7 +113,11 @@ describe('presence and heartbeats', () => {
     await waitOnline(a, b.deviceId, true, 10 * HEARTBEAT + 2000);
     await waitFor('A to exchange watermarks and catch up with B', async () => caughtUp(a.deviceId, b.deviceId), 10_000);
     await waitConverged([a, b], { entries: 55, tags: 3 });
-    await waitFor('nothing pending for B', async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0, 10_000);
+    await waitFor(
+      'nothing pending for B',
+      async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0,
+      10_000,
+    );
     await waitOnline(b, a.deviceId, true, 10 * HEARTBEAT + 2000);
   });
 
@@ -117,13 +139,21 @@ describe('presence and heartbeats', () => {
       expect(Date.now() - t0).toBeLessThan(8 * HEARTBEAT + 1000);
       expect(Date.now() - Date.parse(view.lastSeenAt!)).toBeGreaterThanOrEqual(3 * HEARTBEAT);
       await writeEntries(a, loc, 15, 'while-frozen');
-      await waitFor('pending for the frozen peer', async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 15, 5000);
+      await waitFor(
+        'pending for the frozen peer',
+        async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 15,
+        5000,
+      );
     } finally {
       b.proc!.kill('SIGCONT');
     }
     await waitOnline(a, b.deviceId, true, 10 * HEARTBEAT + 2000);
     await waitConverged([a, b], { entries: 25 });
-    await waitFor('nothing pending for B', async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0, 10_000);
+    await waitFor(
+      'nothing pending for B',
+      async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0,
+      10_000,
+    );
     await waitPhase(b, 'ready', 15_000);
   });
 });

@@ -61,7 +61,10 @@ describe('reconnect after a long offline period', () => {
     await waitConverged([a, b], { entries: 200 + 300 - 1 + 150, locations: 2, tags: 3, user_metadata: 1 });
     for (const d of [a, b]) {
       expect(await must(d, 'GET', `/tags/${tag}`)).toMatchObject({ name: 'renamed-by-a', color: 'green' });
-      expect(await must(d, 'GET', `/entries/${firstA[0]}/metadata`)).toMatchObject({ notes: 'by b, later', favorite: false });
+      expect(await must(d, 'GET', `/entries/${firstA[0]}/metadata`)).toMatchObject({
+        notes: 'by b, later',
+        favorite: false,
+      });
       expect(await must(d, 'GET', `/entries/${firstA[2]}`)).toMatchObject({ name: 'renamed-by-a.txt' });
       expect((await d.req('GET', `/entries/${firstA[1]}`)).status).toBe(404);
       expect((await d.req('GET', `/tags/${tagA2}`)).status).toBe(200);
@@ -113,7 +116,8 @@ describe('reconnect after a long offline period', () => {
     await waitConverged([a, b], { entries: 100, tags: 1 });
 
     await world.nats.stop();
-    for (const d of [a, b]) await waitFor('NATS to be seen down', async () => (await statusOf(d)).natsConnected === false, 15_000);
+    for (const d of [a, b])
+      await waitFor('NATS to be seen down', async () => (await statusOf(d)).natsConnected === false, 15_000);
     const locB = await createLocation(b, 'b');
     await writeEntries(a, locA, 200, 'a-down');
     await writeEntries(b, locB, 250, 'b-down');
@@ -125,7 +129,11 @@ describe('reconnect after a long offline period', () => {
     await createTag(b, 'b-tag');
 
     await world.nats.start(); // same port, same store
-    const digest = await waitConverged([a, b], { entries: 100 + 200 + 250 - 1, locations: 2, tags: 2, user_metadata: 1 }, LONG);
+    const digest = await waitConverged(
+      [a, b],
+      { entries: 100 + 200 + 250 - 1, locations: 2, tags: 2, user_metadata: 1 },
+      LONG,
+    );
     expect(digest.entries.count).toBe(549);
     for (const d of [a, b]) {
       expect(await must(d, 'GET', `/tags/${tag}`)).toMatchObject({ name: 'a-name', color: 'blue' });

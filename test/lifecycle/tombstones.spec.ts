@@ -3,7 +3,18 @@ import { sql } from 'kysely';
 import { endOfVersion, ENTRIES, LOCATIONS } from '@lib/sync';
 import { OwnedRepository } from '@lib/sync/owned/owned.repository';
 import type { TestDevice } from '../support/device-harness';
-import { createLocation, digestOf, must, peerIn, statusOf, waitConverged, waitFor, World, worldPerTest, writeEntries } from './helpers';
+import {
+  createLocation,
+  digestOf,
+  must,
+  peerIn,
+  statusOf,
+  waitConverged,
+  waitFor,
+  World,
+  worldPerTest,
+  writeEntries,
+} from './helpers';
 
 /**
  * Issue 4 / DESIGN.md: "Tombstones are removed only once every known peer has confirmed it has
@@ -13,7 +24,9 @@ import { createLocation, digestOf, must, peerIn, statusOf, waitConverged, waitFo
 const HEARTBEAT = 300;
 
 async function tombstones(d: TestDevice, ids: string[]): Promise<number> {
-  const r = await sql<{ n: number }>`select count(*)::int as n from owned_tombstones where id = any(${ids}::uuid[])`.execute(d.db);
+  const r = await sql<{
+    n: number;
+  }>`select count(*)::int as n from owned_tombstones where id = any(${ids}::uuid[])`.execute(d.db);
   return Number(r.rows[0].n);
 }
 
@@ -52,7 +65,9 @@ async function waitHeartbeats(d: TestDevice, peer: string, n: number): Promise<v
 describe('tombstones collected by acknowledgement, never by time', () => {
   const newWorld = worldPerTest();
 
-  async function trio(world: World): Promise<{ a: TestDevice; b: TestDevice; c: TestDevice; loc: string; ids: string[] }> {
+  async function trio(
+    world: World,
+  ): Promise<{ a: TestDevice; b: TestDevice; c: TestDevice; loc: string; ids: string[] }> {
     const a = await world.device('a', { heartbeatIntervalMs: HEARTBEAT });
     const b = await world.device('b', { heartbeatIntervalMs: HEARTBEAT });
     const c = await world.device('c', { heartbeatIntervalMs: HEARTBEAT });
@@ -82,18 +97,38 @@ describe('tombstones collected by acknowledgement, never by time', () => {
     const repo = new OwnedRepository();
     const rows = [
       { model: LOCATIONS.name, row: (await repo.find(a.db, LOCATIONS, loc))! },
-      ...(await Promise.all(ids.map(async (id) => ({ model: ENTRIES.name, row: (await repo.find(a.db, ENTRIES, id))! })))),
+      ...(await Promise.all(
+        ids.map(async (id) => ({ model: ENTRIES.name, row: (await repo.find(a.db, ENTRIES, id))! })),
+      )),
     ];
-    const version = rows.map((r) => r.row.version).sort().pop()!;
+    const version = rows
+      .map((r) => r.row.version)
+      .sort()
+      .pop()!;
 
     await must(a, 'DELETE', `/locations/${loc}`); // its entries go with it
     await waitConverged([a, b, c], { locations: 0, entries: 0 });
     await waitCollected('the tombstone of the location to be collected on A, B and C', [a, b, c], [loc]);
 
     const broker = await world.broker();
-    const replay = { v: 1, kind: 'state', library: world.libraryId, origin: a.deviceId, from: null, to: endOfVersion(version), rows, tombstones: [] };
-    await broker.nc.jetstream().publish(broker.subjects.log('state', a.deviceId), Buffer.from(JSON.stringify(replay)), { msgID: randomUUID() });
-    await waitFor('B and C to take the replayed message', async () => (await broker.pending(b.deviceId)) === 0 && (await broker.pending(c.deviceId)) === 0, 10_000);
+    const replay = {
+      v: 1,
+      kind: 'state',
+      library: world.libraryId,
+      origin: a.deviceId,
+      from: null,
+      to: endOfVersion(version),
+      rows,
+      tombstones: [],
+    };
+    await broker.nc
+      .jetstream()
+      .publish(broker.subjects.log('state', a.deviceId), Buffer.from(JSON.stringify(replay)), { msgID: randomUUID() });
+    await waitFor(
+      'B and C to take the replayed message',
+      async () => (await broker.pending(b.deviceId)) === 0 && (await broker.pending(c.deviceId)) === 0,
+      10_000,
+    );
     for (const d of [b, c]) {
       expect((await d.req('GET', `/locations/${loc}`)).status).toBe(404);
       for (const id of ids.slice(0, 3)) expect((await d.req('GET', `/entries/${id}`)).status).toBe(404);
@@ -111,11 +146,20 @@ describe('tombstones collected by acknowledgement, never by time', () => {
     for (const id of deleted) await must(a, 'DELETE', `/entries/${id}`);
     await writeEntries(a, loc, 1, 'later'); // A writes on: B's watermark of A moves past the deletes
     await waitConverged([a, b], { entries: 18 });
-    await waitFor("A to know B's watermark is past the deletes", async () => {
-      const wm = peerIn(await statusOf(b), a.deviceId)!.stateWatermark!;
-      const row = await a.db.selectFrom('peer_watermarks').select('state_watermark').where('peer_id', '=', b.deviceId).where('origin_id', '=', a.deviceId).executeTakeFirst();
-      return row?.state_watermark === wm;
-    }, 10_000);
+    await waitFor(
+      "A to know B's watermark is past the deletes",
+      async () => {
+        const wm = peerIn(await statusOf(b), a.deviceId)!.stateWatermark!;
+        const row = await a.db
+          .selectFrom('peer_watermarks')
+          .select('state_watermark')
+          .where('peer_id', '=', b.deviceId)
+          .where('origin_id', '=', a.deviceId)
+          .executeTakeFirst();
+        return row?.state_watermark === wm;
+      },
+      10_000,
+    );
     // many heartbeats (each one runs A's collection): still there, on A and on B
     await waitHeartbeats(a, b.deviceId, 10);
     expect(await tombstones(a, deleted)).toBe(3);

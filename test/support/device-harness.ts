@@ -13,7 +13,13 @@ export interface HttpResult<T = any> {
 }
 
 /** JSON over HTTP against a device (API.md). */
-export async function http<T = any>(base: string, method: string, path: string, body?: unknown, timeoutMs = 30000): Promise<HttpResult<T>> {
+export async function http<T = any>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 30000,
+): Promise<HttpResult<T>> {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
@@ -36,7 +42,11 @@ export async function listAll<T = any>(base: string, path: string): Promise<T[]>
   let cursor: string | null = null;
   for (;;) {
     const sep = path.includes('?') ? '&' : '?';
-    const r: HttpResult = await http(base, "GET", `${path}${sep}limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    const r: HttpResult = await http(
+      base,
+      'GET',
+      `${path}${sep}limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+    );
     if (r.status !== 200) throw new Error(`GET ${path} -> ${r.status} ${JSON.stringify(r.body)}`);
     out.push(...r.body.items);
     cursor = r.body.nextCursor;
@@ -55,7 +65,10 @@ export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeout
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 500)}`);
+    if (Date.now() > end)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 500)}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -117,7 +130,10 @@ export class DeviceProcess {
   port = 0;
   readonly logFile: string;
 
-  constructor(readonly env: Record<string, string>, readonly dir: string) {
+  constructor(
+    readonly env: Record<string, string>,
+    readonly dir: string,
+  ) {
     this.logFile = join(dir, `${env.DEVICE_NAME ?? 'device'}.log`);
   }
 
@@ -130,7 +146,11 @@ export class DeviceProcess {
     const log = openSync(this.logFile, 'a');
     const env: Record<string, string> = { ...(process.env as Record<string, string>), ...this.env, PORT: String(port) };
     for (const k of Object.keys(env)) if (env[k] === '') delete env[k];
-    this.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', log, log] });
+    this.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', log, log],
+    });
     await waitFor(
       `${this.env.DEVICE_NAME} to answer /health`,
       async () => {

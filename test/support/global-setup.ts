@@ -30,7 +30,9 @@ export default async function globalSetup(): Promise<void> {
       await admin.query(`create database "${building}"`);
       const url = new URL(services.pgAdminUrl);
       url.pathname = `/${building}`;
-      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url.toString(), max: 1 }) }) });
+      const db = new Kysely<Database>({
+        dialect: new PostgresDialect({ pool: new Pool({ connectionString: url.toString(), max: 1 }) }),
+      });
       await migrateToLatest(db);
       await db.destroy();
       // a concurrent run may have won the race; either template is identical

@@ -51,7 +51,9 @@ export class NatsServerProcess {
     if (!bin) throw new Error('nats-server is not installed: apt-get install nats-server (or set NATS_SERVER_BIN)');
     if (!this.port) this.port = await freePort();
     const log = openSync(join(this.dir, 'nats.log'), 'a');
-    this.proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: ['ignore', log, log] });
+    this.proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], {
+      stdio: ['ignore', log, log],
+    });
     const end = Date.now() + 15000;
     while (!(await portOpen('127.0.0.1', this.port, 300))) {
       if (this.proc.exitCode !== null) throw new Error(`nats-server exited with ${this.proc.exitCode}`);

@@ -54,7 +54,8 @@ export async function findServices(): Promise<TestServices> {
   const stops: (() => Promise<void>)[] = [];
   let pgAdminUrl = process.env.TEST_PG_URL ?? null;
   let natsUrl = process.env.TEST_NATS_URL ?? null;
-  if (!pgAdminUrl && (await pgAnswers('postgres://postgres@127.0.0.1:5432/postgres'))) pgAdminUrl = 'postgres://postgres@127.0.0.1:5432/postgres';
+  if (!pgAdminUrl && (await pgAnswers('postgres://postgres@127.0.0.1:5432/postgres')))
+    pgAdminUrl = 'postgres://postgres@127.0.0.1:5432/postgres';
   if (!natsUrl && (await portOpen('127.0.0.1', 4222))) natsUrl = 'nats://127.0.0.1:4222';
   if ((!pgAdminUrl || !natsUrl) && dockerAnswers()) {
     if (!pgAdminUrl) {
@@ -70,9 +71,18 @@ export async function findServices(): Promise<TestServices> {
       stops.push(async () => void (await nats.stop()));
     }
   }
-  const missing = [!pgAdminUrl && 'PostgreSQL (set TEST_PG_URL, or start it on 127.0.0.1:5432)', !natsUrl && 'nats-server with JetStream (set TEST_NATS_URL, or run `nats-server -js` on 127.0.0.1:4222)'].filter(Boolean);
+  const missing = [
+    !pgAdminUrl && 'PostgreSQL (set TEST_PG_URL, or start it on 127.0.0.1:5432)',
+    !natsUrl && 'nats-server with JetStream (set TEST_NATS_URL, or run `nats-server -js` on 127.0.0.1:4222)',
+  ].filter(Boolean);
   if (missing.length) {
-    throw new Error(`tests need ${missing.join(' and ')}; no Docker engine answered for Testcontainers either. bash .ci/run installs and starts both.`);
+    throw new Error(
+      `tests need ${missing.join(' and ')}; no Docker engine answered for Testcontainers either. bash .ci/run installs and starts both.`,
+    );
   }
-  return { pgAdminUrl: pgAdminUrl!, natsUrl: natsUrl!, stop: async () => void (await Promise.all(stops.map((s) => s()))) };
+  return {
+    pgAdminUrl: pgAdminUrl!,
+    natsUrl: natsUrl!,
+    stop: async () => void (await Promise.all(stops.map((s) => s()))),
+  };
 }

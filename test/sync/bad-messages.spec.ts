@@ -51,9 +51,24 @@ describe('bad messages', () => {
     const now = Date.now();
     const forgedTag = randomUUID();
     const bad: { what: string; subject: string; payload: unknown; reason: RegExp }[] = [
-      { what: 'not JSON', subject: logSubject(lib, 'shared', forger), payload: '{"v":1,"kind":"shared",', reason: /json|malformed|parse/i },
-      { what: 'binary garbage', subject: logSubject(lib, 'state', forger), payload: '\u0001\u0002\u00ff garbage', reason: /json|malformed|parse/i },
-      { what: 'JSON but not a message', subject: logSubject(lib, 'shared', forger), payload: '[1,2,3]', reason: /malformed|expected|invalid|kind/i },
+      {
+        what: 'not JSON',
+        subject: logSubject(lib, 'shared', forger),
+        payload: '{"v":1,"kind":"shared",',
+        reason: /json|malformed|parse/i,
+      },
+      {
+        what: 'binary garbage',
+        subject: logSubject(lib, 'state', forger),
+        payload: '\u0001\u0002\u00ff garbage',
+        reason: /json|malformed|parse/i,
+      },
+      {
+        what: 'JSON but not a message',
+        subject: logSubject(lib, 'shared', forger),
+        payload: '[1,2,3]',
+        reason: /malformed|expected|invalid|kind/i,
+      },
       {
         what: 'a shared message without changes',
         subject: logSubject(lib, 'shared', forger),
@@ -63,19 +78,28 @@ describe('bad messages', () => {
       {
         what: 'an unknown protocol version',
         subject: logSubject(lib, 'shared', forger),
-        payload: { ...sharedMessage(lib, forger, [{ hlc: stamp(now, 0, forger), model: 'tags', record_key: forgedTag, op: 'set', fields: { name: 'v2' } }]), v: 2 },
+        payload: {
+          ...sharedMessage(lib, forger, [
+            { hlc: stamp(now, 0, forger), model: 'tags', record_key: forgedTag, op: 'set', fields: { name: 'v2' } },
+          ]),
+          v: 2,
+        },
         reason: /v|version|literal|malformed/i,
       },
       {
         what: 'a field of the wrong type',
         subject: logSubject(lib, 'shared', forger),
-        payload: sharedMessage(lib, forger, [{ hlc: stamp(now, 1, forger), model: 'tags', record_key: forgedTag, op: 'set', fields: { name: 42 } }]),
+        payload: sharedMessage(lib, forger, [
+          { hlc: stamp(now, 1, forger), model: 'tags', record_key: forgedTag, op: 'set', fields: { name: 42 } },
+        ]),
         reason: /name|string|invalid/i,
       },
       {
         what: 'an unknown model',
         subject: logSubject(lib, 'shared', forger),
-        payload: sharedMessage(lib, forger, [{ hlc: stamp(now, 2, forger), model: 'passwords', record_key: forgedTag, op: 'set', fields: {} }]),
+        payload: sharedMessage(lib, forger, [
+          { hlc: stamp(now, 2, forger), model: 'passwords', record_key: forgedTag, op: 'set', fields: {} },
+        ]),
         reason: /model|passwords/i,
       },
       {
@@ -84,26 +108,39 @@ describe('bad messages', () => {
         payload: stateMessage(lib, forger, {
           from: null,
           to: cursor(stamp(now, 3, forger), 2, victim),
-          rows: [{ model: 'entries', row: entryRow(a.deviceId, stamp(now, 3, forger), { id: victim, locationId, name: 'hijacked.jpg' }) }],
+          rows: [
+            {
+              model: 'entries',
+              row: entryRow(a.deviceId, stamp(now, 3, forger), { id: victim, locationId, name: 'hijacked.jpg' }),
+            },
+          ],
         }),
         reason: /own/i,
       },
       {
         what: "a tombstone for another device's entry",
         subject: logSubject(lib, 'state', forger),
-        payload: stateMessage(lib, forger, { from: null, to: cursor(stamp(now, 4, forger), 9, victim), tombstones: [{ model: 'entries', id: victim, device_id: a.deviceId, version: stamp(now, 4, forger) }] }),
+        payload: stateMessage(lib, forger, {
+          from: null,
+          to: cursor(stamp(now, 4, forger), 9, victim),
+          tombstones: [{ model: 'entries', id: victim, device_id: a.deviceId, version: stamp(now, 4, forger) }],
+        }),
         reason: /own/i,
       },
       {
         what: 'a shared change stamped by another device',
         subject: logSubject(lib, 'shared', forger),
-        payload: sharedMessage(lib, forger, [{ hlc: stamp(now, 5, a.deviceId), model: 'tags', record_key: tag.id, op: 'delete', fields: {} }]),
+        payload: sharedMessage(lib, forger, [
+          { hlc: stamp(now, 5, a.deviceId), model: 'tags', record_key: tag.id, op: 'delete', fields: {} },
+        ]),
         reason: /origin|stamp|node|forg/i,
       },
       {
         what: 'a subject naming another origin than the payload',
         subject: logSubject(lib, 'shared', forger),
-        payload: sharedMessage(lib, other, [{ hlc: stamp(now, 6, other), model: 'tags', record_key: tag.id, op: 'set', fields: { name: 'spoofed' } }]),
+        payload: sharedMessage(lib, other, [
+          { hlc: stamp(now, 6, other), model: 'tags', record_key: tag.id, op: 'set', fields: { name: 'spoofed' } },
+        ]),
         reason: /origin|subject/i,
       },
       {
@@ -112,20 +149,41 @@ describe('bad messages', () => {
         payload: stateMessage(lib, a.deviceId, {
           from: null,
           to: cursor(stamp(now, 7, a.deviceId), 2, victim),
-          rows: [{ model: 'entries', row: entryRow(a.deviceId, stamp(now, 7, a.deviceId), { id: victim, locationId, name: 'spoofed.jpg' }) }],
+          rows: [
+            {
+              model: 'entries',
+              row: entryRow(a.deviceId, stamp(now, 7, a.deviceId), { id: victim, locationId, name: 'spoofed.jpg' }),
+            },
+          ],
         }),
         reason: /origin|subject/i,
       },
       {
         what: 'another library in the payload',
         subject: logSubject(lib, 'shared', forger),
-        payload: sharedMessage(randomUUID(), forger, [{ hlc: stamp(now, 8, forger), model: 'tags', record_key: forgedTag, op: 'set', fields: { name: 'elsewhere' } }]),
+        payload: sharedMessage(randomUUID(), forger, [
+          {
+            hlc: stamp(now, 8, forger),
+            model: 'tags',
+            record_key: forgedTag,
+            op: 'set',
+            fields: { name: 'elsewhere' },
+          },
+        ]),
         reason: /librar/i,
       },
       {
         what: 'a subject without an origin',
         subject: `sync.${lib}.log.shared`,
-        payload: sharedMessage(lib, forger, [{ hlc: stamp(now, 9, forger), model: 'tags', record_key: forgedTag, op: 'set', fields: { name: 'no origin' } }]),
+        payload: sharedMessage(lib, forger, [
+          {
+            hlc: stamp(now, 9, forger),
+            model: 'tags',
+            record_key: forgedTag,
+            op: 'set',
+            fields: { name: 'no origin' },
+          },
+        ]),
         reason: /origin|subject/i,
       },
     ];
@@ -134,7 +192,11 @@ describe('bad messages', () => {
     // a genuine write after them still arrives: nothing blocks the queue
     await must(a, 'PATCH', `/tags/${tag.id}`, { color: 'green' });
     const fresh = await must(a, 'POST', '/tags', { name: 'written after the forgeries' });
-    await waitFor('the genuine writes after the bad messages', async () => (await b.req('GET', `/tags/${fresh.id}`)).status === 200, LONG);
+    await waitFor(
+      'the genuine writes after the bad messages',
+      async () => (await b.req('GET', `/tags/${fresh.id}`)).status === 200,
+      LONG,
+    );
     await waitConverged([a, b], { entries: 1, tags: 2 });
 
     for (const d of [a, b]) {
@@ -154,7 +216,10 @@ describe('bad messages', () => {
         const letter = letters.find((l) => l.payload === text);
         expect({ what: m.what, found: !!letter }).toEqual({ what: m.what, found: true });
         expect({ what: m.what, subject: letter!.subject }).toEqual({ what: m.what, subject: m.subject });
-        expect({ what: m.what, reason: letter!.reason }).toEqual({ what: m.what, reason: expect.stringMatching(m.reason) });
+        expect({ what: m.what, reason: letter!.reason }).toEqual({
+          what: m.what,
+          reason: expect.stringMatching(m.reason),
+        });
       }
       expect((await statusOf(d)).deadLetters).toBe(bad.length);
       expect((await d.req('GET', '/health')).status).toBe(200);
@@ -184,10 +249,26 @@ describe('bad messages', () => {
     // so nothing B holds of F counts as seen by everyone (and nothing of it is collected meanwhile)
     const unseen = cursor(stamp(t - 10_000, 0, f), 0, f);
     const forged = [
-      stateMessage(lib, f, { from: unseen, to: cursor(v(1), 9, locationId), tombstones: [{ model: 'locations', id: locationId, device_id: f, version: v(1) }] }),
-      stateMessage(lib, f, { from: unseen, to: cursor(v(2), 9, e1), tombstones: [{ model: 'entries', id: e1, device_id: f, version: v(2) }] }),
-      stateMessage(lib, f, { from: unseen, to: cursor(v(3), 2, e2), rows: [{ model: 'entries', row: entryRow(f, v(3), { id: e2, locationId, name: 'hijacked.jpg' }) }] }),
-      stateMessage(lib, f, { from: unseen, to: cursor(v(4), 9, e3), tombstones: [{ model: 'entries', id: e3, device_id: f, version: v(4) }] }),
+      stateMessage(lib, f, {
+        from: unseen,
+        to: cursor(v(1), 9, locationId),
+        tombstones: [{ model: 'locations', id: locationId, device_id: f, version: v(1) }],
+      }),
+      stateMessage(lib, f, {
+        from: unseen,
+        to: cursor(v(2), 9, e1),
+        tombstones: [{ model: 'entries', id: e1, device_id: f, version: v(2) }],
+      }),
+      stateMessage(lib, f, {
+        from: unseen,
+        to: cursor(v(3), 2, e2),
+        rows: [{ model: 'entries', row: entryRow(f, v(3), { id: e2, locationId, name: 'hijacked.jpg' }) }],
+      }),
+      stateMessage(lib, f, {
+        from: unseen,
+        to: cursor(v(4), 9, e3),
+        tombstones: [{ model: 'entries', id: e3, device_id: f, version: v(4) }],
+      }),
     ];
     for (const m of forged) await raw.publish(subject, m);
     // then a genuine change of F's own: once it is visible, the forgeries before it were handled
@@ -198,12 +279,28 @@ describe('bad messages', () => {
         from: unseen,
         to: cursor(v(5), 2, fEntry),
         rows: [
-          { model: 'locations', row: { id: fLocation, device_id: f, volume_id: null, name: 'F', path: '/f', version: v(5), updated_at: new Date(stampMs(v(5))).toISOString() } },
+          {
+            model: 'locations',
+            row: {
+              id: fLocation,
+              device_id: f,
+              volume_id: null,
+              name: 'F',
+              path: '/f',
+              version: v(5),
+              updated_at: new Date(stampMs(v(5))).toISOString(),
+            },
+          },
           { model: 'entries', row: entryRow(f, v(5), { id: fEntry, locationId: fLocation, name: 'genuine.jpg' }) },
         ],
       }),
     );
-    for (const d of [a, b]) await waitFor(`F's genuine entry on ${d.config.deviceName}`, async () => (await d.req('GET', `/entries/${fEntry}`)).status === 200, LONG);
+    for (const d of [a, b])
+      await waitFor(
+        `F's genuine entry on ${d.config.deviceName}`,
+        async () => (await d.req('GET', `/entries/${fEntry}`)).status === 200,
+        LONG,
+      );
 
     // A deletes one of its entries (so B holds a tombstone of A's: B then checks A's rows against tombstones)
     expect((await a.req('DELETE', `/entries/${gone}`)).status).toBe(204);
@@ -220,7 +317,9 @@ describe('bad messages', () => {
     }
     // repeating A's own create stays idempotent (200), not "was deleted"
     const { locationId: l3, name, path, kind, sizeBytes, modifiedAt } = e3Create;
-    expect((await a.req('POST', '/entries', { id: e3, locationId: l3, name, path, kind, sizeBytes, modifiedAt })).status).toBe(200);
+    expect(
+      (await a.req('POST', '/entries', { id: e3, locationId: l3, name, path, kind, sizeBytes, modifiedAt })).status,
+    ).toBe(200);
     // and each forgery was refused and counted
     for (const d of [a, b]) {
       const letters = await waitFor(
@@ -250,16 +349,37 @@ describe('bad messages', () => {
     const nulTag = randomUUID();
     await raw.publish(
       logSubject(lib, 'shared', forger),
-      sharedMessage(lib, forger, [{ hlc: stamp(Date.now(), 0, forger), model: 'tags', record_key: nulTag, op: 'set', fields: { name: 'nul\u0000name' } }]),
+      sharedMessage(lib, forger, [
+        {
+          hlc: stamp(Date.now(), 0, forger),
+          model: 'tags',
+          record_key: nulTag,
+          op: 'set',
+          fields: { name: 'nul\u0000name' },
+        },
+      ]),
     );
     const nulEntry = randomUUID();
     const version = stamp(Date.now(), 1, forger);
     await raw.publish(
       logSubject(lib, 'state', forger),
-      stateMessage(lib, forger, { from: null, to: cursor(version, 2, nulEntry), rows: [{ model: 'entries', row: entryRow(forger, version, { id: nulEntry, locationId: randomUUID(), name: 'nul\u0000.jpg' }) }] }),
+      stateMessage(lib, forger, {
+        from: null,
+        to: cursor(version, 2, nulEntry),
+        rows: [
+          {
+            model: 'entries',
+            row: entryRow(forger, version, { id: nulEntry, locationId: randomUUID(), name: 'nul\u0000.jpg' }),
+          },
+        ],
+      }),
     );
     const tag = await must(a, 'POST', '/tags', { name: 'after the NUL bytes' });
-    await waitFor('a genuine write after the NUL bytes', async () => (await b.req('GET', `/tags/${tag.id}`)).status === 200, LONG);
+    await waitFor(
+      'a genuine write after the NUL bytes',
+      async () => (await b.req('GET', `/tags/${tag.id}`)).status === 200,
+      LONG,
+    );
     for (const d of [a, b]) {
       const letters = await waitFor(
         `${d.config.deviceName} to dead-letter the three messages`,
@@ -270,7 +390,9 @@ describe('bad messages', () => {
         },
         30_000, // a dead letter takes milliseconds; a shorter deadline keeps a failure cheap
       );
-      expect(letters.map((l) => l.subject).sort()).toEqual([subject, subject, logSubject(lib, 'shared', forger)].sort());
+      expect(letters.map((l) => l.subject).sort()).toEqual(
+        [subject, subject, logSubject(lib, 'shared', forger)].sort(),
+      );
       expect((await statusOf(d)).deadLetters).toBe(3);
       expect((await d.req('GET', `/tags/${nulTag}`)).status).toBe(404);
       expect((await d.req('GET', `/entries/${nulEntry}`)).status).toBe(404);
@@ -290,7 +412,12 @@ describe('bad messages', () => {
     expect(maxDrift).toBeLessThan(hour);
 
     const aheadStamp = stamp(Date.now() + hour, 0, future);
-    await raw.publish(subject, sharedMessage(lib, future, [{ hlc: aheadStamp, model: 'tags', record_key: held, op: 'set', fields: { name: 'from the future' } }]));
+    await raw.publish(
+      subject,
+      sharedMessage(lib, future, [
+        { hlc: aheadStamp, model: 'tags', record_key: held, op: 'set', fields: { name: 'from the future' } },
+      ]),
+    );
     const status = await waitFor(
       'the message to be held for clock drift',
       async () => {
@@ -306,7 +433,12 @@ describe('bad messages', () => {
 
     // a stamp within the bound is applied (and, by the receive rule, advances the clock past it)
     const nearStamp = stamp(Date.now() + 30_000, 0, future);
-    await raw.publish(subject, sharedMessage(lib, future, [{ hlc: nearStamp, model: 'tags', record_key: near, op: 'set', fields: { name: 'slightly ahead' } }]));
+    await raw.publish(
+      subject,
+      sharedMessage(lib, future, [
+        { hlc: nearStamp, model: 'tags', record_key: near, op: 'set', fields: { name: 'slightly ahead' } },
+      ]),
+    );
     await waitFor('the near-future change', async () => (await d.req('GET', `/tags/${near}`)).status === 200, LONG);
     const s2 = await statusOf(d);
     expect(s2.hlc > nearStamp).toBe(true);
@@ -317,7 +449,8 @@ describe('bad messages', () => {
     // the device's own writes keep working, stamped after what it has seen
     const own = await must(d, 'POST', '/tags', { id: after, name: 'local' });
     expect(own.id).toBe(after);
-    const clocks = (await d.db.selectFrom('tags').select('clocks').where('id', '=', after).executeTakeFirstOrThrow()).clocks as unknown as Record<string, string>;
+    const clocks = (await d.db.selectFrom('tags').select('clocks').where('id', '=', after).executeTakeFirstOrThrow())
+      .clocks as unknown as Record<string, string>;
     expect(clocks.name > nearStamp).toBe(true);
     expect(stampMs(clocks.name)).toBeLessThan(Date.now() + maxDrift);
 

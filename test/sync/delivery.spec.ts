@@ -56,8 +56,14 @@ describe('delivery order, duplicates and redelivery', () => {
     const [tag, gone, album, entry] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now() - 60_000;
     const at = (dt: number, logical: number, node: string) => stamp(t0 + dt, logical, node);
-    const set = (origin: string, hlc: string, model: string, key: string, fields: Record<string, unknown>) => ({ origin, change: { hlc, model, record_key: key, op: 'set' as const, fields } });
-    const del = (origin: string, hlc: string, model: string, key: string) => ({ origin, change: { hlc, model, record_key: key, op: 'delete' as const, fields: {} } });
+    const set = (origin: string, hlc: string, model: string, key: string, fields: Record<string, unknown>) => ({
+      origin,
+      change: { hlc, model, record_key: key, op: 'set' as const, fields },
+    });
+    const del = (origin: string, hlc: string, model: string, key: string) => ({
+      origin,
+      change: { hlc, model, record_key: key, op: 'delete' as const, fields: {} },
+    });
     const tie = [f1, f2].sort()[1]; // the same (physical, logical) on both origins: the greater node id wins
     const changes: { origin: string; change: WireChange }[] = [
       set(f1, at(0, 0, f1), 'tags', tag, { name: 'first', color: 'red' }),
@@ -90,11 +96,16 @@ describe('delivery order, duplicates and redelivery', () => {
 
     // every record ends at the greatest stamp it was given, on every device
     const newest = new Map<string, string>();
-    for (const { change } of changes) newest.set(`${change.model}/${change.record_key}`, [newest.get(`${change.model}/${change.record_key}`) ?? '', change.hlc].sort()[1]);
+    for (const { change } of changes)
+      newest.set(
+        `${change.model}/${change.record_key}`,
+        [newest.get(`${change.model}/${change.record_key}`) ?? '', change.hlc].sort()[1],
+      );
     const keyOf = (table: string, r: Record<string, unknown>) =>
       `${table}/${table === 'user_metadata' ? r.entry_id : table === 'tag_entries' ? `${r.tag_id}:${r.entry_id}` : table === 'album_entries' ? `${r.album_id}:${r.entry_id}` : r.id}`;
     const tables = ['tags', 'albums', 'user_metadata', 'tag_entries', 'album_entries'] as const;
-    const state = async (d: TestDevice) => Object.fromEntries(await Promise.all(tables.map(async (t) => [t, await sharedRows(d.db, t)] as const)));
+    const state = async (d: TestDevice) =>
+      Object.fromEntries(await Promise.all(tables.map(async (t) => [t, await sharedRows(d.db, t)] as const)));
     for (const d of devices) {
       await waitFor(
         `${d.config.deviceName} to apply every change`,
@@ -141,8 +152,15 @@ describe('delivery order, duplicates and redelivery', () => {
     const f = randomUUID();
     const [tag, sentinel1, sentinel2] = [randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now() - 1000;
-    const one = sharedMessage(lib, f, [{ hlc: stamp(t0, 0, f), model: 'tags', record_key: tag, op: 'set', fields: { name: 'one', color: 'red' } }]);
-    const two = sharedMessage(lib, f, [{ hlc: stamp(t0 + 1, 0, f), model: 'tags', record_key: tag, op: 'set', fields: { name: 'two' } }], stamp(t0, 0, f));
+    const one = sharedMessage(lib, f, [
+      { hlc: stamp(t0, 0, f), model: 'tags', record_key: tag, op: 'set', fields: { name: 'one', color: 'red' } },
+    ]);
+    const two = sharedMessage(
+      lib,
+      f,
+      [{ hlc: stamp(t0 + 1, 0, f), model: 'tags', record_key: tag, op: 'set', fields: { name: 'two' } }],
+      stamp(t0, 0, f),
+    );
     const subject = logSubject(lib, 'shared', f);
 
     // JetStream drops a repeated Nats-Msg-Id within the stream's duplicate window
@@ -151,13 +169,29 @@ describe('delivery order, duplicates and redelivery', () => {
     await raw.publish(subject, two, 'msg-two');
     await waitFor('the tag at "two"', async () => (await d.req('GET', `/tags/${tag}`)).body?.name === 'two', LONG);
     const before = (await sharedRows(d.db, 'tags')).find((r) => r.id === tag);
-    expect(before).toMatchObject({ name: 'two', color: 'red', clocks: { name: stamp(t0 + 1, 0, f), color: stamp(t0, 0, f) } });
+    expect(before).toMatchObject({
+      name: 'two',
+      color: 'red',
+      clocks: { name: stamp(t0 + 1, 0, f), color: stamp(t0, 0, f) },
+    });
 
     // the same messages again under new ids (a republish after a lost PubAck, a redelivery)
     await raw.publish(subject, two, 'msg-two-again');
     await raw.publish(subject, one, 'msg-one-again');
-    await raw.publish(subject, sharedMessage(lib, f, [{ hlc: stamp(t0 + 2, 0, f), model: 'tags', record_key: sentinel1, op: 'set', fields: { name: 's1' } }], stamp(t0 + 1, 0, f)));
-    await waitFor('the sentinel after the duplicates', async () => (await d.req('GET', `/tags/${sentinel1}`)).status === 200, LONG);
+    await raw.publish(
+      subject,
+      sharedMessage(
+        lib,
+        f,
+        [{ hlc: stamp(t0 + 2, 0, f), model: 'tags', record_key: sentinel1, op: 'set', fields: { name: 's1' } }],
+        stamp(t0 + 1, 0, f),
+      ),
+    );
+    await waitFor(
+      'the sentinel after the duplicates',
+      async () => (await d.req('GET', `/tags/${sentinel1}`)).status === 200,
+      LONG,
+    );
     expect((await sharedRows(d.db, 'tags')).find((r) => r.id === tag)).toEqual(before);
     expect((await d.req('GET', `/tags/${tag}`)).body).toEqual({ id: tag, name: 'two', color: 'red' });
 
@@ -165,29 +199,80 @@ describe('delivery order, duplicates and redelivery', () => {
     const del = { hlc: stamp(t0 + 3, 0, f), model: 'tags', record_key: tag, op: 'delete' as const, fields: {} };
     await raw.publish(subject, sharedMessage(lib, f, [del, del]));
     await raw.publish(subject, sharedMessage(lib, f, [del]));
-    await raw.publish(subject, sharedMessage(lib, f, [{ hlc: stamp(t0 + 4, 0, f), model: 'tags', record_key: sentinel2, op: 'set', fields: { name: 's2' } }]));
+    await raw.publish(
+      subject,
+      sharedMessage(lib, f, [
+        { hlc: stamp(t0 + 4, 0, f), model: 'tags', record_key: sentinel2, op: 'set', fields: { name: 's2' } },
+      ]),
+    );
     await waitFor('the second sentinel', async () => (await d.req('GET', `/tags/${sentinel2}`)).status === 200, LONG);
     expect((await d.req('GET', `/tags/${tag}`)).status).toBe(404);
-    expect((await sharedRows(d.db, 'tags')).find((r) => r.id === tag)).toEqual({ ...before, deleted_hlc: del.hlc, updated_hlc: del.hlc });
+    expect((await sharedRows(d.db, 'tags')).find((r) => r.id === tag)).toEqual({
+      ...before,
+      deleted_hlc: del.hlc,
+      updated_hlc: del.hlc,
+    });
     expect(await deadLetters(d.db)).toEqual([]);
   });
 
   it('an owned state redelivered late, or out of order, never moves a row back in time', async () => {
     cluster = await new Cluster().start();
     const [lib1, lib2] = [cluster.libraryId, randomUUID()];
-    const [d1, d2] = await Promise.all([cluster.device('late', { libraryId: lib1 }), cluster.device('reordered', { libraryId: lib2 })]);
+    const [d1, d2] = await Promise.all([
+      cluster.device('late', { libraryId: lib1 }),
+      cluster.device('reordered', { libraryId: lib2 }),
+    ]);
     raw = await RawNats.connect(cluster.natsUrl);
     const owner = randomUUID();
     const [location, e1, e2, e3] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now() - 1000;
     const v = (i: number) => stamp(t0 + i, 0, owner);
-    const locationRow = { id: location, device_id: owner, volume_id: null, name: 'L', path: '/l', version: v(1), updated_at: new Date(t0 + 1).toISOString() };
+    const locationRow = {
+      id: location,
+      device_id: owner,
+      volume_id: null,
+      name: 'L',
+      path: '/l',
+      version: v(1),
+      updated_at: new Date(t0 + 1).toISOString(),
+    };
     const s1 = (lib: string) =>
-      stateMessage(lib, owner, { from: null, to: cursor(v(1), 2, e1), rows: [{ model: 'locations', row: locationRow }, { model: 'entries', row: entryRow(owner, v(1), { id: e1, locationId: location, name: 'old.jpg' }) }] });
-    const s2 = (lib: string) => stateMessage(lib, owner, { from: cursor(v(1), 2, e1), to: cursor(v(2), 2, e1), rows: [{ model: 'entries', row: entryRow(owner, v(2), { id: e1, locationId: location, name: 'new.jpg' }) }] });
-    const s3 = (lib: string) => stateMessage(lib, owner, { from: cursor(v(2), 2, e1), to: cursor(v(3), 2, e2), rows: [{ model: 'entries', row: entryRow(owner, v(3), { id: e2, locationId: location, name: 'sentinel.jpg' }) }] });
-    const s4 = (lib: string) => stateMessage(lib, owner, { from: cursor(v(3), 2, e2), to: cursor(v(4), 9, e1), tombstones: [{ model: 'entries', id: e1, device_id: owner, version: v(4) }] });
-    const s5 = (lib: string) => stateMessage(lib, owner, { from: cursor(v(4), 9, e1), to: cursor(v(5), 2, e3), rows: [{ model: 'entries', row: entryRow(owner, v(5), { id: e3, locationId: location, name: 'sentinel2.jpg' }) }] });
+      stateMessage(lib, owner, {
+        from: null,
+        to: cursor(v(1), 2, e1),
+        rows: [
+          { model: 'locations', row: locationRow },
+          { model: 'entries', row: entryRow(owner, v(1), { id: e1, locationId: location, name: 'old.jpg' }) },
+        ],
+      });
+    const s2 = (lib: string) =>
+      stateMessage(lib, owner, {
+        from: cursor(v(1), 2, e1),
+        to: cursor(v(2), 2, e1),
+        rows: [{ model: 'entries', row: entryRow(owner, v(2), { id: e1, locationId: location, name: 'new.jpg' }) }],
+      });
+    const s3 = (lib: string) =>
+      stateMessage(lib, owner, {
+        from: cursor(v(2), 2, e1),
+        to: cursor(v(3), 2, e2),
+        rows: [
+          { model: 'entries', row: entryRow(owner, v(3), { id: e2, locationId: location, name: 'sentinel.jpg' }) },
+        ],
+      });
+    const s4 = (lib: string) =>
+      stateMessage(lib, owner, {
+        from: cursor(v(3), 2, e2),
+        to: cursor(v(4), 9, e1),
+        tombstones: [{ model: 'entries', id: e1, device_id: owner, version: v(4) }],
+      });
+    const s5 = (lib: string) =>
+      stateMessage(lib, owner, {
+        from: cursor(v(4), 9, e1),
+        to: cursor(v(5), 2, e3),
+        rows: [
+          { model: 'entries', row: entryRow(owner, v(5), { id: e3, locationId: location, name: 'sentinel2.jpg' }) },
+        ],
+      });
     const publish = (lib: string, msg: Record<string, unknown>) => raw.publish(logSubject(lib, 'state', owner), msg);
     const nameOf = async (d: TestDevice, id: string) => (await d.req('GET', `/entries/${id}`)).body?.name;
 
@@ -217,7 +302,10 @@ describe('delivery order, duplicates and redelivery', () => {
     await publish(lib1, s5(lib1));
     await waitFor('the second sentinel', async () => (await nameOf(d1, e3)) === 'sentinel2.jpg', LONG);
     expect((await d1.req('GET', `/entries/${e1}`)).status).toBe(404);
-    expect((await d1.list(`/entries?deviceId=${owner}`)).map((e) => e.name).sort()).toEqual(['sentinel.jpg', 'sentinel2.jpg']);
+    expect((await d1.list(`/entries?deviceId=${owner}`)).map((e) => e.name).sort()).toEqual([
+      'sentinel.jpg',
+      'sentinel2.jpg',
+    ]);
     for (const d of [d1, d2]) expect(await deadLetters(d.db)).toEqual([]);
   });
 });

@@ -1,6 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { waitFor } from '../support/device-harness';
-import { Cluster, createEntries, createLocation, durableName, expectAcknowledgedWrites, LONG, must, RawNats, startWriter, streamName, waitConverged } from './helpers';
+import {
+  Cluster,
+  createEntries,
+  createLocation,
+  durableName,
+  expectAcknowledgedWrites,
+  LONG,
+  must,
+  RawNats,
+  startWriter,
+  streamName,
+  waitConverged,
+} from './helpers';
 
 /**
  * Devices and the broker failing: a peer that was down while others wrote, and the nats-server
@@ -38,12 +50,17 @@ describe('failures', () => {
     expect(b.deviceId).toBe(b0.deviceId);
     await waitConverged([a, b], { entries: 1009, tags: 5, user_metadata: 1, tag_entries: 1 });
     expect((await b.req('GET', `/tags/${tag.id}`)).body.color).toBe('blue');
-    expect((await b.req('GET', `/entries/${entries[0]}/metadata`)).body).toMatchObject({ favorite: true, notes: 'noted while b was away' });
+    expect((await b.req('GET', `/entries/${entries[0]}/metadata`)).body).toMatchObject({
+      favorite: true,
+      notes: 'noted while b was away',
+    });
     expect((await b.list(`/tags/${tags[0].id}/entries`)).map((e) => e.id)).toEqual([entries[1]]);
     expect((await b.req('GET', `/entries/${before[0]}`)).body.name).toBe('renamed while b was away.jpg');
     expect((await b.req('GET', `/entries/${before[1]}`)).status).toBe(404);
     expect((await b.req('GET', `/tags/${tags[4].id}`)).status).toBe(404);
-    expect((await b.req('GET', `/entries/${entries[999]}`)).body).toEqual((await a.req('GET', `/entries/${entries[999]}`)).body);
+    expect((await b.req('GET', `/entries/${entries[999]}`)).body).toEqual(
+      (await a.req('GET', `/entries/${entries[999]}`)).body,
+    );
 
     // and it is live again
     const after = await must(b, 'POST', '/tags', { name: 'b is back' });
@@ -122,7 +139,11 @@ describe('failures', () => {
     await createEntries(a, locationId, 100, 100);
     const tag = await must(a, 'POST', '/tags', { name: 'while the consumer was gone' });
     await waitConverged([a, b], { entries: 200, tags: 1 });
-    await waitFor("B's consumer to be recreated", async () => !!(await jsm.consumers.info(streamName(cluster.libraryId), durableName(b.deviceId))), LONG);
+    await waitFor(
+      "B's consumer to be recreated",
+      async () => !!(await jsm.consumers.info(streamName(cluster.libraryId), durableName(b.deviceId))),
+      LONG,
+    );
 
     // the whole stream disappears; both sides write
     await jsm.streams.delete(streamName(cluster.libraryId));
@@ -130,6 +151,10 @@ describe('failures', () => {
     await must(b, 'PATCH', `/tags/${tag.id}`, { color: 'after the stream was deleted' });
     await waitConverged([a, b], { entries: 300, tags: 1 });
     expect((await a.req('GET', `/tags/${tag.id}`)).body.color).toBe('after the stream was deleted');
-    await waitFor('the stream to be recreated', async () => !!(await jsm.streams.info(streamName(cluster.libraryId))), LONG);
+    await waitFor(
+      'the stream to be recreated',
+      async () => !!(await jsm.streams.info(streamName(cluster.libraryId))),
+      LONG,
+    );
   });
 });

@@ -7,7 +7,14 @@ import { Kysely, sql } from 'kysely';
 import { connect, NatsConnection } from 'nats';
 import type { Database } from '@lib/db';
 import { createTestDatabase, dropTestDatabases, tempDataDir } from '../support/databases';
-import { DeviceProcess, HttpResult, startTestDevice, TestDevice, TestDeviceOptions, waitFor } from '../support/device-harness';
+import {
+  DeviceProcess,
+  HttpResult,
+  startTestDevice,
+  TestDevice,
+  TestDeviceOptions,
+  waitFor,
+} from '../support/device-harness';
 import { freePort, NatsServerProcess, natsServerBinary } from '../support/nats-server';
 import { portOpen } from '../support/services';
 
@@ -37,7 +44,15 @@ export interface SyncStatusBody {
   phase: string;
   hlc: string;
   sharedLogSize: number;
-  peers: { deviceId: string; deviceName: string; online: boolean; lastSeenAt: string | null; stateWatermark: string | null; sharedWatermark: string | null; pendingToPeer: number }[];
+  peers: {
+    deviceId: string;
+    deviceName: string;
+    online: boolean;
+    lastSeenAt: string | null;
+    stateWatermark: string | null;
+    sharedWatermark: string | null;
+    pendingToPeer: number;
+  }[];
   clockDriftHeld?: number;
   deadLetters?: number;
   natsConnected?: boolean;
@@ -46,7 +61,8 @@ export interface SyncStatusBody {
 /** The request must succeed (2xx); returns the body, or throws with the status and body. */
 export async function must<T = any>(p: Peer, method: string, path: string, body?: unknown): Promise<T> {
   const r = await p.req<T>(method, path, body);
-  if (r.status < 200 || r.status >= 300) throw new Error(`${method} ${path} -> ${r.status} ${JSON.stringify(r.body).slice(0, 500)}`);
+  if (r.status < 200 || r.status >= 300)
+    throw new Error(`${method} ${path} -> ${r.status} ${JSON.stringify(r.body).slice(0, 500)}`);
   return r.body;
 }
 
@@ -62,18 +78,25 @@ export async function statusOf(p: Peer): Promise<SyncStatusBody> {
  * Waits until every device reports the same digest (equal digests: the same data), and, when
  * given, the expected number of live records per model. Returns the common digest.
  */
-export async function waitConverged(peers: Peer[], counts: Record<string, number> = {}, timeoutMs = LONG): Promise<Digest> {
+export async function waitConverged(
+  peers: Peer[],
+  counts: Record<string, number> = {},
+  timeoutMs = LONG,
+): Promise<Digest> {
   return waitFor(
     `${peers.length} devices to converge${Object.keys(counts).length ? ` on ${JSON.stringify(counts)}` : ''}`,
     async () => {
       const digests = await Promise.all(peers.map(digestOf));
       const text = digests.map((d) => JSON.stringify(d));
       if (!text.every((t) => t === text[0])) {
-        const brief = digests.map((d) => Object.fromEntries(Object.entries(d).map(([m, v]) => [m, `${v.count}:${v.hash.slice(0, 8)}`])));
+        const brief = digests.map((d) =>
+          Object.fromEntries(Object.entries(d).map(([m, v]) => [m, `${v.count}:${v.hash.slice(0, 8)}`])),
+        );
         throw new Error(`digests differ: ${JSON.stringify(brief)}`);
       }
       for (const [model, n] of Object.entries(counts)) {
-        if (digests[0][model]?.count !== n) throw new Error(`${model}: ${digests[0][model]?.count} records, expecting ${n}`);
+        if (digests[0][model]?.count !== n)
+          throw new Error(`${model}: ${digests[0][model]?.count} records, expecting ${n}`);
       }
       return digests[0];
     },
@@ -97,7 +120,12 @@ export async function waitReady(p: Peer, timeoutMs = LONG): Promise<SyncStatusBo
 }
 
 /** Waits until the device's durable consumer exists on the library's stream (so it queues what comes next). */
-export async function waitConsumer(natsUrl: string, libraryId: string, deviceId: string, timeoutMs = LONG): Promise<void> {
+export async function waitConsumer(
+  natsUrl: string,
+  libraryId: string,
+  deviceId: string,
+  timeoutMs = LONG,
+): Promise<void> {
   const nc = await connect({ servers: natsUrl });
   try {
     const jsm = await nc.jetstreamManager();
@@ -141,7 +169,10 @@ export class ConfiguredNats implements NatsServer {
     if (!bin) throw new Error('nats-server is not installed');
     if (!this.port) this.port = await freePort();
     const conf = join(this.dir, 'nats.conf');
-    writeFileSync(conf, `host: 127.0.0.1\nport: ${this.port}\n${this.settings}\njetstream { store_dir: "${join(this.dir, 'js')}" }\n`);
+    writeFileSync(
+      conf,
+      `host: 127.0.0.1\nport: ${this.port}\n${this.settings}\njetstream { store_dir: "${join(this.dir, 'js')}" }\n`,
+    );
     const log = openSync(join(this.dir, 'nats.log'), 'a');
     this.proc = spawn(bin, ['-c', conf], { stdio: ['ignore', log, log] });
     await waitFor(
@@ -304,13 +335,30 @@ export interface EntryInput {
 }
 
 export function entryInput(locationId: string, i: number, id: string = randomUUID()): EntryInput {
-  return { id, locationId, name: `f${i}.jpg`, path: `/data/f${i}.jpg`, kind: 'file', sizeBytes: 1000 + i, modifiedAt: new Date(1_700_000_000_000 + i * 1000).toISOString() };
+  return {
+    id,
+    locationId,
+    name: `f${i}.jpg`,
+    path: `/data/f${i}.jpg`,
+    kind: 'file',
+    sizeBytes: 1000 + i,
+    modifiedAt: new Date(1_700_000_000_000 + i * 1000).toISOString(),
+  };
 }
 
 /** A volume and a location of the device, returned with their ids. */
 export async function createLocation(p: Peer, label: string): Promise<{ volumeId: string; locationId: string }> {
-  const volume = await must(p, 'POST', '/volumes', { name: `vol-${label}`, mountPoint: `/mnt/${label}`, capacityBytes: 1_000_000_000, freeBytes: 500_000_000 });
-  const location = await must(p, 'POST', '/locations', { name: `loc-${label}`, path: `/mnt/${label}/photos`, volumeId: volume.id });
+  const volume = await must(p, 'POST', '/volumes', {
+    name: `vol-${label}`,
+    mountPoint: `/mnt/${label}`,
+    capacityBytes: 1_000_000_000,
+    freeBytes: 500_000_000,
+  });
+  const location = await must(p, 'POST', '/locations', {
+    name: `loc-${label}`,
+    path: `/mnt/${label}/photos`,
+    volumeId: volume.id,
+  });
   return { volumeId: volume.id, locationId: location.id };
 }
 
@@ -322,7 +370,11 @@ export async function createEntries(p: Peer, locationId: string, n: number, from
 }
 
 /** Runs fn over items with at most `width` in flight. */
-export async function parallel<T>(items: readonly T[], width: number, fn: (item: T, i: number) => Promise<unknown>): Promise<void> {
+export async function parallel<T>(
+  items: readonly T[],
+  width: number,
+  fn: (item: T, i: number) => Promise<unknown>,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) {
@@ -339,7 +391,8 @@ export async function parallel<T>(items: readonly T[], width: number, fn: (item:
 
 export const streamName = (libraryId: string): string => `SYNC_${libraryId.replace(/-/g, '')}`;
 export const durableName = (deviceId: string): string => `device_${deviceId.replace(/-/g, '')}`;
-export const logSubject = (libraryId: string, kind: 'state' | 'shared' | 'hello', origin: string): string => `sync.${libraryId}.log.${kind}.${origin}`;
+export const logSubject = (libraryId: string, kind: 'state' | 'shared' | 'hello', origin: string): string =>
+  `sync.${libraryId}.log.${kind}.${origin}`;
 
 /** A clock stamp as the engine encodes it: 15 digits of ms, 6 of counter, the node id. */
 export function stamp(ms: number, logical: number, node: string): string {
@@ -358,20 +411,43 @@ export interface WireChange {
   fields: Record<string, unknown>;
 }
 
-export function sharedMessage(libraryId: string, origin: string, changes: WireChange[], prev: string | null = null): Record<string, unknown> {
+export function sharedMessage(
+  libraryId: string,
+  origin: string,
+  changes: WireChange[],
+  prev: string | null = null,
+): Record<string, unknown> {
   return { v: 1, kind: 'shared', library: libraryId, origin, prev, changes };
 }
 
 export function stateMessage(
   libraryId: string,
   origin: string,
-  body: { from: string | null; to: string; rows?: { model: string; row: Record<string, unknown> }[]; tombstones?: { model: string; id: string; device_id: string; version: string }[] },
+  body: {
+    from: string | null;
+    to: string;
+    rows?: { model: string; row: Record<string, unknown> }[];
+    tombstones?: { model: string; id: string; device_id: string; version: string }[];
+  },
 ): Record<string, unknown> {
-  return { v: 1, kind: 'state', library: libraryId, origin, from: body.from, to: body.to, rows: body.rows ?? [], tombstones: body.tombstones ?? [] };
+  return {
+    v: 1,
+    kind: 'state',
+    library: libraryId,
+    origin,
+    from: body.from,
+    to: body.to,
+    rows: body.rows ?? [],
+    tombstones: body.tombstones ?? [],
+  };
 }
 
 /** An entries row in wire form (snake_case, ISO timestamps), owned by `owner` at `version`. */
-export function entryRow(owner: string, version: string, o: { id: string; locationId: string; name: string }): Record<string, unknown> {
+export function entryRow(
+  owner: string,
+  version: string,
+  o: { id: string; locationId: string; name: string },
+): Record<string, unknown> {
   return {
     id: o.id,
     device_id: owner,
@@ -395,7 +471,11 @@ export class RawNats {
   }
 
   /** Publishes a payload (object → JSON, string → as is) with its own Nats-Msg-Id; returns the PubAck. */
-  async publish(subject: string, payload: unknown, msgID: string = randomUUID()): Promise<{ seq: number; duplicate: boolean }> {
+  async publish(
+    subject: string,
+    payload: unknown,
+    msgID: string = randomUUID(),
+  ): Promise<{ seq: number; duplicate: boolean }> {
     const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(JSON.stringify(payload));
     const ack = await this.nc.jetstream().publish(subject, data, { msgID });
     return { seq: ack.seq, duplicate: ack.duplicate };
@@ -412,26 +492,50 @@ export class RawNats {
 export type DbHandle = Kysely<Database>;
 
 /** A shared table's rows with values and field clocks, in key order (comparable across devices). */
-export async function sharedRows(db: DbHandle, table: 'tags' | 'albums' | 'user_metadata' | 'tag_entries' | 'album_entries'): Promise<Record<string, unknown>[]> {
-  const keys = table === 'user_metadata' ? 'entry_id' : table === 'tag_entries' ? 'tag_id, entry_id' : table === 'album_entries' ? 'album_id, entry_id' : 'id';
-  const res = await sql<Record<string, unknown>>`select * from ${sql.table(table)} order by ${sql.raw(keys)}`.execute(db);
+export async function sharedRows(
+  db: DbHandle,
+  table: 'tags' | 'albums' | 'user_metadata' | 'tag_entries' | 'album_entries',
+): Promise<Record<string, unknown>[]> {
+  const keys =
+    table === 'user_metadata'
+      ? 'entry_id'
+      : table === 'tag_entries'
+        ? 'tag_id, entry_id'
+        : table === 'album_entries'
+          ? 'album_id, entry_id'
+          : 'id';
+  const res = await sql<Record<string, unknown>>`select * from ${sql.table(table)} order by ${sql.raw(keys)}`.execute(
+    db,
+  );
   return res.rows.map((r) => ({ ...r, clocks: typeof r.clocks === 'string' ? JSON.parse(r.clocks) : r.clocks }));
 }
 
-export async function fieldClocks(db: DbHandle, table: 'tags' | 'albums' | 'user_metadata' | 'tag_entries' | 'album_entries', where: Record<string, string>): Promise<Record<string, string>> {
-  const cond = sql.join(Object.entries(where).map(([k, v]) => sql`${sql.ref(k)} = ${v}`), sql` and `);
+export async function fieldClocks(
+  db: DbHandle,
+  table: 'tags' | 'albums' | 'user_metadata' | 'tag_entries' | 'album_entries',
+  where: Record<string, string>,
+): Promise<Record<string, string>> {
+  const cond = sql.join(
+    Object.entries(where).map(([k, v]) => sql`${sql.ref(k)} = ${v}`),
+    sql` and `,
+  );
   const res = await sql<{ clocks: unknown }>`select clocks from ${sql.table(table)} where ${cond}`.execute(db);
   if (!res.rows[0]) throw new Error(`no ${table} row ${JSON.stringify(where)}`);
   const c = res.rows[0].clocks;
   return (typeof c === 'string' ? JSON.parse(c) : c) as Record<string, string>;
 }
 
-export async function deadLetters(db: DbHandle): Promise<{ subject: string; origin: string | null; reason: string; payload: string }[]> {
+export async function deadLetters(
+  db: DbHandle,
+): Promise<{ subject: string; origin: string | null; reason: string; payload: string }[]> {
   return db.selectFrom('dead_letters').select(['subject', 'origin', 'reason', 'payload']).orderBy('id').execute();
 }
 
 export async function logSize(db: DbHandle): Promise<number> {
-  const r = await db.selectFrom('shared_changes').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const r = await db
+    .selectFrom('shared_changes')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
   return Number(r.n);
 }
 
@@ -483,7 +587,8 @@ export function startWriter(p: Peer, locationId: string, o: { batch?: number; la
         stats.batches++;
       }
       const tagId = randomUUID();
-      if (await attempt(() => p.req('POST', '/tags', { id: tagId, name: `${label}-tag-${n}`, color: 'red' }))) stats.tags.push(tagId);
+      if (await attempt(() => p.req('POST', '/tags', { id: tagId, name: `${label}-tag-${n}`, color: 'red' })))
+        stats.tags.push(tagId);
       if (batchDone) {
         // one attempt per entry: a lost response cannot leave a later value than the one recorded
         const target = items[0].id;
@@ -513,9 +618,16 @@ export async function expectAcknowledgedWrites(p: Peer, stats: WriterStats): Pro
   const missingEntries = stats.entries.filter((id) => !entries.has(id));
   const tags = new Set((await p.list<{ id: string }>('/tags')).map((t) => t.id));
   const missingTags = stats.tags.filter((id) => !tags.has(id));
-  const notes = new Map((await p.list<{ entryId: string; notes: string | null }>('/metadata')).map((m) => [m.entryId, m.notes]));
+  const notes = new Map(
+    (await p.list<{ entryId: string; notes: string | null }>('/metadata')).map((m) => [m.entryId, m.notes]),
+  );
   const wrongNotes = [...stats.notes].filter(([id, n]) => notes.get(id) !== n);
-  expect({ url: p.url, missingEntries: missingEntries.length, missingTags: missingTags.length, wrongNotes: wrongNotes.length }).toEqual({
+  expect({
+    url: p.url,
+    missingEntries: missingEntries.length,
+    missingTags: missingTags.length,
+    wrongNotes: wrongNotes.length,
+  }).toEqual({
     url: p.url,
     missingEntries: 0,
     missingTags: 0,

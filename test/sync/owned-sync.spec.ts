@@ -1,5 +1,14 @@
 import { waitFor } from '../support/device-harness';
-import { Cluster, ConfiguredNats, createEntries, createLocation, entryInput, LONG, must, waitConverged } from './helpers';
+import {
+  Cluster,
+  ConfiguredNats,
+  createEntries,
+  createLocation,
+  entryInput,
+  LONG,
+  must,
+  waitConverged,
+} from './helpers';
 
 /**
  * Device-owned data (volumes, locations, entries): state-based sync between peers, in both
@@ -26,7 +35,14 @@ describe('device-owned data', () => {
 
     await waitConverged([a, b], { volumes: 2, locations: 2, entries: 5051 });
     // the same JSON on both devices, whoever serves it
-    for (const path of [`/volumes/${la.volumeId}`, `/locations/${la.locationId}`, `/entries/${batch[4321]}`, `/entries/${single.id}`, `/locations/${lb.locationId}`, `/entries/${fromB[7]}`]) {
+    for (const path of [
+      `/volumes/${la.volumeId}`,
+      `/locations/${la.locationId}`,
+      `/entries/${batch[4321]}`,
+      `/entries/${single.id}`,
+      `/locations/${lb.locationId}`,
+      `/entries/${fromB[7]}`,
+    ]) {
       const [ra, rb] = await Promise.all([a.req('GET', path), b.req('GET', path)]);
       expect({ path, status: rb.status, body: rb.body }).toEqual({ path, status: 200, body: ra.body });
     }
@@ -43,9 +59,16 @@ describe('device-owned data', () => {
     expect((await b.req('PATCH', `/entries/${batch[11]}`, { name: 'not-mine.jpg' })).status).toBe(403);
     expect((await a.req('DELETE', `/locations/${lb.locationId}`)).status).toBe(403);
 
-    await waitFor('patches of A on B', async () => (await b.req('GET', `/entries/${batch[10]}`)).body.name === 'renamed-on-a.jpg', LONG);
+    await waitFor(
+      'patches of A on B',
+      async () => (await b.req('GET', `/entries/${batch[10]}`)).body.name === 'renamed-on-a.jpg',
+      LONG,
+    );
     await waitConverged([a, b], { volumes: 2, locations: 2, entries: 5051 });
-    expect((await b.req('GET', `/entries/${batch[10]}`)).body).toMatchObject({ name: 'renamed-on-a.jpg', sizeBytes: 4242 });
+    expect((await b.req('GET', `/entries/${batch[10]}`)).body).toMatchObject({
+      name: 'renamed-on-a.jpg',
+      sizeBytes: 4242,
+    });
     expect((await b.req('GET', `/locations/${la.locationId}`)).body.name).toBe('Photos of A');
     expect((await b.req('GET', `/volumes/${la.volumeId}`)).body.freeBytes).toBe(123);
     expect((await a.req('GET', `/entries/${fromB[3]}`)).body.path).toBe('/mnt/b/photos/moved.jpg');
@@ -90,7 +113,10 @@ describe('device-owned data', () => {
     expect(digest.entries.count).toBe(1215);
     for (const [k, m] of made.entries()) {
       for (const d of devices) {
-        expect((await d.req('GET', `/entries/${m.ids[3]}`)).body).toMatchObject({ name: `patched-${k}-3.jpg`, deviceId: devices[k].deviceId });
+        expect((await d.req('GET', `/entries/${m.ids[3]}`)).body).toMatchObject({
+          name: `patched-${k}-3.jpg`,
+          deviceId: devices[k].deviceId,
+        });
         expect((await d.req('GET', `/entries/${m.ids[12]}`)).status).toBe(404);
         expect((await d.req('GET', `/volumes/${m.volumeId}`)).body.name).toBe(`volume of ${k}`);
       }

@@ -1,7 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { waitFor } from '../support/device-harness';
 import { freePort } from '../support/nats-server';
-import { Cluster, ConfiguredNats, createEntries, createLocation, digestOf, entryInput, expectAcknowledgedWrites, LONG, must, startProcess, startWriter, waitConverged } from './helpers';
+import {
+  Cluster,
+  ConfiguredNats,
+  createEntries,
+  createLocation,
+  digestOf,
+  entryInput,
+  expectAcknowledgedWrites,
+  LONG,
+  must,
+  startProcess,
+  startWriter,
+  waitConverged,
+} from './helpers';
 
 /**
  * Real device processes (node dist/main.js, as API.md starts them) killed with SIGKILL while
@@ -65,7 +78,11 @@ describe('device processes', () => {
 
     // both keep syncing
     const after = await must(pa, 'POST', '/tags', { name: 'after the kills' });
-    await waitFor('a write after the kills to reach B', async () => (await pb.req('GET', `/tags/${after.id}`)).status === 200, LONG);
+    await waitFor(
+      'a write after the kills to reach B',
+      async () => (await pb.req('GET', `/tags/${after.id}`)).status === 200,
+      LONG,
+    );
   });
 
   it('a device asked for more than fits in one reply (a server with a small max_payload) keeps running and serves the peer', async () => {
@@ -74,7 +91,10 @@ describe('device processes', () => {
     const pb = await cluster.process('b');
     await startProcess(pa, await freePort());
     const { locationId } = await createLocation(pa, 'a');
-    const items = Array.from({ length: 300 }, (_, i) => ({ ...entryInput(locationId, i), path: `/mnt/a/${'deep/'.repeat(300)}file-${i}.jpg` }));
+    const items = Array.from({ length: 300 }, (_, i) => ({
+      ...entryInput(locationId, i),
+      path: `/mnt/a/${'deep/'.repeat(300)}file-${i}.jpg`,
+    }));
     await must(pa, 'POST', '/entries/batch', { items });
 
     // B joins and pulls A's rows from A: every reply must fit the server's limit
@@ -82,9 +102,11 @@ describe('device processes', () => {
     const outcome = await waitFor(
       'B to converge with A (or A to die)',
       async () => {
-        if (pa.proc && (pa.proc.exitCode !== null || pa.proc.signalCode !== null)) return `A exited with ${pa.proc.exitCode ?? pa.proc.signalCode}: ${pa.logTail(8)}`;
+        if (pa.proc && (pa.proc.exitCode !== null || pa.proc.signalCode !== null))
+          return `A exited with ${pa.proc.exitCode ?? pa.proc.signalCode}: ${pa.logTail(8)}`;
         const [da, db] = await Promise.all([digestOf(pa), digestOf(pb)]);
-        if (JSON.stringify(da) !== JSON.stringify(db)) throw new Error(`entries: A ${da.entries.count}, B ${db.entries.count}`);
+        if (JSON.stringify(da) !== JSON.stringify(db))
+          throw new Error(`entries: A ${da.entries.count}, B ${db.entries.count}`);
         return 'converged';
       },
       LONG,

@@ -24,7 +24,8 @@ describe('change-log pruning', () => {
     const viaApi = Math.min(50, n);
     for (let start = 0; start < n - viaApi; start += 100) {
       await d.app.get(SharedWriter).transact(async (w) => {
-        for (let i = start; i < Math.min(start + 100, n - viaApi); i++) await w.set(TAGS, { id: tagIds[i % tagIds.length] }, fields(i));
+        for (let i = start; i < Math.min(start + 100, n - viaApi); i++)
+          await w.set(TAGS, { id: tagIds[i % tagIds.length] }, fields(i));
       });
     }
     await parallel(
@@ -35,13 +36,22 @@ describe('change-log pruning', () => {
   }
 
   async function ackedShared(of: TestDevice, peer: TestDevice): Promise<string | null> {
-    const row = await of.db.selectFrom('devices').select('acked_shared').where('id', '=', peer.deviceId).executeTakeFirst();
+    const row = await of.db
+      .selectFrom('devices')
+      .select('acked_shared')
+      .where('id', '=', peer.deviceId)
+      .executeTakeFirst();
     return row?.acked_shared ?? null;
   }
 
   /** The stamp of the newest tag change (only A writes tags here, so: A's newest change). */
   async function newestChange(d: TestDevice): Promise<string> {
-    const row = await d.db.selectFrom('tags').select('updated_hlc').orderBy('updated_hlc', 'desc').limit(1).executeTakeFirstOrThrow();
+    const row = await d.db
+      .selectFrom('tags')
+      .select('updated_hlc')
+      .orderBy('updated_hlc', 'desc')
+      .limit(1)
+      .executeTakeFirstOrThrow();
     return row.updated_hlc;
   }
 
@@ -53,8 +63,13 @@ describe('change-log pruning', () => {
 
     await patchTags(a, tags, 3000, 'a');
     // every write is its own change (a few may already be pruned)
-    const changes = await a.db.selectFrom('shared_changes').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
-    expect(Number(changes.n) + Number((await a.app.get(SyncEngine).metrics.pruned.get()).values[0]?.value ?? 0)).toBeGreaterThanOrEqual(3000);
+    const changes = await a.db
+      .selectFrom('shared_changes')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .executeTakeFirstOrThrow();
+    expect(
+      Number(changes.n) + Number((await a.app.get(SyncEngine).metrics.pruned.get()).values[0]?.value ?? 0),
+    ).toBeGreaterThanOrEqual(3000);
 
     await waitFor(
       "A's log to be pruned under 1,000 rows",
@@ -92,7 +107,11 @@ describe('change-log pruning', () => {
     await waitFor('B to acknowledge all of it', async () => ((await ackedShared(a, b)) ?? '') >= newest, LONG);
 
     await a.app.get(SyncEngine).pruneAcknowledged();
-    const kept = await a.db.selectFrom('shared_changes').select((eb) => eb.fn.countAll<string>().as('n')).where('hlc', '>', cAck).executeTakeFirstOrThrow();
+    const kept = await a.db
+      .selectFrom('shared_changes')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('hlc', '>', cAck)
+      .executeTakeFirstOrThrow();
     expect(Number(kept.n)).toBeGreaterThanOrEqual(300);
     const status = await statusOf(a);
     expect(status.sharedLogSize).toBeGreaterThanOrEqual(300);
@@ -101,6 +120,10 @@ describe('change-log pruning', () => {
     const c = await cluster.restart(c0);
     await waitConverged([a, b, c], { tags: 5 });
     expect(await c.list('/tags')).toEqual(await a.list('/tags'));
-    await waitFor('the log to be pruned once C has acknowledged', async () => (await statusOf(a)).sharedLogSize === 0, LONG);
+    await waitFor(
+      'the log to be pruned once C has acknowledged',
+      async () => (await statusOf(a)).sharedLogSize === 0,
+      LONG,
+    );
   });
 });

@@ -1,7 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { TestDevice } from '../support/device-harness';
 import { waitFor } from '../support/device-harness';
-import { Cluster, createEntries, createLocation, fieldClocks, LONG, must, sharedRows, statusOf, waitConverged } from './helpers';
+import {
+  Cluster,
+  createEntries,
+  createLocation,
+  fieldClocks,
+  LONG,
+  must,
+  sharedRows,
+  statusOf,
+  waitConverged,
+} from './helpers';
 
 /**
  * Shared data (tags, albums, metadata, memberships): written on any device, merged field by field
@@ -28,11 +38,23 @@ describe('shared data', () => {
     await must(a, 'PUT', `/albums/${album.id}/entries/${e1}`);
     await must(a, 'PUT', `/albums/${album.id}/entries/${e2}`);
 
-    await waitConverged([a, b, c], { tags: 1, albums: 1, user_metadata: 1, tag_entries: 1, album_entries: 2, entries: 2 });
+    await waitConverged([a, b, c], {
+      tags: 1,
+      albums: 1,
+      user_metadata: 1,
+      tag_entries: 1,
+      album_entries: 2,
+      entries: 2,
+    });
     for (const d of [b, c]) {
       expect((await d.req('GET', `/tags/${tag.id}`)).body).toEqual({ id: tag.id, name: 'holidays', color: '#ff0000' });
       expect((await d.req('GET', `/albums/${album.id}`)).body).toEqual(album);
-      expect((await d.req('GET', `/entries/${e1}/metadata`)).body).toEqual({ entryId: e1, favorite: true, hidden: false, notes: 'the best one' });
+      expect((await d.req('GET', `/entries/${e1}/metadata`)).body).toEqual({
+        entryId: e1,
+        favorite: true,
+        hidden: false,
+        notes: 'the best one',
+      });
       expect((await d.list(`/tags/${tag.id}/entries`)).map((e) => e.id)).toEqual([e1]);
       expect((await d.list(`/albums/${album.id}/entries`)).map((e) => e.id).sort()).toEqual([e1, e2].sort());
       expect(await d.list('/tags')).toEqual(await a.list('/tags'));
@@ -78,7 +100,11 @@ describe('shared data', () => {
 
     // nobody can see anybody
     await cluster.nats.stop();
-    await waitFor('devices to notice NATS is gone', async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s.natsConnected !== true), LONG);
+    await waitFor(
+      'devices to notice NATS is gone',
+      async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s.natsConnected !== true),
+      LONG,
+    );
 
     // the same field on A and on B, in both wall-clock orders
     await must(a, 'PATCH', `/tags/${same.id}`, { name: 'name from A' });
@@ -139,8 +165,17 @@ describe('shared data', () => {
     for (const d of [a, b, c]) {
       expect((await d.req('GET', `/tags/${same.id}`)).body).toEqual(expected.same);
       expect((await d.req('GET', `/albums/${album.id}`)).body.description).toBe(expected.description);
-      expect((await d.req('GET', `/tags/${different.id}`)).body).toEqual({ id: different.id, name: 'renamed by A', color: 'recoloured by B' });
-      expect((await d.req('GET', `/entries/${e1}/metadata`)).body).toEqual({ entryId: e1, favorite: true, hidden: true, notes: 'notes from B' });
+      expect((await d.req('GET', `/tags/${different.id}`)).body).toEqual({
+        id: different.id,
+        name: 'renamed by A',
+        color: 'recoloured by B',
+      });
+      expect((await d.req('GET', `/entries/${e1}/metadata`)).body).toEqual({
+        entryId: e1,
+        favorite: true,
+        hidden: true,
+        notes: 'notes from B',
+      });
       expect((await d.req('GET', `/tags/${doomed.id}`)).status).toBe(404);
       expect((await d.list(`/tags/${same.id}/entries`)).map((e) => e.id)).toEqual(expected.tagged);
       expect((await d.list(`/albums/${album.id}/entries`)).map((e) => e.id)).toEqual(expected.inAlbum);
@@ -162,6 +197,12 @@ describe('shared data', () => {
 
     // and the devices keep syncing afterwards
     const after = await must(c, 'POST', '/tags', { id: randomUUID(), name: 'after reconnect' });
-    await waitFor('a tag written on C after reconnecting to reach A and B', async () => (await a.req('GET', `/tags/${after.id}`)).status === 200 && (await b.req('GET', `/tags/${after.id}`)).status === 200, LONG);
+    await waitFor(
+      'a tag written on C after reconnecting to reach A and B',
+      async () =>
+        (await a.req('GET', `/tags/${after.id}`)).status === 200 &&
+        (await b.req('GET', `/tags/${after.id}`)).status === 200,
+      LONG,
+    );
   });
 });

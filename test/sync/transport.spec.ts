@@ -31,7 +31,9 @@ describe('peer requests', () => {
     responder = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     const seen: string[] = [];
     responder.subscribe('peer.slow', { callback: (_e, m) => seen.push(m.subject) });
-    responder.subscribe('peer.fast', { callback: (_e, m) => m.respond(Buffer.from(JSON.stringify({ ok: true, result: 'pong' }))) });
+    responder.subscribe('peer.fast', {
+      callback: (_e, m) => m.respond(Buffer.from(JSON.stringify({ ok: true, result: 'pong' }))),
+    });
     await responder.flush();
 
     const started = Date.now();
@@ -47,7 +49,11 @@ describe('peer requests', () => {
 
     await nats.start(); // same port: both clients reconnect
     await waitFor('the transport to reconnect', async () => transport!.connected, 30_000);
-    const answer = await waitFor('a request to be answered again', () => transport!.request<string>('peer.fast', {}, 2000).catch(() => null), 30_000);
+    const answer = await waitFor(
+      'a request to be answered again',
+      () => transport!.request<string>('peer.fast', {}, 2000).catch(() => null),
+      30_000,
+    );
     expect(answer).toBe('pong');
   });
 });

@@ -16,7 +16,9 @@ const services: Record<string, any> = compose.services;
 function environmentOf(service: any): Record<string, string> {
   const env = service.environment ?? {};
   if (Array.isArray(env)) {
-    return Object.fromEntries(env.map((line: string) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    return Object.fromEntries(
+      env.map((line: string) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
   }
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)]));
 }
@@ -30,17 +32,33 @@ function commandOf(service: any): string[] {
 function publishedContainerPorts(service: any): number[] {
   return (service.ports ?? []).map((p: any) => {
     if (typeof p === 'object') return Number(p.target);
-    const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
+    const parts = String(p)
+      .replace(/\/(tcp|udp)$/, '')
+      .split(':');
     return Number(parts[parts.length - 1]);
   });
 }
 
-const KNOWN_VARIABLES = ['DEVICE_ID', 'DEVICE_NAME', 'LIBRARY_ID', 'DATABASE_URL', 'DATA_DIR', 'NATS_URL', 'PORT', 'SYNC_ENABLED', 'SYNC_MAX_CLOCK_DRIFT_MS', 'SYNC_HEARTBEAT_INTERVAL_MS', 'SYNC_BACKFILL_PAUSE_MS'];
+const KNOWN_VARIABLES = [
+  'DEVICE_ID',
+  'DEVICE_NAME',
+  'LIBRARY_ID',
+  'DATABASE_URL',
+  'DATA_DIR',
+  'NATS_URL',
+  'PORT',
+  'SYNC_ENABLED',
+  'SYNC_MAX_CLOCK_DRIFT_MS',
+  'SYNC_HEARTBEAT_INTERVAL_MS',
+  'SYNC_BACKFILL_PAUSE_MS',
+];
 
 const deviceNames = Object.keys(services).filter((name) => services[name].build !== undefined);
 const devices = deviceNames.map((name) => ({ name, service: services[name], env: environmentOf(services[name]) }));
 const natsNames = Object.keys(services).filter((name) => String(services[name].image ?? '').startsWith('nats:'));
-const postgresNames = Object.keys(services).filter((name) => String(services[name].image ?? '').startsWith('postgres:'));
+const postgresNames = Object.keys(services).filter((name) =>
+  String(services[name].image ?? '').startsWith('postgres:'),
+);
 
 describe('docker-compose.yml', () => {
   it('runs three devices, a clustered NATS and one Postgres', () => {
@@ -86,7 +104,8 @@ describe('docker-compose.yml', () => {
       expect(url.hostname).toBe(postgresNames[0]);
       const user = decodeURIComponent(url.username);
       expect(user).toBe(pg.environment.POSTGRES_USER ?? 'postgres');
-      if (pg.environment.POSTGRES_PASSWORD) expect(decodeURIComponent(url.password)).toBe(String(pg.environment.POSTGRES_PASSWORD));
+      if (pg.environment.POSTGRES_PASSWORD)
+        expect(decodeURIComponent(url.password)).toBe(String(pg.environment.POSTGRES_PASSWORD));
       return url.pathname.slice(1);
     });
     expect(new Set(databases).size).toBe(devices.length);
@@ -122,7 +141,11 @@ describe('docker-compose.yml', () => {
       const port = Number(d.env.PORT);
       expect(Number.isInteger(port) && port > 0).toBe(true);
       expect(publishedContainerPorts(d.service)).toContain(port);
-      hostPorts.push(...(d.service.ports ?? []).map((p: any) => (typeof p === 'object' ? String(p.published) : String(p).split(':').slice(-2)[0])));
+      hostPorts.push(
+        ...(d.service.ports ?? []).map((p: any) =>
+          typeof p === 'object' ? String(p.published) : String(p).split(':').slice(-2)[0],
+        ),
+      );
     }
     expect(hostPorts.sort()).toEqual(['3001', '3002', '3003']);
   });

@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { compareHlc, decodeHlc, encodeHlc } from '@lib/sync/clock/hlc';
-import { compareCursor, decodeCursor, encodeCursor, isCursorText, OwnedCursor, TOMBSTONE_KIND } from '@lib/sync/owned/cursor';
+import {
+  compareCursor,
+  decodeCursor,
+  encodeCursor,
+  isCursorText,
+  OwnedCursor,
+  TOMBSTONE_KIND,
+} from '@lib/sync/owned/cursor';
 import { OWNED_MODELS } from '@lib/sync/models/registry';
 
 /**
@@ -13,7 +20,11 @@ const hex = (n: number) => fc.stringOf(fc.constantFrom(...'0123456789abcdef'), {
 const arbId = fc.oneof(
   fc.uuid(),
   fc.tuple(hex(8), hex(4), hex(4), hex(4), hex(12)).map((p) => p.join('-')),
-  fc.constantFrom('00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', 'ffffffff-ffff-4fff-bfff-ffffffffffff'),
+  fc.constantFrom(
+    '00000000-0000-4000-8000-000000000001',
+    '00000000-0000-4000-8000-000000000002',
+    'ffffffff-ffff-4fff-bfff-ffffffffffff',
+  ),
 );
 const arbVersion = fc
   .record({
@@ -23,7 +34,11 @@ const arbVersion = fc
   })
   .map(encodeHlc);
 const KINDS = [...OWNED_MODELS.map((m) => m.order), TOMBSTONE_KIND];
-const arbCursor: fc.Arbitrary<OwnedCursor> = fc.record({ version: arbVersion, kind: fc.constantFrom(...KINDS), id: arbId });
+const arbCursor: fc.Arbitrary<OwnedCursor> = fc.record({
+  version: arbVersion,
+  kind: fc.constantFrom(...KINDS),
+  id: arbId,
+});
 
 /** Tuple order, computed without looking at the text form. */
 function tupleCompare(a: OwnedCursor, b: OwnedCursor): number {
@@ -54,7 +69,9 @@ describe('owned cursor', () => {
     // pairs that share the version, or the version and kind, are generated on purpose
     const arbPair = fc.oneof(
       fc.tuple(arbCursor, arbCursor),
-      fc.tuple(arbCursor, fc.constantFrom(...KINDS), arbId).map(([a, kind, id]): [OwnedCursor, OwnedCursor] => [a, { version: a.version, kind, id }]),
+      fc
+        .tuple(arbCursor, fc.constantFrom(...KINDS), arbId)
+        .map(([a, kind, id]): [OwnedCursor, OwnedCursor] => [a, { version: a.version, kind, id }]),
       fc.tuple(arbCursor, arbId).map(([a, id]): [OwnedCursor, OwnedCursor] => [a, { ...a, id }]),
       fc.tuple(arbCursor, fc.integer({ min: 0, max: 999_999 })).map(([a, logical]): [OwnedCursor, OwnedCursor] => {
         const h = decodeHlc(a.version);
@@ -83,10 +100,17 @@ describe('owned cursor', () => {
   });
 
   it('places rows of a version in dependency order and its tombstones after them', () => {
-    const version = encodeHlc({ physical: 1_700_000_000_000, logical: 0, node: '00000000-0000-4000-8000-00000000000a' });
+    const version = encodeHlc({
+      physical: 1_700_000_000_000,
+      logical: 0,
+      node: '00000000-0000-4000-8000-00000000000a',
+    });
     const id = 'ffffffff-ffff-4fff-bfff-ffffffffffff';
     const low = '00000000-0000-4000-8000-000000000000';
-    const order = [...OWNED_MODELS.map((m) => encodeCursor({ version, kind: m.order, id })), encodeCursor({ version, kind: TOMBSTONE_KIND, id: low })];
+    const order = [
+      ...OWNED_MODELS.map((m) => encodeCursor({ version, kind: m.order, id })),
+      encodeCursor({ version, kind: TOMBSTONE_KIND, id: low }),
+    ];
     expect([...order].sort()).toEqual(order);
     const next = encodeHlc({ physical: 1_700_000_000_000, logical: 1, node: '00000000-0000-4000-8000-000000000000' });
     expect(encodeCursor({ version: next, kind: 0, id: low }) > order[order.length - 1]).toBe(true);
@@ -95,7 +119,17 @@ describe('owned cursor', () => {
   it('rejects text that is not a cursor', () => {
     const v = encodeHlc({ physical: 5, logical: 1, node: '00000000-0000-4000-8000-00000000000a' });
     const id = '00000000-0000-4000-8000-000000000001';
-    for (const bad of ['', 'x', `${v}|1`, `${v}|12|${id}`, `${v}|x|${id}`, `${v}|1|${id}|`, `${v}|1|not-a-uuid`, `0-0-a|1|${id}`, ` ${v}|1|${id}`]) {
+    for (const bad of [
+      '',
+      'x',
+      `${v}|1`,
+      `${v}|12|${id}`,
+      `${v}|x|${id}`,
+      `${v}|1|${id}|`,
+      `${v}|1|not-a-uuid`,
+      `0-0-a|1|${id}`,
+      ` ${v}|1|${id}`,
+    ]) {
       expect(isCursorText(bad)).toBe(false);
       expect(() => decodeCursor(bad)).toThrow(/not an owned cursor/);
     }

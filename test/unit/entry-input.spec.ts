@@ -1,5 +1,11 @@
 import fc from 'fast-check';
-import { createEntryInput, entryBatchInput, isPlainValidEntry, MAX_BATCH, parseEntryBatch } from '../../src/library/entries/entry.input';
+import {
+  createEntryInput,
+  entryBatchInput,
+  isPlainValidEntry,
+  MAX_BATCH,
+  parseEntryBatch,
+} from '../../src/library/entries/entry.input';
 
 /**
  * POST /entries/batch checks 10,000 items with plain code and leaves only the rejects to zod. The
@@ -96,7 +102,9 @@ describe('entry batch input', () => {
   });
 
   it('a batch with one bad item gets zod’s 400 naming the field; a valid one comes back as given', () => {
-    const items = Array.from({ length: 20 }, () => ({ ...valid, id: undefined as string | undefined })).map(({ id: _, ...rest }) => rest);
+    const items = Array.from({ length: 20 }, () => ({ ...valid, id: undefined as string | undefined })).map(
+      ({ id: _, ...rest }) => rest,
+    );
     expect(parseEntryBatch({ items })).toEqual({ items });
     const bad = items.map((it, i) => (i === 13 ? { ...it, sizeBytes: -1 } : it));
     expect(() => parseEntryBatch({ items: bad })).toThrow(/items\[13\]\.sizeBytes/);

@@ -22,15 +22,18 @@ describe('hybrid logical clock', () => {
 
   it('tick is strictly increasing whatever the wall clock does (including stepping back)', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 4_102_444_800_000 }), { minLength: 1, maxLength: 200 }), (walls) => {
-        let last: Hlc = { physical: 0, logical: 0, node: NODE_A };
-        for (const w of walls) {
-          const next = tick(last, w, NODE_A);
-          expect(compareHlc(next, last)).toBeGreaterThan(0);
-          expect(next.physical).toBeGreaterThanOrEqual(w);
-          last = next;
-        }
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 4_102_444_800_000 }), { minLength: 1, maxLength: 200 }),
+        (walls) => {
+          let last: Hlc = { physical: 0, logical: 0, node: NODE_A };
+          for (const w of walls) {
+            const next = tick(last, w, NODE_A);
+            expect(compareHlc(next, last)).toBeGreaterThan(0);
+            expect(next.physical).toBeGreaterThanOrEqual(w);
+            last = next;
+          }
+        },
+      ),
     );
   });
 

@@ -9,7 +9,11 @@ import { applyChange, changes, initialState, mergeStates, SharedChange, SharedSt
  * last-writer-wins against an independent oracle.
  */
 
-const NODES = ['00000000-0000-4000-8000-00000000000a', '00000000-0000-4000-8000-00000000000b', '00000000-0000-4000-8000-00000000000c'];
+const NODES = [
+  '00000000-0000-4000-8000-00000000000a',
+  '00000000-0000-4000-8000-00000000000b',
+  '00000000-0000-4000-8000-00000000000c',
+];
 
 /**
  * Distinct HLC stamps. Small ranges so that equal physical times, equal counters and node
@@ -19,7 +23,10 @@ const arbStamps = (minLength: number, maxLength: number) =>
   fc
     .uniqueArray(
       fc.record({
-        physical: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_006 })),
+        physical: fc.oneof(
+          fc.integer({ min: 0, max: 6 }),
+          fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_006 }),
+        ),
         logical: fc.integer({ min: 0, max: 3 }),
         node: fc.constantFrom(...NODES),
       }),
@@ -30,12 +37,15 @@ const arbStamps = (minLength: number, maxLength: number) =>
 /** A value each synced field of the model may take (what its wire schema accepts). */
 function arbFieldValue(model: SharedModel, field: string): fc.Arbitrary<unknown> {
   const initial = model.fields[field].initial;
-  const arb: fc.Arbitrary<unknown> = typeof initial === 'boolean' ? fc.boolean() : fc.oneof(fc.string({ maxLength: 6 }), fc.constant(null));
+  const arb: fc.Arbitrary<unknown> =
+    typeof initial === 'boolean' ? fc.boolean() : fc.oneof(fc.string({ maxLength: 6 }), fc.constant(null));
   return arb.filter((v) => model.fields[field].schema.safeParse(v).success);
 }
 
 const arbFields = (model: SharedModel): fc.Arbitrary<Record<string, unknown>> =>
-  fc.record(Object.fromEntries(Object.keys(model.fields).map((f) => [f, arbFieldValue(model, f)])), { requiredKeys: [] });
+  fc.record(Object.fromEntries(Object.keys(model.fields).map((f) => [f, arbFieldValue(model, f)])), {
+    requiredKeys: [],
+  });
 
 /** A change for each stamp: mostly sets of a random subset of fields, sometimes a delete. */
 const arbChanges = (model: SharedModel, minLength = 0, maxLength = 14): fc.Arbitrary<SharedChange[]> =>
@@ -52,9 +62,12 @@ const arbChanges = (model: SharedModel, minLength = 0, maxLength = 14): fc.Arbit
 
 /** Changes together with a random permutation of them. */
 const arbChangesAndPermutation = (model: SharedModel) =>
-  arbChanges(model).chain((cs) => fc.tuple(fc.constant(cs), fc.shuffledSubarray(cs, { minLength: cs.length, maxLength: cs.length })));
+  arbChanges(model).chain((cs) =>
+    fc.tuple(fc.constant(cs), fc.shuffledSubarray(cs, { minLength: cs.length, maxLength: cs.length })),
+  );
 
-const fold = (model: SharedModel, cs: readonly SharedChange[], from: SharedState = initialState(model)): SharedState => cs.reduce(applyChange, from);
+const fold = (model: SharedModel, cs: readonly SharedChange[], from: SharedState = initialState(model)): SharedState =>
+  cs.reduce(applyChange, from);
 
 /** What the state must be, computed independently of merge.ts: per field, the greatest stamp wins. */
 function oracle(model: SharedModel, cs: readonly SharedChange[]): SharedState {
@@ -127,7 +140,8 @@ describe.each([
     fc.assert(
       fc.property(arbChanges(model, 1), fc.nat(), (cs, k) => {
         const state = fold(model, cs.slice(0, k % cs.length));
-        for (const c of cs) expect(changes(state, c)).toBe(JSON.stringify(applyChange(state, c)) !== JSON.stringify(state));
+        for (const c of cs)
+          expect(changes(state, c)).toBe(JSON.stringify(applyChange(state, c)) !== JSON.stringify(state));
         const full = fold(model, cs);
         for (const c of cs) expect(changes(full, c)).toBe(false);
       }),
@@ -202,7 +216,10 @@ describe.each([
         const later = withDelete.filter((c) => c.op === 'set' && c.hlc > withDelete[i].hlc);
         expect(fold(model, later, fold(model, [withDelete[i]])).deletedHlc).toBe(withDelete[i].hlc);
         // and so does a state transfer from a replica that never saw the delete
-        const liveReplica = fold(model, withDelete.filter((c) => c.op === 'set'));
+        const liveReplica = fold(
+          model,
+          withDelete.filter((c) => c.op === 'set'),
+        );
         expect(liveReplica.deletedHlc).toBeNull();
         expect(mergeStates(liveReplica, state).deletedHlc).toBe(greatestDelete);
         expect(mergeStates(state, liveReplica).deletedHlc).toBe(greatestDelete);
@@ -215,7 +232,9 @@ describe.each([
     const fields = Object.keys(model.fields);
     fc.assert(
       fc.property(
-        fc.constantFrom(...fields).chain((f1) => fc.tuple(fc.constant(f1), fc.constantFrom(...fields.filter((f) => f !== f1)))),
+        fc
+          .constantFrom(...fields)
+          .chain((f1) => fc.tuple(fc.constant(f1), fc.constantFrom(...fields.filter((f) => f !== f1)))),
         fc.integer({ min: 0, max: 1_000 }),
         fc.integer({ min: 0, max: 1_000 }),
         fc.integer({ min: 0, max: 5 }),
@@ -224,8 +243,16 @@ describe.each([
           const [f1, f2] = fs;
           const v1 = model.fields[f1].initial === false ? true : 'from A';
           const v2 = model.fields[f2].initial === false ? true : 'from B';
-          const a: SharedChange = { hlc: encodeHlc({ physical: pa, logical: la, node: NODES[0] }), op: 'set', fields: { [f1]: v1 } };
-          const b: SharedChange = { hlc: encodeHlc({ physical: pb, logical: lb, node: NODES[1] }), op: 'set', fields: { [f2]: v2 } };
+          const a: SharedChange = {
+            hlc: encodeHlc({ physical: pa, logical: la, node: NODES[0] }),
+            op: 'set',
+            fields: { [f1]: v1 },
+          };
+          const b: SharedChange = {
+            hlc: encodeHlc({ physical: pb, logical: lb, node: NODES[1] }),
+            op: 'set',
+            fields: { [f2]: v2 },
+          };
           for (const s of [fold(model, [a, b]), fold(model, [b, a]), mergeStates(fold(model, [a]), fold(model, [b]))]) {
             expect(s.values[f1]).toEqual(v1);
             expect(s.values[f2]).toEqual(v2);
@@ -242,9 +269,17 @@ describe.each([
     const fields = Object.keys(model.fields);
     fc.assert(
       fc.property(arbStamps(2, 6), fc.constantFrom(...fields), (stamps, field) => {
-        const cs: SharedChange[] = stamps.map((hlc, i) => ({ hlc, op: 'set', fields: { [field]: model.fields[field].initial === false ? i % 2 === 0 : `v${i}` } }));
+        const cs: SharedChange[] = stamps.map((hlc, i) => ({
+          hlc,
+          op: 'set',
+          fields: { [field]: model.fields[field].initial === false ? i % 2 === 0 : `v${i}` },
+        }));
         const winner = cs.reduce((m, c) => (c.hlc > m.hlc ? c : m));
-        const replicas = [fold(model, cs), fold(model, [...cs].reverse()), cs.map((c) => fold(model, [c])).reduce(mergeStates)];
+        const replicas = [
+          fold(model, cs),
+          fold(model, [...cs].reverse()),
+          cs.map((c) => fold(model, [c])).reduce(mergeStates),
+        ];
         for (const s of replicas) {
           expect(s.values[field]).toEqual(winner.fields[field]);
           expect(s.clocks[field]).toBe(winner.hlc);
@@ -260,8 +295,13 @@ describe.each([
     expect(init.values).toEqual(Object.fromEntries(Object.entries(model.fields).map(([k, f]) => [k, f.initial])));
     expect(init).toEqual({ values: init.values, clocks: {}, deletedHlc: null, updatedHlc: '' });
     const [field] = Object.keys(model.fields);
-    const s = applyChange(init, { hlc: encodeHlc({ physical: 1, logical: 0, node: NODES[0] }), op: 'set', fields: { [field]: model.fields[field].initial === false ? true : 'x' } });
-    for (const other of Object.keys(model.fields).filter((f) => f !== field)) expect(s.values[other]).toEqual(model.fields[other].initial);
+    const s = applyChange(init, {
+      hlc: encodeHlc({ physical: 1, logical: 0, node: NODES[0] }),
+      op: 'set',
+      fields: { [field]: model.fields[field].initial === false ? true : 'x' },
+    });
+    for (const other of Object.keys(model.fields).filter((f) => f !== field))
+      expect(s.values[other]).toEqual(model.fields[other].initial);
     // the input state is never mutated
     expect(init.values[field]).toEqual(model.fields[field].initial);
   });

@@ -20,7 +20,10 @@ export interface DatabaseOptions {
 }
 
 export class DatabaseConnectError extends Error {
-  constructor(readonly variable: 'DATABASE_URL' | 'DATA_DIR', cause: unknown) {
+  constructor(
+    readonly variable: 'DATABASE_URL' | 'DATA_DIR',
+    cause: unknown,
+  ) {
     super(`${variable}: cannot open the database: ${(cause as Error)?.message ?? String(cause)}`);
     this.name = 'DatabaseConnectError';
   }
@@ -29,7 +32,11 @@ export class DatabaseConnectError extends Error {
 /** Opens the device database (Postgres or embedded PGlite) and checks that it answers. */
 export async function openDatabase(opts: DatabaseOptions): Promise<{ db: Db; embedded: boolean }> {
   if (opts.databaseUrl) {
-    const pool = new Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10, connectionTimeoutMillis: 10_000 });
+    const pool = new Pool({
+      connectionString: opts.databaseUrl,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: 10_000,
+    });
     pool.on('error', () => undefined); // an idle client dropped by the server; the next query reconnects
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {

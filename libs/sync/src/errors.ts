@@ -7,18 +7,28 @@ export class DomainError extends Error {
 }
 /** Input that breaks a rule (400); `field` names the offending field. */
 export class InvalidInputError extends DomainError {
-  constructor(readonly field: string, detail: string) {
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
     super(`${field}: ${detail}`);
   }
 }
 /** A write to a row that another device owns (403). */
 export class NotOwnerError extends DomainError {
-  constructor(readonly model: string, readonly id: string, readonly owner: string) {
+  constructor(
+    readonly model: string,
+    readonly id: string,
+    readonly owner: string,
+  ) {
     super(`${model} ${id} is owned by device ${owner}; only its owner may change it`);
   }
 }
 export class NotFoundError extends DomainError {
-  constructor(readonly model: string, readonly id: string) {
+  constructor(
+    readonly model: string,
+    readonly id: string,
+  ) {
     super(`${model} ${id} not found`);
   }
 }
@@ -26,13 +36,19 @@ export class NotFoundError extends DomainError {
 export class ConflictError extends DomainError {}
 /** A remote clock stamp too far ahead of our wall clock: held, not applied. */
 export class ClockDriftError extends DomainError {
-  constructor(readonly stamp: string, readonly aheadMs: number) {
+  constructor(
+    readonly stamp: string,
+    readonly aheadMs: number,
+  ) {
     super(`clock stamp ${stamp} is ${aheadMs} ms ahead of the local clock`);
   }
 }
 /** A received message that breaks a rule (forged owner, bad field): dead-lettered, never applied. */
 export class RejectedMessageError extends DomainError {
-  constructor(readonly reason: string, detail: string) {
+  constructor(
+    readonly reason: string,
+    detail: string,
+  ) {
     super(`${reason}: ${detail}`);
   }
 }

@@ -3,8 +3,18 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 /** Prometheus metrics of one device's sync engine (served at /metrics). */
 export class SyncMetrics {
   readonly registry = new Registry();
-  readonly sent = new Counter({ name: 'sync_changes_sent_total', help: 'Changes published, per model', labelNames: ['model'], registers: [this.registry] });
-  readonly applied = new Counter({ name: 'sync_changes_applied_total', help: 'Remote changes applied, per model', labelNames: ['model'], registers: [this.registry] });
+  readonly sent = new Counter({
+    name: 'sync_changes_sent_total',
+    help: 'Changes published, per model',
+    labelNames: ['model'],
+    registers: [this.registry],
+  });
+  readonly applied = new Counter({
+    name: 'sync_changes_applied_total',
+    help: 'Remote changes applied, per model',
+    labelNames: ['model'],
+    registers: [this.registry],
+  });
   readonly applySeconds = new Histogram({
     name: 'sync_apply_seconds',
     help: 'Time to apply one received message',
@@ -18,13 +28,53 @@ export class SyncMetrics {
     labelNames: ['model'],
     registers: [this.registry],
   });
-  readonly rejected = new Counter({ name: 'sync_rejected_total', help: 'Messages rejected, per reason', labelNames: ['reason'], registers: [this.registry] });
-  readonly deadLettered = new Counter({ name: 'sync_dead_lettered_total', help: 'Messages terminated into the dead-letter table', registers: [this.registry] });
-  readonly driftHeld = new Counter({ name: 'sync_clock_drift_held_total', help: 'Messages held because their clock is too far ahead', registers: [this.registry] });
-  readonly publishFailures = new Counter({ name: 'sync_publish_failures_total', help: 'Failed publish attempts (retried)', registers: [this.registry] });
-  readonly logSize = new Gauge({ name: 'sync_shared_log_size', help: 'Rows in this device shared change log', registers: [this.registry] });
-  readonly pruned = new Counter({ name: 'sync_shared_log_pruned_total', help: 'Change-log rows pruned after acknowledgement', registers: [this.registry] });
-  readonly peerPending = new Gauge({ name: 'sync_peer_pending', help: 'Our changes not yet acknowledged by a peer', labelNames: ['peer'], registers: [this.registry] });
-  readonly peerOnline = new Gauge({ name: 'sync_peer_online', help: '1 when the peer is online', labelNames: ['peer'], registers: [this.registry] });
-  readonly peerLagMs = new Gauge({ name: 'sync_peer_lag_ms', help: 'Age of the last heartbeat of a peer', labelNames: ['peer'], registers: [this.registry] });
+  readonly rejected = new Counter({
+    name: 'sync_rejected_total',
+    help: 'Messages rejected, per reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly deadLettered = new Counter({
+    name: 'sync_dead_lettered_total',
+    help: 'Messages terminated into the dead-letter table',
+    registers: [this.registry],
+  });
+  readonly driftHeld = new Counter({
+    name: 'sync_clock_drift_held_total',
+    help: 'Messages held because their clock is too far ahead',
+    registers: [this.registry],
+  });
+  readonly publishFailures = new Counter({
+    name: 'sync_publish_failures_total',
+    help: 'Failed publish attempts (retried)',
+    registers: [this.registry],
+  });
+  readonly logSize = new Gauge({
+    name: 'sync_shared_log_size',
+    help: 'Rows in this device shared change log',
+    registers: [this.registry],
+  });
+  readonly pruned = new Counter({
+    name: 'sync_shared_log_pruned_total',
+    help: 'Change-log rows pruned after acknowledgement',
+    registers: [this.registry],
+  });
+  readonly peerPending = new Gauge({
+    name: 'sync_peer_pending',
+    help: 'Our changes not yet acknowledged by a peer',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+  readonly peerOnline = new Gauge({
+    name: 'sync_peer_online',
+    help: '1 when the peer is online',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+  readonly peerLagMs = new Gauge({
+    name: 'sync_peer_lag_ms',
+    help: 'Age of the last heartbeat of a peer',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
 }

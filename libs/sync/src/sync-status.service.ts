@@ -72,7 +72,9 @@ export class SyncStatusService {
       natsConnected: this.engine.natsConnected,
       clockDriftHeld: this.engine.clockDriftHeld,
       backfill: this.engine.backfill?.progress.source ? this.engine.backfill.progress : null,
-      deadLetters: Number((await sql<{ n: number }>`select count(*)::int as n from dead_letters`.execute(this.db)).rows[0].n),
+      deadLetters: Number(
+        (await sql<{ n: number }>`select count(*)::int as n from dead_letters`.execute(this.db)).rows[0].n,
+      ),
     };
   }
 
@@ -80,13 +82,23 @@ export class SyncStatusService {
   private async pendingFor(ackedShared: string | null, ackedState: string | null): Promise<number> {
     const since = ackedState ? decodeCursor(ackedState).version : '';
     let total = 0;
-    const shared = await sql<{ n: number }>`select count(*)::int as n from shared_changes where hlc > ${ackedShared ?? ''}`.execute(this.db);
+    const shared = await sql<{
+      n: number;
+    }>`select count(*)::int as n from shared_changes where hlc > ${ackedShared ?? ''}`.execute(this.db);
     total += shared.rows[0].n;
     for (const m of OWNED_MODELS) {
-      const r = await sql<{ n: number }>`select count(*)::int as n from ${sql.table(m.table)} where device_id = ${this.options.deviceId} and version > ${since}`.execute(this.db);
+      const r = await sql<{
+        n: number;
+      }>`select count(*)::int as n from ${sql.table(m.table)} where device_id = ${this.options.deviceId} and version > ${since}`.execute(
+        this.db,
+      );
       total += r.rows[0].n;
     }
-    const t = await sql<{ n: number }>`select count(*)::int as n from owned_tombstones where device_id = ${this.options.deviceId} and version > ${since}`.execute(this.db);
+    const t = await sql<{
+      n: number;
+    }>`select count(*)::int as n from owned_tombstones where device_id = ${this.options.deviceId} and version > ${since}`.execute(
+      this.db,
+    );
     return total + t.rows[0].n;
   }
 

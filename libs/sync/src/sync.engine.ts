@@ -98,19 +98,63 @@ export class SyncEngine {
     // Reset before anything is subscribed, so no heartbeat of this run is wiped.
     await this.devices.markAllPeersOffline(this.db);
     const subjects = new LibrarySubjects(o.libraryId);
-    const transport = (this.transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId));
+    const transport = (this.transport = new JetStreamTransport(
+      o.natsServers,
+      `${o.deviceName} (${o.deviceId})`,
+      subjects,
+      o.deviceId,
+    ));
     const ready = () => transport.connected && this.linked;
     const failed = () => this.metrics.publishFailures.inc();
-    const owned = new OwnedPublisher(this.db, this.ownedRepo, this.state, transport, this.metrics, o.deviceId, o.libraryId);
-    const shared = new SharedPublisher(this.db, this.sharedRepo, this.state, transport, this.metrics, o.deviceId, o.libraryId);
+    const owned = new OwnedPublisher(
+      this.db,
+      this.ownedRepo,
+      this.state,
+      transport,
+      this.metrics,
+      o.deviceId,
+      o.libraryId,
+    );
+    const shared = new SharedPublisher(
+      this.db,
+      this.sharedRepo,
+      this.state,
+      transport,
+      this.metrics,
+      o.deviceId,
+      o.libraryId,
+    );
     this.ownedLoop = new PublishLoop('OwnedPublisher', o.batchWindowMs ?? 100, () => owned.drainOnce(), ready, failed);
-    this.sharedLoop = new PublishLoop('SharedPublisher', o.batchWindowMs ?? 100, () => shared.drainOnce(), ready, failed);
+    this.sharedLoop = new PublishLoop(
+      'SharedPublisher',
+      o.batchWindowMs ?? 100,
+      () => shared.drainOnce(),
+      ready,
+      failed,
+    );
     this.unsubscribe.push(this.signal.on('owned', () => this.ownedLoop?.wake()));
     this.unsubscribe.push(this.signal.on('shared', () => this.sharedLoop?.wake()));
     const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
-    this.rpc = new PeerRpcServer(this.db, this.ownedRepo, this.sharedRepo, this.devices, transport, self, () => this.phase);
+    this.rpc = new PeerRpcServer(
+      this.db,
+      this.ownedRepo,
+      this.sharedRepo,
+      this.devices,
+      transport,
+      self,
+      () => this.phase,
+    );
     this.catchUp = new CatchUpService(this.db, transport, this.devices, this.ownedApplier, this.sharedApplier, self);
-    this.backfill = new BackfillService(this.db, transport, this.catchUp, this.ownedApplier, this.devices, self, o.backfillPauseMs ?? 0, o.backfillWriters ?? 2);
+    this.backfill = new BackfillService(
+      this.db,
+      transport,
+      this.catchUp,
+      this.ownedApplier,
+      this.devices,
+      self,
+      o.backfillPauseMs ?? 0,
+      o.backfillWriters ?? 2,
+    );
     this.presence = new PresenceService(
       this.db,
       this.devices,
@@ -141,8 +185,18 @@ export class SyncEngine {
         await transport.ensureStream();
         const created = await transport.ensureConsumer();
         if (created) this.logger.log('durable consumer (re)created');
-        const hello: HelloMessage = { v: 1, kind: 'hello', library: this.options.libraryId, origin: this.options.deviceId, name: this.options.deviceName };
-        await transport.publishLog(transport.subjects.log('hello', this.options.deviceId), Buffer.from(JSON.stringify(hello)), `hello:${this.options.deviceId}:${Math.floor(Date.now() / 60_000)}`);
+        const hello: HelloMessage = {
+          v: 1,
+          kind: 'hello',
+          library: this.options.libraryId,
+          origin: this.options.deviceId,
+          name: this.options.deviceName,
+        };
+        await transport.publishLog(
+          transport.subjects.log('hello', this.options.deviceId),
+          Buffer.from(JSON.stringify(hello)),
+          `hello:${this.options.deviceId}:${Math.floor(Date.now() / 60_000)}`,
+        );
         for (const id of await this.devices.removed(this.db)) await this.announceRemoval(id);
         this.linked = true;
         if (!this.served) this.served = !!this.rpc?.serve();
@@ -151,7 +205,9 @@ export class SyncEngine {
         this.sharedLoop?.wake(true);
         if (!this.bootstrapped) {
           this.bootstrapped = true;
-          this.booting = this.bootstrap(created).catch((e) => this.logger.error(`start-up failed: ${(e as Error).stack}`));
+          this.booting = this.bootstrap(created).catch((e) =>
+            this.logger.error(`start-up failed: ${(e as Error).stack}`),
+          );
         } else if (created) {
           // the consumer was lost with whatever it held: reconcile with every online peer
           void this.reconcileAll();
@@ -183,7 +239,12 @@ export class SyncEngine {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         // a backlog of one fetch is live traffic, not catching up
-        if (this.linked && this.transport!.connected && (await this.transport!.pending()) <= FETCH_BATCH && !this.catchUpRunning) {
+        if (
+          this.linked &&
+          this.transport!.connected &&
+          (await this.transport!.pending()) <= FETCH_BATCH &&
+          !this.catchUpRunning
+        ) {
           this.phase = 'ready';
           this.logger.log('ready');
           return;
@@ -200,14 +261,14 @@ export class SyncEngine {
     for (let attempt = 0; !this.stopped; attempt++) {
       let peers: WatermarksReply[] = [];
       try {
-        peers = (await this.transport!.gather<WatermarksReply>(this.transport!.subjects.rpcAll('watermarks'), {}, 1500)).filter(
-          (p) => p.deviceId !== this.options.deviceId,
-        );
+        peers = (
+          await this.transport!.gather<WatermarksReply>(this.transport!.subjects.rpcAll('watermarks'), {}, 1500)
+        ).filter((p) => p.deviceId !== this.options.deviceId);
       } catch (e) {
         this.logger.warn(`peer discovery failed: ${(e as Error).message}`);
       }
       if (peers.length === 0 && !(await this.backfill!.hasStarted())) {
-        this.logger.log('no peer online and nothing pulled yet: this is the library\'s first device');
+        this.logger.log("no peer online and nothing pulled yet: this is the library's first device");
         await this.backfill!.finishEmpty();
         return;
       }
@@ -243,14 +304,28 @@ export class SyncEngine {
 
   private async announceRemoval(id: string): Promise<void> {
     const t = this.transport!;
-    const msg: RemovedMessage = { v: 1, kind: 'removed', library: this.options.libraryId, origin: this.options.deviceId, device: id };
-    await t.publishLog(t.subjects.log('removed', this.options.deviceId), Buffer.from(JSON.stringify(msg)), `removed:${id}`);
+    const msg: RemovedMessage = {
+      v: 1,
+      kind: 'removed',
+      library: this.options.libraryId,
+      origin: this.options.deviceId,
+      device: id,
+    };
+    await t.publishLog(
+      t.subjects.log('removed', this.options.deviceId),
+      Buffer.from(JSON.stringify(msg)),
+      `removed:${id}`,
+    );
   }
 
   /** Catches up from every online peer (after the consumer or the stream was lost). */
   async reconcileAll(): Promise<void> {
     try {
-      const peers = await this.transport!.gather<WatermarksReply>(this.transport!.subjects.rpcAll('watermarks'), {}, 1500);
+      const peers = await this.transport!.gather<WatermarksReply>(
+        this.transport!.subjects.rpcAll('watermarks'),
+        {},
+        1500,
+      );
       for (const p of peers) if (p.deviceId !== this.options.deviceId) this.scheduleCatchUp(p.deviceId);
     } catch (e) {
       this.logger.warn(`reconcile failed: ${(e as Error).message}`);
@@ -332,11 +407,16 @@ export class SyncEngine {
       const parsed = LogMessage.safeParse(JSON.parse(raw));
       if (!parsed.success) throw new RejectedMessageError('malformed', describeZodError(parsed.error));
       const msg = parsed.data;
-      if (msg.library !== this.options.libraryId) throw new RejectedMessageError('wrong_library', `library ${msg.library}`);
-      if (msg.origin !== subjectOrigin) throw new RejectedMessageError('origin_mismatch', `subject names ${subjectOrigin}, payload ${msg.origin}`);
+      if (msg.library !== this.options.libraryId)
+        throw new RejectedMessageError('wrong_library', `library ${msg.library}`);
+      if (msg.origin !== subjectOrigin)
+        throw new RejectedMessageError('origin_mismatch', `subject names ${subjectOrigin}, payload ${msg.origin}`);
       return { kind: 'message', msg, raw, state: msg.kind === 'state' ? this.ownedApplier.prepare(msg) : null };
     } catch (e) {
-      const reason = e instanceof RejectedMessageError ? e : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
+      const reason =
+        e instanceof RejectedMessageError
+          ? e
+          : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
       return { kind: 'rejected', origin: subjectOrigin, reason, raw };
     }
   }
@@ -357,8 +437,10 @@ export class SyncEngine {
       if (msg.kind === 'hello') {
         await this.devices.upsertPeer(this.db, { id: msg.origin, name: msg.name, libraryId: msg.library });
       } else if (msg.kind === 'removed') {
-        if (msg.device === this.options.deviceId) this.logger.warn(`device ${msg.origin} removed this device from the library`);
-        else if (await this.devices.markRemoved(this.db, msg.device)) this.logger.log(`device ${msg.device} was removed from the library by ${msg.origin}`);
+        if (msg.device === this.options.deviceId)
+          this.logger.warn(`device ${msg.origin} removed this device from the library`);
+        else if (await this.devices.markRemoved(this.db, msg.device))
+          this.logger.log(`device ${msg.device} was removed from the library by ${msg.origin}`);
       } else if (msg.kind === 'state') {
         if (!(await this.ownedApplier.apply(decoded.state ?? msg))) this.noteGap(msg.origin, 'state');
         this.presence?.scheduleAck(msg.origin);
@@ -381,7 +463,12 @@ export class SyncEngine {
       const sqlState = String((e as { code?: unknown }).code ?? '');
       if (/^2[23]/.test(sqlState)) {
         // a data or integrity error: this message can never apply; retrying would block the queue
-        return this.deadLetter(m, msg.origin, new RejectedMessageError('invalid_data', `${sqlState}: ${(e as Error).message}`), raw);
+        return this.deadLetter(
+          m,
+          msg.origin,
+          new RejectedMessageError('invalid_data', `${sqlState}: ${(e as Error).message}`),
+          raw,
+        );
       }
       this.logger.warn(`applying a message of ${msg.origin} failed (${(e as Error).message}); it will be redelivered`);
       m.nak(1000);
@@ -408,7 +495,9 @@ export class SyncEngine {
   private noteGap(origin: string, kind: string): void {
     if (!this.gaps.has(`${kind}:${origin}`)) this.logger.warn(`gap in the ${kind} stream of ${origin}: catching up`);
     this.gaps.add(`${kind}:${origin}`);
-    void this.devices.get(this.db, origin).then((d) => (d?.online ? this.scheduleCatchUp(origin) : this.reconcileAll()));
+    void this.devices
+      .get(this.db, origin)
+      .then((d) => (d?.online ? this.scheduleCatchUp(origin) : this.reconcileAll()));
   }
 
   /** Deletes change-log rows every active peer has acknowledged. */

@@ -1,4 +1,12 @@
-import { DynamicModule, Inject, Module, ModuleMetadata, OnApplicationBootstrap, OnApplicationShutdown, Provider } from '@nestjs/common';
+import {
+  DynamicModule,
+  Inject,
+  Module,
+  ModuleMetadata,
+  OnApplicationBootstrap,
+  OnApplicationShutdown,
+  Provider,
+} from '@nestjs/common';
 import { DB, Db } from '@lib/db';
 import { ClockService } from './clock/clock.service';
 import { OwnedRepository } from './owned/owned.repository';
@@ -34,7 +42,8 @@ const providers: Provider[] = [
   {
     provide: OwnedWriter,
     inject: [DB, ClockService, OwnedRepository, ChangeSignal, SYNC_OPTIONS],
-    useFactory: (db: Db, c: ClockService, r: OwnedRepository, s: ChangeSignal, o: SyncOptions) => new OwnedWriter(db, c, r, s, o.deviceId),
+    useFactory: (db: Db, c: ClockService, r: OwnedRepository, s: ChangeSignal, o: SyncOptions) =>
+      new OwnedWriter(db, c, r, s, o.deviceId),
   },
   {
     provide: SharedWriter,
@@ -44,9 +53,26 @@ const providers: Provider[] = [
   { provide: SyncMetrics, useFactory: () => new SyncMetrics() },
   {
     provide: SyncEngine,
-    inject: [DB, SYNC_OPTIONS, ClockService, OwnedRepository, SharedRepository, DevicesRepository, ChangeSignal, SyncMetrics],
-    useFactory: (db: Db, o: SyncOptions, c: ClockService, or: OwnedRepository, sr: SharedRepository, d: DevicesRepository, s: ChangeSignal, m: SyncMetrics) =>
-      new SyncEngine(db, o, c, or, sr, d, s, m),
+    inject: [
+      DB,
+      SYNC_OPTIONS,
+      ClockService,
+      OwnedRepository,
+      SharedRepository,
+      DevicesRepository,
+      ChangeSignal,
+      SyncMetrics,
+    ],
+    useFactory: (
+      db: Db,
+      o: SyncOptions,
+      c: ClockService,
+      or: OwnedRepository,
+      sr: SharedRepository,
+      d: DevicesRepository,
+      s: ChangeSignal,
+      m: SyncMetrics,
+    ) => new SyncEngine(db, o, c, or, sr, d, s, m),
   },
   {
     provide: SyncStatusService,
@@ -56,7 +82,18 @@ const providers: Provider[] = [
   },
 ];
 
-const exported = [SyncMetrics, SYNC_OPTIONS, ClockService, OwnedRepository, SharedRepository, DevicesRepository, OwnedWriter, SharedWriter, SyncEngine, SyncStatusService];
+const exported = [
+  SyncMetrics,
+  SYNC_OPTIONS,
+  ClockService,
+  OwnedRepository,
+  SharedRepository,
+  DevicesRepository,
+  OwnedWriter,
+  SharedWriter,
+  SyncEngine,
+  SyncStatusService,
+];
 
 /**
  * The sync engine as a Nest module, global so that the application's modules can inject its
@@ -68,7 +105,12 @@ export class SyncModule implements OnApplicationBootstrap, OnApplicationShutdown
   constructor(@Inject(SyncEngine) private readonly engine: SyncEngine) {}
 
   static forRoot(options: SyncOptions): DynamicModule {
-    return { module: SyncModule, global: true, providers: [{ provide: SYNC_OPTIONS, useValue: options }, ...providers], exports: exported };
+    return {
+      module: SyncModule,
+      global: true,
+      providers: [{ provide: SYNC_OPTIONS, useValue: options }, ...providers],
+      exports: exported,
+    };
   }
 
   static forRootAsync(options: SyncModuleAsyncOptions): DynamicModule {
@@ -76,7 +118,10 @@ export class SyncModule implements OnApplicationBootstrap, OnApplicationShutdown
       module: SyncModule,
       global: true,
       imports: options.imports ?? [],
-      providers: [{ provide: SYNC_OPTIONS, inject: (options.inject ?? []) as never[], useFactory: options.useFactory }, ...providers],
+      providers: [
+        { provide: SYNC_OPTIONS, inject: (options.inject ?? []) as never[], useFactory: options.useFactory },
+        ...providers,
+      ],
       exports: exported,
     };
   }

@@ -7,7 +7,9 @@ const fields = {
   description: text(10_000).nullable(),
 };
 
-export const createAlbumInput = z.object({ id: uuid.optional(), ...fields, description: fields.description.optional() }).strict();
+export const createAlbumInput = z
+  .object({ id: uuid.optional(), ...fields, description: fields.description.optional() })
+  .strict();
 export type CreateAlbumInput = z.output<typeof createAlbumInput>;
 
 export const patchAlbumInput = z.object(fields).partial().strict();

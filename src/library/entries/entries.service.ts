@@ -28,7 +28,9 @@ export class EntriesService {
   async create(input: CreateEntryInput): Promise<{ entry: EntryView; created: boolean }> {
     const row = toRow(input);
     const { row: stored, created } = await this.owned.transact((w) =>
-      createOwnedRow(w, ENTRIES, row, ENTRY_CONTENT, () => requireOwnReference(w, 'locationId', LOCATIONS, row.location_id)),
+      createOwnedRow(w, ENTRIES, row, ENTRY_CONTENT, () =>
+        requireOwnReference(w, 'locationId', LOCATIONS, row.location_id),
+      ),
     );
     return { entry: entryView(stored), created };
   }
@@ -38,14 +40,18 @@ export class EntriesService {
     const rows = items.map(toRow);
     rejectRepeatedIds(rows);
     const clientIds = rows.filter((_, k) => items[k].id !== undefined).map((r) => r.id);
-    const result = rows.length === 0 ? { rows: [], created: 0 } : await this.owned.transact((w) => writeEntryBatch(w, rows, clientIds));
+    const result =
+      rows.length === 0
+        ? { rows: [], created: 0 }
+        : await this.owned.transact((w) => writeEntryBatch(w, rows, clientIds));
     return { items: result.rows.map(entryView), created: result.created };
   }
 
   async update(id: string, patch: PatchEntryInput): Promise<EntryView> {
     const stored = await this.owned.transact((w) =>
       updateOwnedRow(w, ENTRIES, id, entryColumns(patch), ENTRY_CONTENT, async (next, current) => {
-        if (next.location_id !== current.location_id) await requireOwnReference(w, 'locationId', LOCATIONS, next.location_id as string);
+        if (next.location_id !== current.location_id)
+          await requireOwnReference(w, 'locationId', LOCATIONS, next.location_id as string);
       }),
     );
     return entryView(stored);
@@ -62,7 +68,11 @@ export class EntriesService {
   }
 
   async list(filter: EntryFilter, page: PageRequest): Promise<Page<EntryView>> {
-    let q = this.db.selectFrom('entries').selectAll().orderBy('id').limit(page.limit + 1);
+    let q = this.db
+      .selectFrom('entries')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
     if (filter.deviceId) q = q.where('device_id', '=', filter.deviceId);
     if (filter.locationId) q = q.where('location_id', '=', filter.locationId);
     if (page.after) q = q.where('id', '>', page.after);

@@ -29,7 +29,11 @@ export function rejectRepeatedIds(rows: readonly EntryRow[]): void {
  * writer). Items whose id exists with the same content are repeats; any other use of a known id is
  * a conflict for the whole batch. Returns the stored rows in item order and how many are new.
  */
-export async function writeEntryBatch(w: OwnedWrite, rows: readonly EntryRow[], clientIds: readonly string[]): Promise<{ rows: OwnedRow[]; created: number }> {
+export async function writeEntryBatch(
+  w: OwnedWrite,
+  rows: readonly EntryRow[],
+  clientIds: readonly string[],
+): Promise<{ rows: OwnedRow[]; created: number }> {
   const deleted = await deletedOwnedIds(w, ENTRIES, clientIds);
   const existing = await findOwnedRows(w, ENTRIES, clientIds);
   const out: OwnedRow[] = new Array(rows.length);
@@ -49,7 +53,12 @@ export async function writeEntryBatch(w: OwnedWrite, rows: readonly EntryRow[], 
     fresh.push(row);
     freshAt.push(i);
   });
-  await requireOwnReferences(w, LOCATIONS, new Set(locationFirstUse.keys()), (id) => `items[${locationFirstUse.get(id)}].locationId`);
+  await requireOwnReferences(
+    w,
+    LOCATIONS,
+    new Set(locationFirstUse.keys()),
+    (id) => `items[${locationFirstUse.get(id)}].locationId`,
+  );
   const stored = await w.upsert(ENTRIES, fresh);
   stored.forEach((row, k) => (out[freshAt[k]] = row));
   return { rows: out, created: stored.length };

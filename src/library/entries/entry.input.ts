@@ -1,5 +1,18 @@
 import { z } from 'zod';
-import { bytes, canonicalTimestamp, canonicalUuid, fileName, isoDateTime, MAX_NAME, MAX_PATH, parseInput, path, STORABLE, uuid, ZOD_UUID } from '../http/validation';
+import {
+  bytes,
+  canonicalTimestamp,
+  canonicalUuid,
+  fileName,
+  isoDateTime,
+  MAX_NAME,
+  MAX_PATH,
+  parseInput,
+  path,
+  STORABLE,
+  uuid,
+  ZOD_UUID,
+} from '../http/validation';
 
 /** POST /entries, POST /entries/batch and PATCH /entries/:id bodies (API.md). */
 
@@ -75,7 +88,13 @@ export function parseEntryBatch(body: unknown): EntryBatchInput {
   if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
     const keys = Object.keys(body);
     const items = (body as { items?: unknown }).items;
-    if (keys.length === 1 && keys[0] === 'items' && Array.isArray(items) && items.length <= MAX_BATCH && allPlainValid(items)) {
+    if (
+      keys.length === 1 &&
+      keys[0] === 'items' &&
+      Array.isArray(items) &&
+      items.length <= MAX_BATCH &&
+      allPlainValid(items)
+    ) {
       return { items: items as CreateEntryInput[] };
     }
   }
@@ -86,7 +105,10 @@ export const patchEntryInput = z.object(fields).partial().strict();
 export type PatchEntryInput = z.output<typeof patchEntryInput>;
 
 /** Body fields as the entries table's columns (added to `out`). */
-export function entryColumns(input: Partial<Omit<CreateEntryInput, 'id'>>, out: Record<string, unknown> = {}): Record<string, unknown> {
+export function entryColumns(
+  input: Partial<Omit<CreateEntryInput, 'id'>>,
+  out: Record<string, unknown> = {},
+): Record<string, unknown> {
   if (input.locationId !== undefined) out.location_id = canonicalUuid(input.locationId);
   if (input.name !== undefined) out.name = input.name;
   if (input.path !== undefined) out.path = input.path;

@@ -46,7 +46,8 @@ export function parsePageRequest(query: Record<string, unknown>): PageRequest {
   const { limit: rawLimit, cursor: rawCursor } = query;
   let limit = DEFAULT_LIMIT;
   if (rawLimit !== undefined) {
-    if (typeof rawLimit !== 'string' || !/^\d{1,7}$/.test(rawLimit)) throw new InvalidInputError('limit', `expected an integer 1..${MAX_LIMIT}`);
+    if (typeof rawLimit !== 'string' || !/^\d{1,7}$/.test(rawLimit))
+      throw new InvalidInputError('limit', `expected an integer 1..${MAX_LIMIT}`);
     limit = Number(rawLimit);
     if (limit < 1 || limit > MAX_LIMIT) throw new InvalidInputError('limit', `expected 1..${MAX_LIMIT}, got ${limit}`);
   }
@@ -62,8 +63,16 @@ export function parsePageRequest(query: Record<string, unknown>): PageRequest {
  * The page from rows fetched with `limit + 1` (the extra row only says that there is more), so
  * the last page has a null cursor.
  */
-export function toPage<R, T>(rows: readonly R[], req: PageRequest, keyOf: (row: R) => string, view: (row: R) => T): Page<T> {
+export function toPage<R, T>(
+  rows: readonly R[],
+  req: PageRequest,
+  keyOf: (row: R) => string,
+  view: (row: R) => T,
+): Page<T> {
   const served = rows.slice(0, req.limit);
   const more = rows.length > req.limit;
-  return { items: served.map(view), nextCursor: more && served.length ? encodePageCursor(keyOf(served[served.length - 1])) : null };
+  return {
+    items: served.map(view),
+    nextCursor: more && served.length ? encodePageCursor(keyOf(served[served.length - 1])) : null,
+  };
 }

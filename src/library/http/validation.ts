@@ -24,7 +24,8 @@ function describeIssue(issue: ZodIssue, root: string): [field: string, detail: s
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((k) => [fieldPath([...issue.path, k], root), 'unknown field']);
   }
-  if (issue.code === 'invalid_type' && issue.received === 'undefined') return [[fieldPath(issue.path, root), 'required']];
+  if (issue.code === 'invalid_type' && issue.received === 'undefined')
+    return [[fieldPath(issue.path, root), 'required']];
   return [[fieldPath(issue.path, root), issue.message]];
 }
 
@@ -80,9 +81,15 @@ export const fileName = text(MAX_NAME).min(1, 'must not be empty').regex(/\S/, '
 /** A path or mount point: kept as given, not empty. */
 export const path = text(MAX_PATH).min(1, 'must not be empty');
 /** A byte count: a non-negative integer a JS number holds exactly. */
-export const bytes = z.number().int('expected an integer').nonnegative('must not be negative').max(Number.MAX_SAFE_INTEGER);
+export const bytes = z
+  .number()
+  .int('expected an integer')
+  .nonnegative('must not be negative')
+  .max(Number.MAX_SAFE_INTEGER);
 /** An ISO-8601 date-time with zone; see canonicalTimestamp. */
-export const isoDateTime = z.string().datetime({ offset: true, message: 'expected an ISO-8601 date-time, e.g. 2024-05-01T12:00:00Z' });
+export const isoDateTime = z
+  .string()
+  .datetime({ offset: true, message: 'expected an ISO-8601 date-time, e.g. 2024-05-01T12:00:00Z' });
 
 /**
  * Already UTC with milliseconds. Only for strings that passed `isoDateTime` (whose pattern checks

@@ -26,7 +26,9 @@ export class LocationsService {
 
   async create(input: CreateLocationInput): Promise<{ location: LocationView; created: boolean }> {
     const row = { id: givenOrNewId(input.id), volume_id: null, ...locationColumns(input) };
-    const { row: stored, created } = await this.owned.transact((w) => createOwnedRow(w, LOCATIONS, row, CONTENT, () => checkVolume(w, row.volume_id)));
+    const { row: stored, created } = await this.owned.transact((w) =>
+      createOwnedRow(w, LOCATIONS, row, CONTENT, () => checkVolume(w, row.volume_id)),
+    );
     return { location: locationView(stored), created };
   }
 
@@ -51,7 +53,11 @@ export class LocationsService {
   }
 
   async list(filter: { deviceId?: string }, page: PageRequest): Promise<Page<LocationView>> {
-    let q = this.db.selectFrom('locations').selectAll().orderBy('id').limit(page.limit + 1);
+    let q = this.db
+      .selectFrom('locations')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
     if (filter.deviceId) q = q.where('device_id', '=', filter.deviceId);
     if (page.after) q = q.where('id', '>', page.after);
     return toPage(await q.execute(), page, (r) => r.id, locationView);

@@ -43,7 +43,10 @@ export class Memberships {
   /** The entries in the set (those held here), by entry id. */
   async list(parentId: string, page: PageRequest): Promise<Page<EntryView>> {
     const { parent, set, parentColumn } = this.kind;
-    const live = await sql`select 1 from ${sql.table(parent.table)} where id = ${parentId} and deleted_hlc is null`.execute(this.db);
+    const live =
+      await sql`select 1 from ${sql.table(parent.table)} where id = ${parentId} and deleted_hlc is null`.execute(
+        this.db,
+      );
     if (live.rows.length === 0) throw new NotFoundError(parent.name, parentId);
     const after = page.after ? sql`and e.id > ${page.after}` : sql``;
     const res = await sql<Record<string, unknown> & { id: string }>`select e.* from ${sql.table(set.table)} m

@@ -30,7 +30,11 @@ export class MetadataService {
   /** An existing entry's metadata; the defaults when nobody annotated it. */
   async get(entryId: string): Promise<MetadataView> {
     await requireEntry(this.db, entryId);
-    const row = await this.db.selectFrom('user_metadata').select(['favorite', 'hidden', 'notes']).where('entry_id', '=', entryId).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('user_metadata')
+      .select(['favorite', 'hidden', 'notes'])
+      .where('entry_id', '=', entryId)
+      .executeTakeFirst();
     return metadataView(entryId, row ?? NO_METADATA);
   }
 
@@ -43,6 +47,11 @@ export class MetadataService {
       .orderBy('m.entry_id')
       .limit(page.limit + 1);
     if (page.after) q = q.where('m.entry_id', '>', page.after);
-    return toPage(await q.execute(), page, (r) => r.entry_id, (r) => metadataView(r.entry_id, r));
+    return toPage(
+      await q.execute(),
+      page,
+      (r) => r.entry_id,
+      (r) => metadataView(r.entry_id, r),
+    );
   }
 }

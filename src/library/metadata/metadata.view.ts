@@ -10,5 +10,10 @@ export interface MetadataView {
 export const NO_METADATA = { favorite: false, hidden: false, notes: null };
 
 export function metadataView(entryId: string, values: Record<string, unknown>): MetadataView {
-  return { entryId, favorite: values.favorite === true, hidden: values.hidden === true, notes: (values.notes as string | null) ?? null };
+  return {
+    entryId,
+    favorite: values.favorite === true,
+    hidden: values.hidden === true,
+    notes: (values.notes as string | null) ?? null,
+  };
 }

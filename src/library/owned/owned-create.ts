@@ -24,18 +24,31 @@ function normalised(kind: 'text' | 'number' | 'timestamp', v: unknown): unknown 
 }
 
 /** Whether the stored row holds exactly the content of the create. */
-export function sameContent(stored: Record<string, unknown>, wanted: Record<string, unknown>, columns: ContentColumns): boolean {
+export function sameContent(
+  stored: Record<string, unknown>,
+  wanted: Record<string, unknown>,
+  columns: ContentColumns,
+): boolean {
   return Object.entries(columns).every(([c, kind]) => normalised(kind, stored[c]) === normalised(kind, wanted[c]));
 }
 
 /** Why an existing id refuses this create, or null when the create is a repeat. */
-export function conflictOf(model: OwnedModel, existing: OwnedRow, wanted: Record<string, unknown>, columns: ContentColumns, self: string): string | null {
-  if (existing.device_id !== self) return `${model.name} ${existing.id} already exists, owned by device ${existing.device_id}`;
-  if (!sameContent(existing, wanted, columns)) return `${model.name} ${existing.id} already exists with different content`;
+export function conflictOf(
+  model: OwnedModel,
+  existing: OwnedRow,
+  wanted: Record<string, unknown>,
+  columns: ContentColumns,
+  self: string,
+): string | null {
+  if (existing.device_id !== self)
+    return `${model.name} ${existing.id} already exists, owned by device ${existing.device_id}`;
+  if (!sameContent(existing, wanted, columns))
+    return `${model.name} ${existing.id} already exists with different content`;
   return null;
 }
 
-export const deletedConflict = (model: OwnedModel, id: string): string => `${model.name} ${id} was deleted; ids are never reused`;
+export const deletedConflict = (model: OwnedModel, id: string): string =>
+  `${model.name} ${id} was deleted; ids are never reused`;
 
 /** Creates one row, or recognises the repeat of its create; `beforeInsert` checks a new row's references. */
 export async function createOwnedRow(
@@ -58,7 +71,11 @@ export async function createOwnedRow(
 }
 
 /** The rows of `ids` that exist (any owner), by id: one query whatever the number of ids. */
-export async function findOwnedRows(w: OwnedWrite, model: OwnedModel, ids: readonly string[]): Promise<Map<string, OwnedRow>> {
+export async function findOwnedRows(
+  w: OwnedWrite,
+  model: OwnedModel,
+  ids: readonly string[],
+): Promise<Map<string, OwnedRow>> {
   if (ids.length === 0) return new Map();
   const res = await sql<OwnedRow>`select * from ${sql.table(model.table)}
     where id in (select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid) for update`.execute(w.tx);

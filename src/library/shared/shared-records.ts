@@ -35,7 +35,8 @@ export class SharedRecords<V> {
     return this.writer.transact(async (w) => {
       const current = await w.load(this.model, { id });
       if (current) {
-        if (current.deletedHlc !== null) throw new ConflictError(`${this.model.name} ${id} was deleted; ids are never reused`);
+        if (current.deletedHlc !== null)
+          throw new ConflictError(`${this.model.name} ${id} was deleted; ids are never reused`);
         const same = this.fields.every((f) => current.values[f] === values[f]);
         if (!same) throw new ConflictError(`${this.model.name} ${id} already exists with different content`);
         return { record: this.view(id, current.values), created: false };
@@ -72,9 +73,16 @@ export class SharedRecords<V> {
 
   async list(page: PageRequest): Promise<Page<V>> {
     const after = page.after ? sql`and id > ${page.after}` : sql``;
-    const res = await sql<Record<string, unknown> & { id: string }>`select ${this.columns()} from ${sql.table(this.model.table)}
+    const res = await sql<
+      Record<string, unknown> & { id: string }
+    >`select ${this.columns()} from ${sql.table(this.model.table)}
       where deleted_hlc is null ${after} order by id limit ${page.limit + 1}`.execute(this.db);
-    return toPage(res.rows, page, (r) => r.id, (r) => this.view(r.id, r));
+    return toPage(
+      res.rows,
+      page,
+      (r) => r.id,
+      (r) => this.view(r.id, r),
+    );
   }
 
   private columns() {

@@ -8,7 +8,12 @@ const DATABASE_PROBE_TIMEOUT_MS = 5000;
 
 export interface Health {
   healthy: boolean;
-  body: { status: 'ok' | 'unavailable'; database: string; sync: string; nats: 'disabled' | 'connected' | 'disconnected' };
+  body: {
+    status: 'ok' | 'unavailable';
+    database: string;
+    sync: string;
+    nats: 'disabled' | 'connected' | 'disconnected';
+  };
 }
 
 /**
@@ -24,7 +29,12 @@ export class HealthService {
 
   async check(): Promise<Health> {
     const database = await this.probeDatabase();
-    const body = { status: database === 'ok' ? ('ok' as const) : ('unavailable' as const), database, sync: this.engine.phase, nats: this.natsState() };
+    const body = {
+      status: database === 'ok' ? ('ok' as const) : ('unavailable' as const),
+      database,
+      sync: this.engine.phase,
+      nats: this.natsState(),
+    };
     return { healthy: database === 'ok', body };
   }
 

@@ -33,7 +33,9 @@ export class VolumesService {
   }
 
   async update(id: string, patch: PatchVolumeInput): Promise<VolumeView> {
-    const stored = await this.owned.transact((w) => updateOwnedRow(w, VOLUMES, id, volumeColumns(patch), CONTENT, checkFreeBytes));
+    const stored = await this.owned.transact((w) =>
+      updateOwnedRow(w, VOLUMES, id, volumeColumns(patch), CONTENT, checkFreeBytes),
+    );
     return volumeView(stored);
   }
 
@@ -49,7 +51,11 @@ export class VolumesService {
   }
 
   async list(filter: { deviceId?: string }, page: PageRequest): Promise<Page<VolumeView>> {
-    let q = this.db.selectFrom('volumes').selectAll().orderBy('id').limit(page.limit + 1);
+    let q = this.db
+      .selectFrom('volumes')
+      .selectAll()
+      .orderBy('id')
+      .limit(page.limit + 1);
     if (filter.deviceId) q = q.where('device_id', '=', filter.deviceId);
     if (page.after) q = q.where('id', '>', page.after);
     return toPage(await q.execute(), page, (r) => r.id, volumeView);

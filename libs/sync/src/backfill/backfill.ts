@@ -75,17 +75,26 @@ export class BackfillService {
     const owners = Object.keys(plan.state).filter((o) => o !== this.self.id);
     for (const owner of owners) {
       for (const model of [...OWNED_MODELS.map((m) => m.name), TOMBSTONES]) {
-        const item = { owner, model, done: 0, total: model === TOMBSTONES ? null : (source.counts?.[owner]?.[model] ?? 0) };
+        const item = {
+          owner,
+          model,
+          done: 0,
+          total: model === TOMBSTONES ? null : (source.counts?.[owner]?.[model] ?? 0),
+        };
         this.progress.items.push(item);
         await this.pullModel(source.deviceId, owner, model, item);
       }
     }
     const shared = { owner: '*', model: 'shared', done: 0, total: null };
     this.progress.items.push(shared);
-    shared.done = await this.catchUp.transferState(source.deviceId, { ...source, shared: plan.shared, sharedHead: plan.sharedHead }, {
-      load: (model) => this.get(KEY.shared(model)),
-      save: (model, key) => (tx) => this.put(tx, KEY.shared(model), key ?? ''),
-    });
+    shared.done = await this.catchUp.transferState(
+      source.deviceId,
+      { ...source, shared: plan.shared, sharedHead: plan.sharedHead },
+      {
+        load: (model) => this.get(KEY.shared(model)),
+        save: (model, key) => (tx) => this.put(tx, KEY.shared(model), key ?? ''),
+      },
+    );
     await this.db.transaction().execute(async (tx) => {
       for (const owner of owners) {
         await this.devices.ensurePeer(tx, owner);
@@ -96,10 +105,17 @@ export class BackfillService {
     });
     const rows = this.progress.items.reduce((n, i) => n + i.done, 0);
     const ms = Date.now() - started;
-    this.logger.log(`backfill from ${source.name} finished: ${rows} rows in ${ms} ms (${Math.round((rows * 1000) / Math.max(1, ms))} rows/s)`);
+    this.logger.log(
+      `backfill from ${source.name} finished: ${rows} rows in ${ms} ms (${Math.round((rows * 1000) / Math.max(1, ms))} rows/s)`,
+    );
   }
 
-  private async pullModel(source: string, owner: string, model: string, item: { done: number; startedAfter?: string | null }): Promise<void> {
+  private async pullModel(
+    source: string,
+    owner: string,
+    model: string,
+    item: { done: number; startedAfter?: string | null },
+  ): Promise<void> {
     let after = await this.get(KEY.owned(owner, model));
     item.startedAfter = after;
     if (after === DONE) return;
@@ -107,14 +123,29 @@ export class BackfillService {
     // being written: the peer reads, this process checks and Postgres writes, all at once
     type Fetched = { page: OwnedPageReply; prepared: PreparedState | null; n: number };
     const fetchPage = (from: string | null): Promise<Fetched> =>
-      this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(source, 'owned.page'), { owner, after: from, model }, 30_000).then((page) => {
-        const { rows, tombstones } = expandOwnedPage(page);
-        const n = rows.length + tombstones.length;
-        const prepared = page.last
-          ? this.owned.prepare({ v: 1, kind: 'state', library: this.self.libraryId, origin: owner, from: null, to: page.last, rows, tombstones })
-          : null;
-        return { page, prepared, n };
-      });
+      this.transport
+        .request<OwnedPageReply>(
+          this.transport.subjects.rpc(source, 'owned.page'),
+          { owner, after: from, model },
+          30_000,
+        )
+        .then((page) => {
+          const { rows, tombstones } = expandOwnedPage(page);
+          const n = rows.length + tombstones.length;
+          const prepared = page.last
+            ? this.owned.prepare({
+                v: 1,
+                kind: 'state',
+                library: this.self.libraryId,
+                origin: owner,
+                from: null,
+                to: page.last,
+                rows,
+                tombstones,
+              })
+            : null;
+          return { page, prepared, n };
+        });
     // Up to `writers` pages are written at once, each in its own transaction. Their commits are
     // chained: a page commits (with its checkpoint) only after the one before it has, and fails
     // if that one failed, so the checkpoint never passes a page that is not stored.
@@ -158,10 +189,16 @@ export class BackfillService {
     let plan = fresh;
     if (storedText) {
       const stored = JSON.parse(storedText) as Plan;
-      const min = (a: string | undefined, b: string | undefined) => (a === undefined || b === undefined ? undefined : a < b ? a : b);
+      const min = (a: string | undefined, b: string | undefined) =>
+        a === undefined || b === undefined ? undefined : a < b ? a : b;
       const narrow = (a: Record<string, string>, b: Record<string, string>) =>
         Object.fromEntries(Object.keys(b).flatMap((k) => (min(a[k], b[k]) ? [[k, min(a[k], b[k])!]] : [])));
-      plan = { state: narrow(stored.state, fresh.state), shared: narrow(stored.shared, fresh.shared), sharedHead: fresh.sharedHead, source: fresh.source };
+      plan = {
+        state: narrow(stored.state, fresh.state),
+        shared: narrow(stored.shared, fresh.shared),
+        sharedHead: fresh.sharedHead,
+        source: fresh.source,
+      };
       this.logger.log(`resuming backfill from checkpoints with ${source.name}`);
     }
     await this.put(this.db, KEY.plan, JSON.stringify(plan));

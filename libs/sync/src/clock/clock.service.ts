@@ -22,7 +22,9 @@ export class ClockService {
 
   /** Resumes above the last persisted stamp, whatever the wall clock says. */
   async load(db: DbOrTx): Promise<void> {
-    await sql`insert into sync_local_state (key, value) values (${CLOCK_KEY}, ${encodeHlc({ ...HLC_ZERO, node: this.node })}) on conflict (key) do nothing`.execute(db);
+    await sql`insert into sync_local_state (key, value) values (${CLOCK_KEY}, ${encodeHlc({ ...HLC_ZERO, node: this.node })}) on conflict (key) do nothing`.execute(
+      db,
+    );
     const row = await db.selectFrom('sync_local_state').select('value').where('key', '=', CLOCK_KEY).executeTakeFirst();
     if (row) this.raise(decodeHlc(row.value));
   }
@@ -58,7 +60,9 @@ export class ClockService {
   }
 
   private async lockAndSync(tx: DbOrTx): Promise<void> {
-    const row = await sql<{ value: string }>`select value from sync_local_state where key = ${CLOCK_KEY} for update`.execute(tx);
+    const row = await sql<{
+      value: string;
+    }>`select value from sync_local_state where key = ${CLOCK_KEY} for update`.execute(tx);
     this.raise(decodeHlc(row.rows[0].value));
   }
 

@@ -25,14 +25,24 @@ async function digestModel(db: DbOrTx, model: SyncModel): Promise<ModelDigest> {
   const keys = model.kind === 'owned' ? ['id'] : model.keyColumns;
   const columns = model.kind === 'owned' ? model.columns : [...model.keyColumns, ...Object.keys(model.fields)];
   const live =
-    model.kind === 'owned' ? sql`true` : model.deletable ? sql`deleted_hlc is null` : 'present' in model.fields ? sql`present` : sql`true`;
+    model.kind === 'owned'
+      ? sql`true`
+      : model.deletable
+        ? sql`deleted_hlc is null`
+        : 'present' in model.fields
+          ? sql`present`
+          : sql`true`;
   const hash = createHash('sha256');
   let count = 0;
   let after: unknown[] | null = null;
   for (;;) {
     const keyTuple = sql`(${sql.join(keys.map((k) => sql.ref(k)))})`;
-    const cond: RawBuilder<unknown> = after ? sql`${keyTuple} > (${sql.join(after.map((v) => sql`${v}::uuid`))})` : sql`true`;
-    const res: QueryResult<Record<string, unknown>> = await sql<Record<string, unknown>>`select ${sql.join(columns.map((c) => sql.ref(c)))} from ${sql.table(model.table)}
+    const cond: RawBuilder<unknown> = after
+      ? sql`${keyTuple} > (${sql.join(after.map((v) => sql`${v}::uuid`))})`
+      : sql`true`;
+    const res: QueryResult<Record<string, unknown>> = await sql<
+      Record<string, unknown>
+    >`select ${sql.join(columns.map((c) => sql.ref(c)))} from ${sql.table(model.table)}
       where ${live} and ${cond} order by ${sql.join(keys.map((k) => sql.ref(k)))} limit ${PAGE}`.execute(db);
     for (const row of res.rows) {
       const canonical = columns.map((c) => {

@@ -9,7 +9,11 @@ import { ColumnSpec, RowValidator, rowValidator, SQL_TYPES } from './row-validat
 
 const uuid = z.string().uuid();
 // Postgres text cannot hold NUL: refused at the boundary like any other bad value
-const text = (max: number) => z.string().max(max).refine((v) => !v.includes('\u0000'), 'contains a NUL character');
+const text = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((v) => !v.includes('\u0000'), 'contains a NUL character');
 
 export interface OwnedModel {
   readonly kind: 'owned';
@@ -29,7 +33,11 @@ export interface OwnedModel {
    * their location). 'set null': the owner clears the column when the parent goes (a location
    * outlives its volume), which is an ordinary new version of the row.
    */
-  readonly parent?: { readonly model: OwnedModelName; readonly column: string; readonly onDelete: 'cascade' | 'set null' };
+  readonly parent?: {
+    readonly model: OwnedModelName;
+    readonly column: string;
+    readonly onDelete: 'cascade' | 'set null';
+  };
   /** Validates one row as received from a peer. */
   readonly wire: RowValidator;
 }
@@ -53,11 +61,19 @@ export type SharedModelName = 'tags' | 'albums' | 'user_metadata' | 'tag_entries
 export type ModelName = OwnedModelName | SharedModelName;
 export type SyncModel = OwnedModel | SharedModel;
 
-
-const ownedColumns = { id: { type: 'uuid' }, device_id: { type: 'uuid' }, version: { type: 'hlc' }, updated_at: { type: 'timestamp' } } as const;
+const ownedColumns = {
+  id: { type: 'uuid' },
+  device_id: { type: 'uuid' },
+  version: { type: 'hlc' },
+  updated_at: { type: 'timestamp' },
+} as const;
 
 /** An owned model from its column specifications (the one declaration of its synced columns). */
-function owned(m: Omit<OwnedModel, 'kind' | 'table' | 'columns' | 'sqlTypes' | 'timestampColumns' | 'wire'> & { specs: Record<string, ColumnSpec> }): OwnedModel {
+function owned(
+  m: Omit<OwnedModel, 'kind' | 'table' | 'columns' | 'sqlTypes' | 'timestampColumns' | 'wire'> & {
+    specs: Record<string, ColumnSpec>;
+  },
+): OwnedModel {
   const specs = { ...ownedColumns, ...m.specs } as Record<string, ColumnSpec>;
   const { specs: _specs, ...rest } = m;
   return {
@@ -66,7 +82,9 @@ function owned(m: Omit<OwnedModel, 'kind' | 'table' | 'columns' | 'sqlTypes' | '
     table: m.name,
     columns: Object.keys(specs),
     sqlTypes: Object.fromEntries(Object.entries(specs).map(([c, s]) => [c, SQL_TYPES[s.type]])),
-    timestampColumns: Object.entries(specs).filter(([, s]) => s.type === 'timestamp').map(([c]) => c),
+    timestampColumns: Object.entries(specs)
+      .filter(([, s]) => s.type === 'timestamp')
+      .map(([c]) => c),
     wire: rowValidator(specs),
   };
 }
@@ -75,7 +93,12 @@ export const VOLUMES: OwnedModel = owned({
   name: 'volumes',
   order: 0,
   dependsOn: [],
-  specs: { name: { type: 'text', max: 1000 }, mount_point: { type: 'text', max: 4096 }, capacity_bytes: { type: 'bytes' }, free_bytes: { type: 'bytes', nullable: true } },
+  specs: {
+    name: { type: 'text', max: 1000 },
+    mount_point: { type: 'text', max: 4096 },
+    capacity_bytes: { type: 'bytes' },
+    free_bytes: { type: 'bytes', nullable: true },
+  },
 });
 
 export const LOCATIONS: OwnedModel = owned({
@@ -83,7 +106,11 @@ export const LOCATIONS: OwnedModel = owned({
   order: 1,
   dependsOn: ['volumes'],
   parent: { model: 'volumes', column: 'volume_id', onDelete: 'set null' },
-  specs: { volume_id: { type: 'uuid', nullable: true }, name: { type: 'text', max: 1000 }, path: { type: 'text', max: 4096 } },
+  specs: {
+    volume_id: { type: 'uuid', nullable: true },
+    name: { type: 'text', max: 1000 },
+    path: { type: 'text', max: 4096 },
+  },
 });
 
 export const ENTRIES: OwnedModel = owned({
@@ -161,7 +188,16 @@ export const ALBUM_ENTRIES: SharedModel = {
 };
 
 /** Every syncable model in dependency order. */
-export const MODELS: readonly SyncModel[] = [VOLUMES, LOCATIONS, ENTRIES, TAGS, ALBUMS, USER_METADATA, TAG_ENTRIES, ALBUM_ENTRIES];
+export const MODELS: readonly SyncModel[] = [
+  VOLUMES,
+  LOCATIONS,
+  ENTRIES,
+  TAGS,
+  ALBUMS,
+  USER_METADATA,
+  TAG_ENTRIES,
+  ALBUM_ENTRIES,
+];
 export const OWNED_MODELS = MODELS.filter((m): m is OwnedModel => m.kind === 'owned');
 export const SHARED_MODELS = MODELS.filter((m): m is SharedModel => m.kind === 'shared');
 

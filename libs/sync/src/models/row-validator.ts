@@ -45,7 +45,9 @@ function problem(spec: ColumnSpec, v: unknown): string | null {
     case 'bytes':
       return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? null : 'expected a non-negative integer';
     case 'timestamp':
-      return typeof v === 'string' && ISO.test(v) && !Number.isNaN(Date.parse(v)) ? null : 'expected an ISO-8601 timestamp';
+      return typeof v === 'string' && ISO.test(v) && !Number.isNaN(Date.parse(v))
+        ? null
+        : 'expected an ISO-8601 timestamp';
     case 'hlc':
       return typeof v === 'string' && HLC.test(v) ? null : 'expected a clock stamp';
     case 'enum':
@@ -57,7 +59,10 @@ export function rowValidator(specs: Readonly<Record<string, ColumnSpec>>): RowVa
   const columns = Object.keys(specs);
   return {
     safeParse(row: unknown): RowCheck {
-      const fail = (path: string | null, message: string): RowCheck => ({ success: false, error: { issues: [{ path: path ? [path] : [], message }] } });
+      const fail = (path: string | null, message: string): RowCheck => ({
+        success: false,
+        error: { issues: [{ path: path ? [path] : [], message }] },
+      });
       if (typeof row !== 'object' || row === null || Array.isArray(row)) return fail(null, 'expected an object');
       const r = row as Record<string, unknown>;
       for (const key of Object.keys(r)) if (!(key in specs)) return fail(key, 'unknown column');

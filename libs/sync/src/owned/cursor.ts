@@ -32,4 +32,5 @@ export function compareCursor(a: OwnedCursor, b: OwnedCursor): number {
 }
 
 /** The cursor above every change of one version: "everything up to and including this version". */
-export const endOfVersion = (version: string): string => `${version}|${TOMBSTONE_KIND}|ffffffff-ffff-ffff-ffff-ffffffffffff`;
+export const endOfVersion = (version: string): string =>
+  `${version}|${TOMBSTONE_KIND}|ffffffff-ffff-ffff-ffff-ffffffffffff`;

@@ -47,7 +47,10 @@ export class OwnedApplier {
       }
       const r = parsed.data as OwnedRow;
       if (r.device_id !== msg.origin) {
-        throw new RejectedMessageError('not_owner', `rows[${i}]: ${name} ${r.id} belongs to ${r.device_id}, not to the sender ${msg.origin}`);
+        throw new RejectedMessageError(
+          'not_owner',
+          `rows[${i}]: ${name} ${r.id} belongs to ${r.device_id}, not to the sender ${msg.origin}`,
+        );
       }
       if (r.version > maxVersion) maxVersion = r.version;
       const rows = byModel.get(name) ?? new Map<string, OwnedRow>();
@@ -58,11 +61,18 @@ export class OwnedApplier {
     msg.tombstones.forEach((t, i) => {
       if (!ownedModel(t.model)) throw new RejectedMessageError('unknown_model', `tombstones[${i}].model: ${t.model}`);
       if (t.device_id !== msg.origin) {
-        throw new RejectedMessageError('not_owner', `tombstones[${i}]: ${t.model} ${t.id} belongs to ${t.device_id}, not to the sender ${msg.origin}`);
+        throw new RejectedMessageError(
+          'not_owner',
+          `tombstones[${i}]: ${t.model} ${t.id} belongs to ${t.device_id}, not to the sender ${msg.origin}`,
+        );
       }
       if (t.version > maxVersion) maxVersion = t.version;
     });
-    return { byModel: new Map([...byModel].map(([k, v]) => [k, [...v.values()]])), tombstones: msg.tombstones, maxVersion };
+    return {
+      byModel: new Map([...byModel].map(([k, v]) => [k, [...v.values()]])),
+      tombstones: msg.tombstones,
+      maxVersion,
+    };
   }
 
   /**
@@ -102,14 +112,22 @@ export class OwnedApplier {
     this.clock.checkDrift(maxVersion);
     const contiguous = await this.db.transaction().execute(async (tx) => {
       await opts.alsoInTx?.(tx);
-      const items = [...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))), ...tombstones.map((t) => ({ model: t.model, id: t.id }))];
+      const items = [
+        ...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))),
+        ...tombstones.map((t) => ({ model: t.model, id: t.id })),
+      ];
       const foreign = await this.repo.foreignIds(tx, msg.origin, items);
-      if (foreign.length) throw new RejectedMessageError('not_owner', `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`);
+      if (foreign.length)
+        throw new RejectedMessageError(
+          'not_owner',
+          `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`,
+        );
       // What lies at or below our watermark of this owner we hold already, or its delete: a
       // redelivered or overlapping message must not write it again (its tombstone may be
       // collected by now, and the row would come back from the dead).
       const held = (await this.devices.get(tx, msg.origin))?.state_watermark ?? null;
-      const { chunks: fresh, tombstones: freshTombstones } = held === null ? { chunks, tombstones } : above(held, chunks, tombstones);
+      const { chunks: fresh, tombstones: freshTombstones } =
+        held === null ? { chunks, tombstones } : above(held, chunks, tombstones);
       // The clock's row stays locked until commit. Taken before the rows, it queues concurrent
       // applies before they touch any row (no deadlock between them). A caller that orders its own
       // commits (beforeCommit) writes disjoint rows and takes it last, so that the writes overlap.
@@ -132,12 +150,21 @@ export class OwnedApplier {
 }
 
 /** The rows and tombstones of a prepared message whose cursor lies above `held` (chunks reserialised only if cut). */
-function above(held: string, chunks: PreparedState['chunks'], tombstones: Tombstone[]): { chunks: PreparedState['chunks']; tombstones: Tombstone[] } {
+function above(
+  held: string,
+  chunks: PreparedState['chunks'],
+  tombstones: Tombstone[],
+): { chunks: PreparedState['chunks']; tombstones: Tombstone[] } {
   const out: PreparedState['chunks'] = [];
   for (const chunk of chunks) {
-    const rows = chunk.rows.filter((r) => encodeCursor({ version: r.version, kind: chunk.model.order, id: r.id }) > held);
+    const rows = chunk.rows.filter(
+      (r) => encodeCursor({ version: r.version, kind: chunk.model.order, id: r.id }) > held,
+    );
     if (rows.length === chunk.rows.length) out.push(chunk);
     else if (rows.length) out.push({ model: chunk.model, rows, json: JSON.stringify(rows) });
   }
-  return { chunks: out, tombstones: tombstones.filter((t) => encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) > held) };
+  return {
+    chunks: out,
+    tombstones: tombstones.filter((t) => encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) > held),
+  };
 }

@@ -71,7 +71,8 @@ export class OwnedWrite {
       out.updated_at = this.updatedAt;
       return out as OwnedRow;
     });
-    for (let i = 0; i < stamped.length; i += 5000) await this.repo.upsert(this.tx, model, stamped.slice(i, i + 5000), false);
+    for (let i = 0; i < stamped.length; i += 5000)
+      await this.repo.upsert(this.tx, model, stamped.slice(i, i + 5000), false);
     return stamped;
   }
 
@@ -81,11 +82,15 @@ export class OwnedWrite {
    */
   async delete(model: OwnedModel, id: string): Promise<void> {
     await this.requireOwn(model, id);
-    for (const child of OWNED_MODELS.filter((m) => m.parent?.model === model.name && m.parent.onDelete === 'set null')) {
+    for (const child of OWNED_MODELS.filter(
+      (m) => m.parent?.model === model.name && m.parent.onDelete === 'set null',
+    )) {
       const column = sql.ref(child.parent!.column);
       await sql`update ${sql.table(child.table)} set ${column} = null, version = ${this.version}, updated_at = ${this.updatedAt}
         where ${column} = ${id} and device_id = ${this.deviceId}`.execute(this.tx);
     }
-    await this.repo.applyTombstones(this.tx, [{ model: model.name, id, device_id: this.deviceId, version: this.version }]);
+    await this.repo.applyTombstones(this.tx, [
+      { model: model.name, id, device_id: this.deviceId, version: this.version },
+    ]);
   }
 }

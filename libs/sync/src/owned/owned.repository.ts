@@ -40,7 +40,9 @@ export async function collectTombstones(db: DbOrTx, horizons: Map<string, string
 }
 
 /** One element of an owner's change stream, in cursor order. */
-export type OwnedChange = { type: 'row'; model: string; row: OwnedRow; cursor: string } | { type: 'tombstone'; tombstone: Tombstone; cursor: string };
+export type OwnedChange =
+  | { type: 'row'; model: string; row: OwnedRow; cursor: string }
+  | { type: 'tombstone'; tombstone: Tombstone; cursor: string };
 
 function recordset(model: OwnedModel, json: string): RawBuilder<unknown> {
   const defs = model.columns.map((c) => sql.raw(`${c} ${model.sqlTypes[c]}`));
@@ -51,7 +53,9 @@ function recordset(model: OwnedModel, json: string): RawBuilder<unknown> {
 function wireColumns(model: OwnedModel): RawBuilder<unknown> {
   return sql.join(
     model.columns.map((col) =>
-      model.timestampColumns.includes(col) ? sql`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as ${sql.ref(col)}` : sql.ref(col),
+      model.timestampColumns.includes(col)
+        ? sql`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as ${sql.ref(col)}`
+        : sql.ref(col),
     ),
   );
 }
@@ -75,29 +79,46 @@ export class OwnedRepository {
    * and it was not deleted since (remote state); the owner's own writes skip those checks.
    * Returns the number of rows written. `json` is the rows' JSON when the caller has it already.
    */
-  async upsert(db: DbOrTx, model: OwnedModel, rows: readonly Record<string, unknown>[], onlyNewer: boolean, json?: string): Promise<number> {
+  async upsert(
+    db: DbOrTx,
+    model: OwnedModel,
+    rows: readonly Record<string, unknown>[],
+    onlyNewer: boolean,
+    json?: string,
+  ): Promise<number> {
     if (rows.length === 0) return 0;
     const cols = sql.join(model.columns.map((c) => sql.ref(c)));
     const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
-    const updates = sql.join(model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`));
+    const updates = sql.join(
+      model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`),
+    );
     const t = sql.table(model.table);
     const filters: RawBuilder<unknown>[] = [sql`true`];
     if (onlyNewer && (await this.hasTombstones(db, rows, model))) {
-      filters.push(sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`);
+      filters.push(
+        sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`,
+      );
       if (model.parent?.onDelete === 'cascade') {
-        filters.push(sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)} and tp.device_id = x.device_id)`);
+        filters.push(
+          sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)} and tp.device_id = x.device_id)`,
+        );
       }
     }
     const guard = onlyNewer
       ? sql`where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`
       : sql`where ${t}.device_id = excluded.device_id`;
-    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, json ?? JSON.stringify(rows))} where ${sql.join(filters, sql` and `)}
+    const res =
+      await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, json ?? JSON.stringify(rows))} where ${sql.join(filters, sql` and `)}
       on conflict (id) do update set ${updates} ${guard}`.execute(db);
     return Number(res.numAffectedRows ?? 0);
   }
 
   /** Whether any row's owner has tombstones that could shadow these rows (usually not: skip the probes). */
-  private async hasTombstones(db: DbOrTx, rows: readonly Record<string, unknown>[], model: OwnedModel): Promise<boolean> {
+  private async hasTombstones(
+    db: DbOrTx,
+    rows: readonly Record<string, unknown>[],
+    model: OwnedModel,
+  ): Promise<boolean> {
     const owners = [...new Set(rows.map((r) => String(r.device_id)))];
     const models = model.parent?.onDelete === 'cascade' ? [model.name, model.parent.model] : [model.name];
     const hit = await db
@@ -127,14 +148,18 @@ export class OwnedRepository {
     const res = await sql`insert into owned_tombstones (model, id, device_id, version)
       select x.model, x.id, x.device_id, x.version from jsonb_to_recordset(${json}::jsonb) as x(model text, id uuid, device_id uuid, version text)
       on conflict (model, id) do update set version = excluded.version
-      where owned_tombstones.version < excluded.version and owned_tombstones.device_id = excluded.device_id`.execute(db);
+      where owned_tombstones.version < excluded.version and owned_tombstones.device_id = excluded.device_id`.execute(
+      db,
+    );
     for (const model of OWNED_MODELS) {
       const mine = tombstones.filter((t) => t.model === model.name);
       if (mine.length === 0) continue;
       const mj = JSON.stringify(mine);
       await sql`delete from ${sql.table(model.table)} r using jsonb_to_recordset(${mj}::jsonb) as x(id uuid, device_id uuid, version text)
         where r.id = x.id and r.device_id = x.device_id and r.version <= x.version`.execute(db);
-      for (const child of OWNED_MODELS.filter((m) => m.parent?.model === model.name && m.parent.onDelete === 'cascade')) {
+      for (const child of OWNED_MODELS.filter(
+        (m) => m.parent?.model === model.name && m.parent.onDelete === 'cascade',
+      )) {
         await sql`delete from ${sql.table(child.table)} c using jsonb_to_recordset(${mj}::jsonb) as x(id uuid, device_id uuid)
           where ${sql.ref(`c.${child.parent!.column}`)} = x.id and c.device_id = x.device_id`.execute(db);
       }
@@ -152,7 +177,9 @@ export class OwnedRepository {
       const ids = [...new Set(items.filter((i) => i.model === model.name).map((i) => i.id))];
       if (ids.length === 0) continue;
       const json = JSON.stringify(ids);
-      const rows = await sql<{ id: string }>`select id from ${sql.table(model.table)} where id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
+      const rows = await sql<{
+        id: string;
+      }>`select id from ${sql.table(model.table)} where id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
         union all select id from owned_tombstones where model = ${model.name} and id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
         limit 5`.execute(db);
       out.push(...rows.rows.map((r) => `${model.name} ${r.id}`));
@@ -161,7 +188,12 @@ export class OwnedRepository {
   }
 
   async isTombstoned(db: DbOrTx, model: string, id: string): Promise<boolean> {
-    const row = await db.selectFrom('owned_tombstones').select('id').where('model', '=', model).where('id', '=', id).executeTakeFirst();
+    const row = await db
+      .selectFrom('owned_tombstones')
+      .select('id')
+      .where('model', '=', model)
+      .where('id', '=', id)
+      .executeTakeFirst();
     return !!row;
   }
 
@@ -170,7 +202,13 @@ export class OwnedRepository {
    * tombstones, at most `limit`. Each source is read with a keyset query and the pages are merged.
    * `only` restricts it to one model (or TOMBSTONES): a backfill pulls model by model.
    */
-  async changesAfter(db: DbOrTx, owner: string, after: string | null, limit: number, only?: string): Promise<OwnedChange[]> {
+  async changesAfter(
+    db: DbOrTx,
+    owner: string,
+    after: string | null,
+    limit: number,
+    only?: string,
+  ): Promise<OwnedChange[]> {
     // The sources must be read in one snapshot: a write committing between two of the queries
     // would show in a later source only, and the page's last cursor would skip it in the earlier
     // one for good. (A caller passing its own transaction must give it a snapshot too.)
@@ -199,13 +237,25 @@ export class OwnedRepository {
         where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit}`.execute(db);
       for (const r of res.rows) {
         const row = toWire(model, r);
-        out.push({ type: 'row', model: model.name, row, cursor: encodeCursor({ version: row.version, kind: model.order, id: row.id }) });
+        out.push({
+          type: 'row',
+          model: model.name,
+          row,
+          cursor: encodeCursor({ version: row.version, kind: model.order, id: row.id }),
+        });
       }
     }
-    const ts = only && only !== TOMBSTONES ? { rows: [] } : await sql<Tombstone>`select model, id, device_id, version from owned_tombstones
+    const ts =
+      only && only !== TOMBSTONES
+        ? { rows: [] }
+        : await sql<Tombstone>`select model, id, device_id, version from owned_tombstones
       where device_id = ${owner} and ${pageCond(TOMBSTONE_KIND)} order by version, id limit ${limit}`.execute(db);
     for (const t of ts.rows) {
-      out.push({ type: 'tombstone', tombstone: t, cursor: encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) });
+      out.push({
+        type: 'tombstone',
+        tombstone: t,
+        cursor: encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }),
+      });
     }
     out.sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
     return out.slice(0, limit);
@@ -214,7 +264,9 @@ export class OwnedRepository {
   /** Reads one row (any owner) in wire form, optionally locking it. */
   async find(db: DbOrTx, model: OwnedModel, id: string, forUpdate = false): Promise<OwnedRow | null> {
     const lock = forUpdate ? sql`for update` : sql``;
-    const res = await sql<Record<string, unknown>>`select * from ${sql.table(model.table)} where id = ${id} ${lock}`.execute(db);
+    const res = await sql<
+      Record<string, unknown>
+    >`select * from ${sql.table(model.table)} where id = ${id} ${lock}`.execute(db);
     return res.rows[0] ? toWire(model, res.rows[0]) : null;
   }
 

@@ -51,12 +51,24 @@ export class CatchUpService {
     if (after !== null && after >= theirs) return 0;
     let n = 0;
     for (;;) {
-      const page = await this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(peer, 'owned.page'), { owner, after });
+      const page = await this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(peer, 'owned.page'), {
+        owner,
+        after,
+      });
       const last = page.last ?? after;
       // a finished stream vouches up to the peer's watermark; a partial page only up to its end
       const to = page.done || last === null || last > theirs ? theirs : last;
       const { rows, tombstones } = expandOwnedPage(page);
-      await this.owned.apply({ v: 1, kind: 'state', library: this.self.libraryId, origin: owner, from: after, to, rows, tombstones });
+      await this.owned.apply({
+        v: 1,
+        kind: 'state',
+        library: this.self.libraryId,
+        origin: owner,
+        from: after,
+        to,
+        rows,
+        tombstones,
+      });
       n += rows.length + tombstones.length;
       if (page.done || page.last === null) return n;
       after = last;
@@ -90,10 +102,20 @@ export class CatchUpService {
   private async pullSharedLog(peer: string, after: string | null): Promise<number | null> {
     let n = 0;
     for (;;) {
-      const page = await this.transport.request<SharedChangesReply>(this.transport.subjects.rpc(peer, 'shared.changes'), { after });
+      const page = await this.transport.request<SharedChangesReply>(
+        this.transport.subjects.rpc(peer, 'shared.changes'),
+        { after },
+      );
       if (!page.complete) return null;
       if (page.changes.length === 0) return n;
-      await this.shared.apply({ v: 1, kind: 'shared', library: this.self.libraryId, origin: peer, prev: after, changes: page.changes });
+      await this.shared.apply({
+        v: 1,
+        kind: 'shared',
+        library: this.self.libraryId,
+        origin: peer,
+        prev: after,
+        changes: page.changes,
+      });
       n += page.changes.length;
       after = page.changes[page.changes.length - 1].hlc;
       if (page.done) return n;
@@ -104,13 +126,26 @@ export class CatchUpService {
    * A state transfer: every shared record with its field clocks, merged into ours. Afterwards we
    * hold every origin's changes up to what the peer had applied when we asked.
    */
-  async transferState(peer: string, wm: WatermarksReply, checkpoint?: { load(model: string): Promise<string | null>; save: (model: string, key: string | null) => (tx: import('kysely').Transaction<import('@lib/db').Database>) => Promise<void> }): Promise<number> {
+  async transferState(
+    peer: string,
+    wm: WatermarksReply,
+    checkpoint?: {
+      load(model: string): Promise<string | null>;
+      save: (
+        model: string,
+        key: string | null,
+      ) => (tx: import('kysely').Transaction<import('@lib/db').Database>) => Promise<void>;
+    },
+  ): Promise<number> {
     let n = 0;
     for (const model of SHARED_MODELS) {
       let after = checkpoint ? (await checkpoint.load(model.name)) || null : null;
       if (after === 'done') continue;
       for (;;) {
-        const page = await this.transport.request<SnapshotReply>(this.transport.subjects.rpc(peer, 'shared.snapshot'), { model: model.name, after });
+        const page = await this.transport.request<SnapshotReply>(this.transport.subjects.rpc(peer, 'shared.snapshot'), {
+          model: model.name,
+          after,
+        });
         const last = page.records.length ? page.records[page.records.length - 1].key : after;
         const mark = page.done ? 'done' : last;
         n += await this.shared.mergeSnapshot(model, page.records, checkpoint?.save(model.name, mark));

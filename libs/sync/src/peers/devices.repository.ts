@@ -12,7 +12,10 @@ const RESOLVE_SELF_LOCK = 0x5e1f1d;
 export const ALL_ACKNOWLEDGED = '~';
 
 export class IdentityError extends Error {
-  constructor(readonly variable: 'DEVICE_ID' | 'LIBRARY_ID', detail: string) {
+  constructor(
+    readonly variable: 'DEVICE_ID' | 'LIBRARY_ID',
+    detail: string,
+  ) {
     super(`${variable}: ${detail}`);
     this.name = 'IdentityError';
   }
@@ -29,11 +32,19 @@ export class DevicesRepository {
       // two processes starting on one new database would each pick an id (FOR UPDATE locks no row
       // that does not exist yet): the second one waits here and then reads the first one's choice
       await sql`select pg_advisory_xact_lock(${sql.lit(RESOLVE_SELF_LOCK)})`.execute(tx);
-      const stored = await tx.selectFrom('sync_local_state').select(['key', 'value']).where('key', 'in', ['device_id', 'library_id']).forUpdate().execute();
+      const stored = await tx
+        .selectFrom('sync_local_state')
+        .select(['key', 'value'])
+        .where('key', 'in', ['device_id', 'library_id'])
+        .forUpdate()
+        .execute();
       const storedId = stored.find((r) => r.key === 'device_id')?.value ?? null;
       const storedLibrary = stored.find((r) => r.key === 'library_id')?.value ?? null;
       if (storedLibrary && storedLibrary !== opts.libraryId) {
-        throw new IdentityError('LIBRARY_ID', `this database belongs to library ${storedLibrary}, not ${opts.libraryId}`);
+        throw new IdentityError(
+          'LIBRARY_ID',
+          `this database belongs to library ${storedLibrary}, not ${opts.libraryId}`,
+        );
       }
       if (storedId && opts.configuredId && storedId !== opts.configuredId) {
         throw new IdentityError('DEVICE_ID', `this database belongs to device ${storedId}, not ${opts.configuredId}`);
@@ -50,7 +61,9 @@ export class DevicesRepository {
       await tx
         .insertInto('devices')
         .values({ id, name: opts.name, library_id: opts.libraryId, is_self: true, online: true })
-        .onConflict((oc) => oc.column('id').doUpdateSet({ name: opts.name, is_self: true, online: true, removed_at: null }))
+        .onConflict((oc) =>
+          oc.column('id').doUpdateSet({ name: opts.name, is_self: true, online: true, removed_at: null }),
+        )
         .execute();
       return id;
     });
@@ -67,7 +80,11 @@ export class DevicesRepository {
 
   /** Makes sure a device we received changes from is known, without knowing its name yet. */
   async ensurePeer(db: DbOrTx, id: string): Promise<void> {
-    const self = await db.selectFrom('devices').select(['id', 'library_id']).where('is_self', '=', true).executeTakeFirst();
+    const self = await db
+      .selectFrom('devices')
+      .select(['id', 'library_id'])
+      .where('is_self', '=', true)
+      .executeTakeFirst();
     await db
       .insertInto('devices')
       .values({ id, name: id, library_id: self?.library_id ?? id, is_self: false, online: false })
@@ -89,30 +106,51 @@ export class DevicesRepository {
 
   /** Raises a peer's state watermark (our applied position in its owned stream); never lowers it. */
   async raiseStateWatermark(db: DbOrTx, id: string, cursor: string): Promise<void> {
-    await sql`update devices set state_watermark = ${cursor} where id = ${id} and (state_watermark is null or state_watermark < ${cursor})`.execute(db);
+    await sql`update devices set state_watermark = ${cursor} where id = ${id} and (state_watermark is null or state_watermark < ${cursor})`.execute(
+      db,
+    );
   }
 
   async raiseSharedWatermark(db: DbOrTx, id: string, hlc: string): Promise<void> {
-    await sql`update devices set shared_watermark = ${hlc} where id = ${id} and (shared_watermark is null or shared_watermark < ${hlc})`.execute(db);
+    await sql`update devices set shared_watermark = ${hlc} where id = ${id} and (shared_watermark is null or shared_watermark < ${hlc})`.execute(
+      db,
+    );
   }
 
   /** Records how far a peer has applied our streams (from its heartbeat or ack). */
   async recordAcks(db: DbOrTx, id: string, acks: { shared?: string | null; state?: string | null }): Promise<void> {
     if (acks.shared) {
-      await sql`update devices set acked_shared = ${acks.shared} where id = ${id} and (acked_shared is null or acked_shared < ${acks.shared})`.execute(db);
+      await sql`update devices set acked_shared = ${acks.shared} where id = ${id} and (acked_shared is null or acked_shared < ${acks.shared})`.execute(
+        db,
+      );
     }
     if (acks.state) {
-      await sql`update devices set acked_state = ${acks.state} where id = ${id} and (acked_state is null or acked_state < ${acks.state})`.execute(db);
+      await sql`update devices set acked_state = ${acks.state} where id = ${id} and (acked_state is null or acked_state < ${acks.state})`.execute(
+        db,
+      );
     }
   }
 
   /** Stores what a peer reported of every origin's streams (drives tombstone collection). */
-  async recordPeerWatermarks(db: DbOrTx, peer: string, state: Record<string, string>, shared: Record<string, string>): Promise<void> {
+  async recordPeerWatermarks(
+    db: DbOrTx,
+    peer: string,
+    state: Record<string, string>,
+    shared: Record<string, string>,
+  ): Promise<void> {
     const origins = new Set([...Object.keys(state), ...Object.keys(shared)]);
     if (origins.size === 0) return;
     await db
       .insertInto('peer_watermarks')
-      .values([...origins].map((o) => ({ peer_id: peer, origin_id: o, state_watermark: state[o] ?? null, shared_watermark: shared[o] ?? null, updated_at: new Date() })))
+      .values(
+        [...origins].map((o) => ({
+          peer_id: peer,
+          origin_id: o,
+          state_watermark: state[o] ?? null,
+          shared_watermark: shared[o] ?? null,
+          updated_at: new Date(),
+        })),
+      )
       .onConflict((oc) =>
         oc.columns(['peer_id', 'origin_id']).doUpdateSet((eb) => ({
           state_watermark: eb.ref('excluded.state_watermark'),
@@ -129,16 +167,25 @@ export class DevicesRepository {
    * (their tombstones stay): a device offline for a month holds collection back.
    */
   async tombstoneHorizons(db: DbOrTx): Promise<Map<string, string>> {
-    const active = (await db.selectFrom('devices').select(['id', 'is_self', 'state_watermark']).where('removed_at', 'is', null).execute());
+    const active = await db
+      .selectFrom('devices')
+      .select(['id', 'is_self', 'state_watermark'])
+      .where('removed_at', 'is', null)
+      .execute();
     const owners = await db.selectFrom('owned_tombstones').select('device_id').distinct().execute();
-    const reported = await db.selectFrom('peer_watermarks').select(['peer_id', 'origin_id', 'state_watermark']).execute();
+    const reported = await db
+      .selectFrom('peer_watermarks')
+      .select(['peer_id', 'origin_id', 'state_watermark'])
+      .execute();
     const out = new Map<string, string>();
     for (const { device_id: owner } of owners) {
       let min: string | null = null;
       let complete = true;
       for (const d of active) {
         if (d.id === owner) continue;
-        const wm = d.is_self ? active.find((x) => x.id === owner)?.state_watermark : reported.find((r) => r.peer_id === d.id && r.origin_id === owner)?.state_watermark;
+        const wm = d.is_self
+          ? active.find((x) => x.id === owner)?.state_watermark
+          : reported.find((r) => r.peer_id === d.id && r.origin_id === owner)?.state_watermark;
         if (!wm) {
           complete = false;
           break;
@@ -152,7 +199,13 @@ export class DevicesRepository {
 
   /** Takes a device out of the library: it no longer counts for pruning or tombstone collection. */
   async markRemoved(db: DbOrTx, id: string): Promise<boolean> {
-    const res = await db.updateTable('devices').set({ removed_at: new Date(), online: false }).where('id', '=', id).where('is_self', '=', false).where('removed_at', 'is', null).executeTakeFirst();
+    const res = await db
+      .updateTable('devices')
+      .set({ removed_at: new Date(), online: false })
+      .where('id', '=', id)
+      .where('is_self', '=', false)
+      .where('removed_at', 'is', null)
+      .executeTakeFirst();
     return Number(res.numUpdatedRows ?? 0) > 0;
   }
 
@@ -187,7 +240,12 @@ export class DevicesRepository {
    * at all everything published may go: a device that joins later is backfilled from state.
    */
   async minimumSharedAck(db: DbOrTx): Promise<string | null> {
-    const peers = await db.selectFrom('devices').select('acked_shared').where('is_self', '=', false).where('removed_at', 'is', null).execute();
+    const peers = await db
+      .selectFrom('devices')
+      .select('acked_shared')
+      .where('is_self', '=', false)
+      .where('removed_at', 'is', null)
+      .execute();
     if (peers.length === 0) return ALL_ACKNOWLEDGED;
     let min: string | null = null;
     for (const p of peers) {

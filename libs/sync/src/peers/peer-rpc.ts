@@ -48,13 +48,17 @@ export interface OwnedPageReply {
 }
 
 /** Rows of a page as objects (what the applier validates); a malformed page is refused. */
-export function expandOwnedPage(page: OwnedPageReply): { rows: { model: string; row: Record<string, unknown> }[]; tombstones: Tombstone[] } {
+export function expandOwnedPage(page: OwnedPageReply): {
+  rows: { model: string; row: Record<string, unknown> }[];
+  tombstones: Tombstone[];
+} {
   const rows: { model: string; row: Record<string, unknown> }[] = [];
   for (const group of page.rows) {
     const model = ownedModel(group.model);
     if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${group.model}`);
     for (const values of group.values) {
-      if (!Array.isArray(values) || values.length !== model.columns.length) throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
+      if (!Array.isArray(values) || values.length !== model.columns.length)
+        throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
       const row: Record<string, unknown> = {};
       for (let i = 0; i < model.columns.length; i++) row[model.columns[i]] = values[i];
       rows.push({ model: group.model, row });
@@ -122,7 +126,11 @@ export class PeerRpcServer {
   async heads(): Promise<{ ownedHead: string | null; sharedHead: string | null }> {
     let maxVersion: string | null = null;
     for (const table of [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones'] as const) {
-      const r = await this.db.selectFrom(table).select((eb) => eb.fn.max('version').as('v')).where('device_id', '=', this.self.id).executeTakeFirstOrThrow();
+      const r = await this.db
+        .selectFrom(table)
+        .select((eb) => eb.fn.max('version').as('v'))
+        .where('device_id', '=', this.self.id)
+        .executeTakeFirstOrThrow();
       if (r.v && (!maxVersion || r.v > maxVersion)) maxVersion = r.v as string;
     }
     return { ownedHead: maxVersion ? endOfVersion(maxVersion) : null, sharedHead: await this.shared.head(this.db) };
@@ -139,7 +147,11 @@ export class PeerRpcServer {
     let rows = 0;
     const counts: Record<string, Record<string, number>> = {};
     for (const m of OWNED_MODELS) {
-      const byOwner = await this.db.selectFrom(m.table).select((eb) => ['device_id', eb.fn.countAll<number>().as('n')]).groupBy('device_id').execute();
+      const byOwner = await this.db
+        .selectFrom(m.table)
+        .select((eb) => ['device_id', eb.fn.countAll<number>().as('n')])
+        .groupBy('device_id')
+        .execute();
       for (const r of byOwner) {
         (counts[r.device_id] ??= {})[m.name] = Number(r.n);
         rows += Number(r.n);
@@ -161,14 +173,18 @@ export class PeerRpcServer {
   /** An OwnedPageReply, built as text: each change is serialised once, to size the page and to send. */
   async ownedPage(request: unknown): Promise<RawJson> {
     const r = OwnedPageRequest.parse(request);
-    if (r.model && r.model !== TOMBSTONES && !OWNED_MODELS.some((m) => m.name === r.model)) throw new Error(`unknown model ${r.model}`);
+    if (r.model && r.model !== TOMBSTONES && !OWNED_MODELS.some((m) => m.name === r.model))
+      throw new Error(`unknown model ${r.model}`);
     const changes = await this.owned.changesAfter(this.db, r.owner, r.after, PAGE_ROWS, r.model);
     const groups = new Map<string, string[]>();
     const tombstones: string[] = [];
     let size = 256;
     let taken = 0;
     for (const c of changes) {
-      const json = c.type === 'row' ? JSON.stringify(ownedModel(c.model)!.columns.map((col) => c.row[col])) : JSON.stringify(c.tombstone);
+      const json =
+        c.type === 'row'
+          ? JSON.stringify(ownedModel(c.model)!.columns.map((col) => c.row[col]))
+          : JSON.stringify(c.tombstone);
       size += Buffer.byteLength(json) + 1;
       if (size > this.budget && taken > 0) break;
       if (c.type === 'row') {
@@ -180,10 +196,14 @@ export class PeerRpcServer {
       }
       taken++;
     }
-    const rows = [...groups].map(([model, values]) => `{"model":${JSON.stringify(model)},"values":[${values.join(',')}]}`);
+    const rows = [...groups].map(
+      ([model, values]) => `{"model":${JSON.stringify(model)},"values":[${values.join(',')}]}`,
+    );
     const last = taken ? changes[taken - 1].cursor : null;
     const done = changes.length < PAGE_ROWS && taken === changes.length;
-    return new RawJson(`{"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}],"last":${JSON.stringify(last)},"done":${done}}`);
+    return new RawJson(
+      `{"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}],"last":${JSON.stringify(last)},"done":${done}}`,
+    );
   }
 
   async sharedChanges(request: unknown): Promise<SharedChangesReply> {

@@ -121,7 +121,10 @@ export class PresenceService {
     this.transport.publishCore(this.transport.subjects.ack(origin), Buffer.from(JSON.stringify(ack)));
   }
 
-  private parse<T>(schema: { safeParse(x: unknown): { success: true; data: T } | { success: false } }, data: Uint8Array): T | null {
+  private parse<T>(
+    schema: { safeParse(x: unknown): { success: true; data: T } | { success: false } },
+    data: Uint8Array,
+  ): T | null {
     try {
       const r = schema.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
       if (r.success && (r.data as { library: string }).library === this.self.libraryId) return r.data;
@@ -140,7 +143,10 @@ export class PresenceService {
       if (before?.removed_at) return;
       await this.devices.upsertPeer(this.db, { id: hb.origin, name: hb.name, libraryId: this.self.libraryId });
       await this.devices.markSeen(this.db, hb.origin, new Date());
-      await this.devices.recordAcks(this.db, hb.origin, { shared: hb.shared[this.self.id], state: hb.state[this.self.id] });
+      await this.devices.recordAcks(this.db, hb.origin, {
+        shared: hb.shared[this.self.id],
+        state: hb.state[this.self.id],
+      });
       await this.devices.recordPeerWatermarks(this.db, hb.origin, hb.state, hb.shared);
       this.metrics.peerOnline.set({ peer: hb.origin }, 1);
       const behind = await this.behind(hb);
@@ -159,9 +165,15 @@ export class PresenceService {
   private async behind(hb: Heartbeat): Promise<string | null> {
     const mine = new Map((await this.devices.peers(this.db)).map((p) => [p.id, p]));
     const claims: string[] = [];
-    const check = (kind: string, origin: string, theirs: string | null | undefined, ours: string | null | undefined) => {
+    const check = (
+      kind: string,
+      origin: string,
+      theirs: string | null | undefined,
+      ours: string | null | undefined,
+    ) => {
       // our own position is part of the claim: while we are still progressing it is not a stall
-      if (origin !== this.self.id && theirs && (!ours || ours < theirs)) claims.push(`${kind}:${origin}:${theirs}:${ours ?? ''}`);
+      if (origin !== this.self.id && theirs && (!ours || ours < theirs))
+        claims.push(`${kind}:${origin}:${theirs}:${ours ?? ''}`);
     };
     check('state', hb.origin, hb.ownedHead, mine.get(hb.origin)?.state_watermark);
     check('shared', hb.origin, hb.sharedHead, mine.get(hb.origin)?.shared_watermark);

@@ -35,27 +35,41 @@ export class SharedApplier {
       if (!key) throw new RejectedMessageError('invalid_key', `changes[${i}].record_key: ${c.record_key}`);
       // a stamp names the device that issued it: a change stamped by another device is forged
       if (decodeHlc(c.hlc).node !== msg.origin) {
-        throw new RejectedMessageError('not_origin', `changes[${i}].hlc: stamped by ${decodeHlc(c.hlc).node}, sent by ${msg.origin}`);
+        throw new RejectedMessageError(
+          'not_origin',
+          `changes[${i}].hlc: stamped by ${decodeHlc(c.hlc).node}, sent by ${msg.origin}`,
+        );
       }
-      if (c.op === 'delete' && !model.deletable) throw new RejectedMessageError('invalid_op', `changes[${i}].op: ${c.model} cannot be deleted`);
+      if (c.op === 'delete' && !model.deletable)
+        throw new RejectedMessageError('invalid_op', `changes[${i}].op: ${c.model} cannot be deleted`);
       for (const [field, value] of Object.entries(c.fields)) {
         const spec = model.fields[field];
-        if (!spec) throw new RejectedMessageError('invalid_field', `changes[${i}].fields.${field}: not a field of ${c.model}`);
+        if (!spec)
+          throw new RejectedMessageError('invalid_field', `changes[${i}].fields.${field}: not a field of ${c.model}`);
         const ok = spec.schema.safeParse(value);
-        if (!ok.success) throw new RejectedMessageError('invalid_field', `changes[${i}].fields.${field}: ${ok.error.issues[0].message}`);
+        if (!ok.success)
+          throw new RejectedMessageError(
+            'invalid_field',
+            `changes[${i}].fields.${field}: ${ok.error.issues[0].message}`,
+          );
       }
       return { model, key, change: { hlc: c.hlc, op: c.op, fields: c.fields } };
     });
   }
 
   /** Merges a page of a state transfer (records with their field clocks) into ours. */
-  async mergeSnapshot(model: SharedModel, records: { key: string; state: SharedState }[], alsoInTx?: (tx: Transaction<Database>) => Promise<void>): Promise<number> {
+  async mergeSnapshot(
+    model: SharedModel,
+    records: { key: string; state: SharedState }[],
+    alsoInTx?: (tx: Transaction<Database>) => Promise<void>,
+  ): Promise<number> {
     const valid = records.map((r, i) => {
       const key = decodeRecordKey(model, r.key);
       if (!key) throw new RejectedMessageError('invalid_key', `records[${i}].key: ${r.key}`);
       for (const [field, value] of Object.entries(r.state.values)) {
         const spec = model.fields[field];
-        if (!spec || !spec.schema.safeParse(value).success) throw new RejectedMessageError('invalid_field', `records[${i}].values.${field}`);
+        if (!spec || !spec.schema.safeParse(value).success)
+          throw new RejectedMessageError('invalid_field', `records[${i}].values.${field}`);
       }
       return { key, state: r.state };
     });
@@ -87,7 +101,11 @@ export class SharedApplier {
       for (const { model, key, change } of valid) {
         const state = await this.repo.load(tx, model, key, true);
         if (state && !changes(state, change)) continue;
-        if (state && change.op === 'set' && Object.entries(change.fields).some(([f]) => (state.clocks[f] ?? '') > change.hlc)) {
+        if (
+          state &&
+          change.op === 'set' &&
+          Object.entries(change.fields).some(([f]) => (state.clocks[f] ?? '') > change.hlc)
+        ) {
           this.metrics.conflicts.inc({ model: model.name });
         }
         const next = applyChange(state ?? initialState(model), change);

@@ -29,10 +29,25 @@ export class SharedPublisher {
     const rows = await this.repo.unpublished(this.db, PAGE);
     if (rows.length === 0) return false;
     let prev = await this.state.get(this.db, SHARED_PUBLISHED_KEY);
-    for (const batch of splitBySize(rows, (r) => Buffer.byteLength(JSON.stringify(r)) + 1, this.transport.maxPayload - 2048)) {
+    for (const batch of splitBySize(
+      rows,
+      (r) => Buffer.byteLength(JSON.stringify(r)) + 1,
+      this.transport.maxPayload - 2048,
+    )) {
       const last = batch[batch.length - 1].hlc;
-      const msg: SharedMessage = { v: 1, kind: 'shared', library: this.libraryId, origin: this.deviceId, prev, changes: batch };
-      await this.transport.publishLog(this.transport.subjects.log('shared', this.deviceId), Buffer.from(JSON.stringify(msg)), `${this.deviceId}:shared:${last}`);
+      const msg: SharedMessage = {
+        v: 1,
+        kind: 'shared',
+        library: this.libraryId,
+        origin: this.deviceId,
+        prev,
+        changes: batch,
+      };
+      await this.transport.publishLog(
+        this.transport.subjects.log('shared', this.deviceId),
+        Buffer.from(JSON.stringify(msg)),
+        `${this.deviceId}:shared:${last}`,
+      );
       await this.db.transaction().execute(async (tx) => {
         await this.repo.markPublished(tx, last);
         await this.state.set(tx, SHARED_PUBLISHED_KEY, last);

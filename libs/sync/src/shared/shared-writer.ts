@@ -46,12 +46,23 @@ export class SharedWrite {
     return this.write(model, key, 'delete', {});
   }
 
-  private async write(model: SharedModel, key: Record<string, string>, op: SharedChange['op'], fields: Record<string, unknown>): Promise<SharedState> {
+  private async write(
+    model: SharedModel,
+    key: Record<string, string>,
+    op: SharedChange['op'],
+    fields: Record<string, unknown>,
+  ): Promise<SharedState> {
     const hlc = await this.clock.stamp(this.tx);
     const current = (await this.repo.load(this.tx, model, key, true)) ?? initialState(model);
     const next = applyChange(current, { hlc, op, fields });
     await this.repo.save(this.tx, model, key, next);
-    await this.repo.appendChange(this.tx, { hlc, model: model.name, record_key: encodeRecordKey(model, key), op, fields });
+    await this.repo.appendChange(this.tx, {
+      hlc,
+      model: model.name,
+      record_key: encodeRecordKey(model, key),
+      op,
+      fields,
+    });
     return next;
   }
 }

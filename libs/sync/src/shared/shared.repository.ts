@@ -15,10 +15,20 @@ export interface ChangeLogRow {
 
 /** Reads and writes shared records with their field clocks, and this device's change log. */
 export class SharedRepository {
-  async load(db: DbOrTx, model: SharedModel, key: Record<string, string>, forUpdate = false): Promise<SharedState | null> {
-    const where = sql.join(model.keyColumns.map((c) => sql`${sql.ref(c)} = ${key[c]}`), sql` and `);
+  async load(
+    db: DbOrTx,
+    model: SharedModel,
+    key: Record<string, string>,
+    forUpdate = false,
+  ): Promise<SharedState | null> {
+    const where = sql.join(
+      model.keyColumns.map((c) => sql`${sql.ref(c)} = ${key[c]}`),
+      sql` and `,
+    );
     const lock = forUpdate ? sql`for update` : sql``;
-    const res = await sql<Record<string, unknown>>`select * from ${sql.table(model.table)} where ${where} ${lock}`.execute(db);
+    const res = await sql<
+      Record<string, unknown>
+    >`select * from ${sql.table(model.table)} where ${where} ${lock}`.execute(db);
     const row = res.rows[0];
     return row ? this.toState(model, row) : null;
   }
@@ -27,11 +37,22 @@ export class SharedRepository {
     const values: Record<string, unknown> = {};
     for (const f of Object.keys(model.fields)) values[f] = row[f];
     const clocks = typeof row.clocks === 'string' ? JSON.parse(row.clocks) : (row.clocks as Record<string, string>);
-    return { values, clocks, deletedHlc: model.deletable ? ((row.deleted_hlc as string | null) ?? null) : null, updatedHlc: row.updated_hlc as string };
+    return {
+      values,
+      clocks,
+      deletedHlc: model.deletable ? ((row.deleted_hlc as string | null) ?? null) : null,
+      updatedHlc: row.updated_hlc as string,
+    };
   }
 
   async save(db: DbOrTx, model: SharedModel, key: Record<string, string>, state: SharedState): Promise<void> {
-    const cols = [...model.keyColumns, ...Object.keys(model.fields), 'clocks', 'updated_hlc', ...(model.deletable ? ['deleted_hlc'] : [])];
+    const cols = [
+      ...model.keyColumns,
+      ...Object.keys(model.fields),
+      'clocks',
+      'updated_hlc',
+      ...(model.deletable ? ['deleted_hlc'] : []),
+    ];
     const values = [
       ...model.keyColumns.map((c) => sql`${key[c]}`),
       ...Object.keys(model.fields).map((f) => sql`${state.values[f]}`),
@@ -39,18 +60,32 @@ export class SharedRepository {
       sql`${state.updatedHlc}`,
       ...(model.deletable ? [sql`${state.deletedHlc}`] : []),
     ];
-    const updates = cols.filter((c) => !model.keyColumns.includes(c)).map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`);
+    const updates = cols
+      .filter((c) => !model.keyColumns.includes(c))
+      .map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`);
     await sql`insert into ${sql.table(model.table)} (${sql.join(cols.map((c) => sql.ref(c)))}) values (${sql.join(values)})
-      on conflict (${sql.join(model.keyColumns.map((c) => sql.ref(c)))}) do update set ${sql.join(updates)}`.execute(db);
+      on conflict (${sql.join(model.keyColumns.map((c) => sql.ref(c)))}) do update set ${sql.join(updates)}`.execute(
+      db,
+    );
   }
 
   /** One page of a model's records with their field clocks, in key order: a state transfer. */
-  async snapshotPage(db: DbOrTx, model: SharedModel, afterKey: string | null, limit: number): Promise<{ key: string; state: SharedState }[]> {
+  async snapshotPage(
+    db: DbOrTx,
+    model: SharedModel,
+    afterKey: string | null,
+    limit: number,
+  ): Promise<{ key: string; state: SharedState }[]> {
     const keys = sql.join(model.keyColumns.map((c) => sql.ref(c)));
     const after = afterKey ? afterKey.split(':') : null;
     const cond = after ? sql`(${keys}) > (${sql.join(after.map((v) => sql`${v}::uuid`))})` : sql`true`;
-    const res = await sql<Record<string, unknown>>`select * from ${sql.table(model.table)} where ${cond} order by ${keys} limit ${limit}`.execute(db);
-    return res.rows.map((row) => ({ key: model.keyColumns.map((c) => String(row[c])).join(':'), state: this.toState(model, row) }));
+    const res = await sql<
+      Record<string, unknown>
+    >`select * from ${sql.table(model.table)} where ${cond} order by ${keys} limit ${limit}`.execute(db);
+    return res.rows.map((row) => ({
+      key: model.keyColumns.map((c) => String(row[c])).join(':'),
+      state: this.toState(model, row),
+    }));
   }
 
   async appendChange(db: DbOrTx, change: ChangeLogRow): Promise<void> {
@@ -71,12 +106,21 @@ export class SharedRepository {
   }
 
   async markPublished(db: DbOrTx, upTo: string): Promise<void> {
-    await db.updateTable('shared_changes').set({ published: true }).where('published', '=', false).where('hlc', '<=', upTo).execute();
+    await db
+      .updateTable('shared_changes')
+      .set({ published: true })
+      .where('published', '=', false)
+      .where('hlc', '<=', upTo)
+      .execute();
   }
 
   /** Changes after `after` (exclusive), oldest first: what a peer behind us needs. */
   async changesAfter(db: DbOrTx, after: string | null, limit: number): Promise<ChangeLogRow[]> {
-    let q = db.selectFrom('shared_changes').select(['hlc', 'model', 'record_key', 'op', 'fields']).orderBy('hlc').limit(limit);
+    let q = db
+      .selectFrom('shared_changes')
+      .select(['hlc', 'model', 'record_key', 'op', 'fields'])
+      .orderBy('hlc')
+      .limit(limit);
     if (after) q = q.where('hlc', '>', after);
     return q.execute();
   }
@@ -84,19 +128,30 @@ export class SharedRepository {
   /** Deletes published changes at or below `upTo`; returns how many were removed. */
   async pruneUpTo(db: DbOrTx, upTo: string): Promise<number> {
     return executeTx(db, async (tx) => {
-      const gone = await tx.deleteFrom('shared_changes').where('published', '=', true).where('hlc', '<=', upTo).returning('hlc').execute();
+      const gone = await tx
+        .deleteFrom('shared_changes')
+        .where('published', '=', true)
+        .where('hlc', '<=', upTo)
+        .returning('hlc')
+        .execute();
       if (gone.length === 0) return 0;
       const highest = gone.reduce((m, r) => (r.hlc > m ? r.hlc : m), gone[0].hlc);
       // remembered so that a peer asking for changes below it is told to take a state transfer
       await sql`insert into sync_local_state (key, value) values (${PRUNED_KEY}, ${highest})
-        on conflict (key) do update set value = greatest(sync_local_state.value collate "C", excluded.value collate "C")`.execute(tx);
+        on conflict (key) do update set value = greatest(sync_local_state.value collate "C", excluded.value collate "C")`.execute(
+        tx,
+      );
       return gone.length;
     });
   }
 
   /** The highest change ever pruned from our log (null: the log is complete). */
   async prunedUpTo(db: DbOrTx): Promise<string | null> {
-    const row = await db.selectFrom('sync_local_state').select('value').where('key', '=', PRUNED_KEY).executeTakeFirst();
+    const row = await db
+      .selectFrom('sync_local_state')
+      .select('value')
+      .where('key', '=', PRUNED_KEY)
+      .executeTakeFirst();
     return row?.value ?? null;
   }
 
@@ -107,7 +162,10 @@ export class SharedRepository {
   }
 
   async logSize(db: DbOrTx): Promise<number> {
-    const row = await db.selectFrom('shared_changes').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const row = await db
+      .selectFrom('shared_changes')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 

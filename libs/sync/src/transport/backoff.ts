@@ -1,5 +1,10 @@
 /** Exponential backoff with full jitter: attempt 0 → up to baseMs, doubling up to maxMs. */
-export function backoffDelay(attempt: number, baseMs = 200, maxMs = 15_000, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  baseMs = 200,
+  maxMs = 15_000,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }

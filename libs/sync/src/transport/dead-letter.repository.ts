@@ -5,7 +5,10 @@ const noNul = (s: string): string => s.split('\u0000').join('\\u0000');
 
 /** Messages that were refused at the boundary, kept with the reason for an operator to inspect. */
 export class DeadLetterRepository {
-  async record(db: DbOrTx, letter: { subject: string; origin: string | null; reason: string; payload: string }): Promise<void> {
+  async record(
+    db: DbOrTx,
+    letter: { subject: string; origin: string | null; reason: string; payload: string },
+  ): Promise<void> {
     await db
       .insertInto('dead_letters')
       .values({
@@ -18,7 +21,10 @@ export class DeadLetterRepository {
   }
 
   async count(db: DbOrTx): Promise<number> {
-    const row = await db.selectFrom('dead_letters').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const row = await db
+      .selectFrom('dead_letters')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 }

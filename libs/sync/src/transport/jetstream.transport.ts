@@ -26,7 +26,10 @@ export function isNotFound(e: unknown): boolean {
   const api = typeof err?.jsError === 'function' ? err.jsError() : (err?.api_error ?? null);
   if (api && (api.code === 404 || api.err_code === 10059 || api.err_code === 10014)) return true;
   const text = String(err?.message ?? '');
-  return /stream not found|consumer not found|no responders|consumer deleted|stream deleted/i.test(text) || err?.code === '503';
+  return (
+    /stream not found|consumer not found|no responders|consumer deleted|stream deleted/i.test(text) ||
+    err?.code === '503'
+  );
 }
 
 /**
@@ -183,7 +186,12 @@ export class JetStreamTransport {
     const js = this.conn().jetstream();
     const h = headers();
     h.set('Nats-Msg-Id', msgId);
-    await js.publish(subject, payload, { msgID: msgId, headers: h, expect: { streamName: this.subjects.stream }, timeout: 10_000 });
+    await js.publish(subject, payload, {
+      msgID: msgId,
+      headers: h,
+      expect: { streamName: this.subjects.stream },
+      timeout: 10_000,
+    });
   }
 
   /** Messages still waiting in this device's consumer (for the catching_up phase). */
@@ -198,7 +206,12 @@ export class JetStreamTransport {
    * hands them to onMessage one at a time, in order. `decode` (synchronous, pure) runs for the next
    * message as soon as it arrives, while onMessage is still busy with the current one.
    */
-  async fetch<T>(max: number, expiresMs: number, decode: (m: JsMsg) => T, onMessage: (m: JsMsg, decoded: T) => Promise<void>): Promise<number> {
+  async fetch<T>(
+    max: number,
+    expiresMs: number,
+    decode: (m: JsMsg) => T,
+    onMessage: (m: JsMsg, decoded: T) => Promise<void>,
+  ): Promise<number> {
     const js = this.conn().jetstream();
     const consumer = await js.consumers.get(this.subjects.stream, this.subjects.durable(this.deviceId));
     const batch = await consumer.fetch({ max_messages: max, expires: expiresMs });
@@ -241,7 +254,8 @@ export class JetStreamTransport {
         }
         const reply = (body: { ok: boolean; result?: unknown; error?: string }) => {
           try {
-            const text = body.result instanceof RawJson ? `{"ok":true,"result":${body.result.text}}` : JSON.stringify(body);
+            const text =
+              body.result instanceof RawJson ? `{"ok":true,"result":${body.result.text}}` : JSON.stringify(body);
             msg.respond(Buffer.from(text));
           } catch (e) {
             // e.g. larger than the server accepts: say so rather than leave the requester waiting
@@ -281,7 +295,10 @@ export class JetStreamTransport {
   /** Asks everyone listening on subject and collects the replies that arrive within windowMs. */
   async gather<T>(subject: string, payload: unknown, windowMs: number): Promise<T[]> {
     const out: T[] = [];
-    const replies = await this.conn().requestMany(subject, Buffer.from(JSON.stringify(payload)), { strategy: RequestStrategy.Timer, maxWait: windowMs });
+    const replies = await this.conn().requestMany(subject, Buffer.from(JSON.stringify(payload)), {
+      strategy: RequestStrategy.Timer,
+      maxWait: windowMs,
+    });
     try {
       for await (const m of replies) {
         const body = JSON.parse(Buffer.from(m.data).toString('utf8')) as { ok: boolean; result?: T };

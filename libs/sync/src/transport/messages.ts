@@ -22,9 +22,14 @@ function isStateRow(v: unknown): v is { model: string; row: Record<string, unkno
     if (k !== 'model' && k !== 'row') return false;
     keys++;
   }
-  return keys === 2 && typeof o.model === 'string' && typeof o.row === 'object' && o.row !== null && !Array.isArray(o.row);
+  return (
+    keys === 2 && typeof o.model === 'string' && typeof o.row === 'object' && o.row !== null && !Array.isArray(o.row)
+  );
 }
-const stateRow = z.custom<{ model: string; row: Record<string, unknown> }>(isStateRow, 'expected {model: string, row: object}');
+const stateRow = z.custom<{ model: string; row: Record<string, unknown> }>(
+  isStateRow,
+  'expected {model: string, row: object}',
+);
 
 /** Owned state of one owner: rows and tombstones in cursor order, after `from` up to `to`. */
 export const StateMessage = z
@@ -94,7 +99,9 @@ export const Heartbeat = z
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
 /** Explicit acknowledgement of an origin's shared changes, sent soon after applying them. */
-export const AckMessage = z.object({ ...base, kind: z.literal('ack'), target: uuid, shared: hlc.nullable(), state: cursor.nullable() }).strict();
+export const AckMessage = z
+  .object({ ...base, kind: z.literal('ack'), target: uuid, shared: hlc.nullable(), state: cursor.nullable() })
+  .strict();
 export type AckMessage = z.infer<typeof AckMessage>;
 
 /** Human-readable reason of a failed parse: the first issues with their paths. */

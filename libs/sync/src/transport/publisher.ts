@@ -32,16 +32,19 @@ export class PublishLoop {
       return;
     }
     if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.running = this.run().finally(() => {
-        this.running = null;
-        if (this.again) {
-          this.again = false;
-          this.wake(true);
-        }
-      });
-    }, immediate ? 0 : this.windowMs);
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.running = this.run().finally(() => {
+          this.running = null;
+          if (this.again) {
+            this.again = false;
+            this.wake(true);
+          }
+        });
+      },
+      immediate ? 0 : this.windowMs,
+    );
   }
 
   private async run(): Promise<void> {
@@ -55,7 +58,8 @@ export class PublishLoop {
       } catch (e) {
         this.onFailure();
         const delay = backoffDelay(attempt++);
-        if (attempt === 1 || attempt % 10 === 0) this.logger.warn(`publish failed (${(e as Error).message}); retrying in ${delay} ms`);
+        if (attempt === 1 || attempt % 10 === 0)
+          this.logger.warn(`publish failed (${(e as Error).message}); retrying in ${delay} ms`);
         await sleep(delay, this.abort.signal);
       }
     }

@@ -18,7 +18,9 @@ export class LibrarySubjects {
   /** The origin device named by a log subject, or null when the subject is not one of ours. */
   originOf(subject: string): string | null {
     const parts = subject.split('.');
-    return parts.length === 5 && parts[0] === 'sync' && parts[1] === this.libraryId && parts[2] === 'log' ? parts[4] : null;
+    return parts.length === 5 && parts[0] === 'sync' && parts[1] === this.libraryId && parts[2] === 'log'
+      ? parts[4]
+      : null;
   }
   get presenceAll(): string {
     return `sync.${this.libraryId}.presence.*`;
