@@ -20,7 +20,7 @@ import {
 import { encodeCursor, TOMBSTONE_KIND } from '@lib/sync/owned/cursor';
 import { OwnedWriter } from '@lib/sync/owned/owned-writer';
 import { OwnedChange, OwnedRepository, OwnedRow, Tombstone } from '@lib/sync/owned/owned.repository';
-import { ALL_ACKNOWLEDGED, DevicesRepository, IdentityError } from '@lib/sync/peers/devices.repository';
+import { ALL_ACKNOWLEDGED, DevicesRepository, IdentityError } from '@lib/sync/store/devices.repository';
 import { SharedRepository } from '@lib/sync/shared/shared.repository';
 import { SharedWriter } from '@lib/sync/shared/shared-writer';
 import { ChangeKind, ChangeSignal } from '@lib/sync/sync.signals';

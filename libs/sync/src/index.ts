@@ -13,7 +13,7 @@ export * from './owned/owned-writer';
 export * from './shared/merge';
 export * from './shared/shared.repository';
 export * from './shared/shared-writer';
-export * from './peers/devices.repository';
+export * from './store/devices.repository';
 export * from './metrics';
 export * from './transport/messages';
 export * from './transport/subjects';

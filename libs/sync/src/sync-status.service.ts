@@ -1,9 +1,9 @@
-import { sql } from 'kysely';
 import type { Db } from '@lib/db';
 import type { ClockService } from './clock/clock.service';
 import { computeDigest, ModelDigest } from './models/digest';
-import { OWNED_MODELS } from './models/registry';
-import type { DevicesRepository } from './peers/devices.repository';
+import type { OwnedRepository } from './owned/owned.repository';
+import { DeadLetterRepository } from './store/dead-letters.repository';
+import type { DevicesRepository } from './store/devices.repository';
 import type { SharedRepository } from './shared/shared.repository';
 import type { SyncEngine } from './sync.engine';
 import type { SyncOptions, SyncPhase } from './sync.options';
@@ -44,8 +44,10 @@ export class SyncStatusService {
     private readonly clock: ClockService,
     private readonly devices: DevicesRepository,
     private readonly shared: SharedRepository,
+    private readonly owned: OwnedRepository,
     private readonly engine: SyncEngine,
   ) {}
+  private readonly deadLetters = new DeadLetterRepository();
 
   async status(): Promise<SyncStatus> {
     const peers = await this.devices.peers(this.db);
@@ -72,34 +74,17 @@ export class SyncStatusService {
       natsConnected: this.engine.natsConnected,
       clockDriftHeld: this.engine.clockDriftHeld,
       backfill: this.engine.backfill?.progress.source ? this.engine.backfill.progress : null,
-      deadLetters: Number(
-        (await sql<{ n: number }>`select count(*)::int as n from dead_letters`.execute(this.db)).rows[0].n,
-      ),
+      deadLetters: await this.deadLetters.count(this.db),
     };
   }
 
   /** Our changes the peer has not acknowledged yet: shared log rows and owned rows/tombstones. */
   private async pendingFor(ackedShared: string | null, ackedState: string | null): Promise<number> {
     const since = ackedState ? decodeCursor(ackedState).version : '';
-    let total = 0;
-    const shared = await sql<{
-      n: number;
-    }>`select count(*)::int as n from shared_changes where hlc > ${ackedShared ?? ''}`.execute(this.db);
-    total += shared.rows[0].n;
-    for (const m of OWNED_MODELS) {
-      const r = await sql<{
-        n: number;
-      }>`select count(*)::int as n from ${sql.table(m.table)} where device_id = ${this.options.deviceId} and version > ${since}`.execute(
-        this.db,
-      );
-      total += r.rows[0].n;
-    }
-    const t = await sql<{
-      n: number;
-    }>`select count(*)::int as n from owned_tombstones where device_id = ${this.options.deviceId} and version > ${since}`.execute(
-      this.db,
+    return (
+      (await this.shared.countAfter(this.db, ackedShared)) +
+      (await this.owned.countChangesAfter(this.db, this.options.deviceId, since))
     );
-    return total + t.rows[0].n;
   }
 
   async digest(): Promise<{ models: Record<string, ModelDigest> }> {

@@ -11,7 +11,7 @@ import { DB, Db } from '@lib/db';
 import { ClockService } from './clock/clock.service';
 import { OwnedRepository } from './owned/owned.repository';
 import { OwnedWriter } from './owned/owned-writer';
-import { DevicesRepository } from './peers/devices.repository';
+import { DevicesRepository } from './store/devices.repository';
 import { SharedRepository } from './shared/shared.repository';
 import { SharedWriter } from './shared/shared-writer';
 import { SyncEngine } from './sync.engine';
@@ -76,9 +76,16 @@ const providers: Provider[] = [
   },
   {
     provide: SyncStatusService,
-    inject: [DB, SYNC_OPTIONS, ClockService, DevicesRepository, SharedRepository, SyncEngine],
-    useFactory: (db: Db, o: SyncOptions, c: ClockService, d: DevicesRepository, s: SharedRepository, e: SyncEngine) =>
-      new SyncStatusService(db, o, c, d, s, e),
+    inject: [DB, SYNC_OPTIONS, ClockService, DevicesRepository, SharedRepository, OwnedRepository, SyncEngine],
+    useFactory: (
+      db: Db,
+      o: SyncOptions,
+      c: ClockService,
+      d: DevicesRepository,
+      s: SharedRepository,
+      or: OwnedRepository,
+      e: SyncEngine,
+    ) => new SyncStatusService(db, o, c, d, s, or, e),
   },
 ];
 

@@ -1,11 +1,11 @@
 import { Logger } from '@nestjs/common';
-import type { Transaction } from 'kysely';
-import type { Database, Db } from '@lib/db';
+import type { Db, DbOrTx } from '@lib/db';
 import { OWNED_MODELS } from '../models/registry';
 import type { OwnedApplier, PreparedState } from '../owned/owned-applier';
 import { TOMBSTONES } from '../owned/owned.repository';
 import type { CatchUpService } from '../peers/catch-up';
-import type { DevicesRepository } from '../peers/devices.repository';
+import { CheckpointsRepository } from '../store/checkpoints.repository';
+import type { DevicesRepository } from '../store/devices.repository';
 import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../peers/peer-rpc';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
 
@@ -41,6 +41,7 @@ export interface BackfillProgress {
 export class BackfillService {
   private readonly logger = new Logger('Backfill');
   progress: BackfillProgress = { source: null, items: [] };
+  private readonly checkpoints = new CheckpointsRepository();
 
   constructor(
     private readonly db: Db,
@@ -100,7 +101,7 @@ export class BackfillService {
         await this.devices.ensurePeer(tx, owner);
         await this.devices.raiseStateWatermark(tx, owner, plan.state[owner]);
       }
-      await tx.deleteFrom('sync_checkpoints').where('key', 'like', 'backfill:%').execute();
+      await this.checkpoints.clear(tx, 'backfill:');
       await this.put(tx, KEY.finished, DONE);
     });
     const rows = this.progress.items.reduce((n, i) => n + i.done, 0);
@@ -205,16 +206,11 @@ export class BackfillService {
     return plan;
   }
 
-  private async get(key: string): Promise<string | null> {
-    const row = await this.db.selectFrom('sync_checkpoints').select('value').where('key', '=', key).executeTakeFirst();
-    return row?.value ?? null;
+  private get(key: string): Promise<string | null> {
+    return this.checkpoints.get(this.db, key);
   }
 
-  private async put(db: Db | Transaction<Database>, key: string, value: string): Promise<void> {
-    await db
-      .insertInto('sync_checkpoints')
-      .values({ key, value, updated_at: new Date() })
-      .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: new Date() }))
-      .execute();
+  private put(db: DbOrTx, key: string, value: string): Promise<void> {
+    return this.checkpoints.set(db, key, value);
   }
 }

@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
 import type { DbOrTx } from '@lib/db';
 import { ClockDriftError } from '../errors';
+import { LocalStateRepository } from '../store/local-state.repository';
 import { decodeHlc, driftAhead, encodeHlc, Hlc, HLC_ZERO, receive, tick, compareHlc } from './hlc';
 
 const CLOCK_KEY = 'hlc';
@@ -13,6 +13,7 @@ const CLOCK_KEY = 'hlc';
  */
 export class ClockService {
   private last: Hlc = HLC_ZERO;
+  private readonly state = new LocalStateRepository();
 
   constructor(
     readonly node: string,
@@ -22,11 +23,9 @@ export class ClockService {
 
   /** Resumes above the last persisted stamp, whatever the wall clock says. */
   async load(db: DbOrTx): Promise<void> {
-    await sql`insert into sync_local_state (key, value) values (${CLOCK_KEY}, ${encodeHlc({ ...HLC_ZERO, node: this.node })}) on conflict (key) do nothing`.execute(
-      db,
-    );
-    const row = await db.selectFrom('sync_local_state').select('value').where('key', '=', CLOCK_KEY).executeTakeFirst();
-    if (row) this.raise(decodeHlc(row.value));
+    await this.state.setMissing(db, { [CLOCK_KEY]: encodeHlc({ ...HLC_ZERO, node: this.node }) });
+    const value = await this.state.get(db, CLOCK_KEY);
+    if (value) this.raise(decodeHlc(value));
   }
 
   /** The current clock value (not a new stamp). */
@@ -60,15 +59,13 @@ export class ClockService {
   }
 
   private async lockAndSync(tx: DbOrTx): Promise<void> {
-    const row = await sql<{
-      value: string;
-    }>`select value from sync_local_state where key = ${CLOCK_KEY} for update`.execute(tx);
-    this.raise(decodeHlc(row.rows[0].value));
+    const { [CLOCK_KEY]: value } = await this.state.getForUpdate(tx, [CLOCK_KEY]);
+    this.raise(decodeHlc(value!));
   }
 
   private async persist(tx: DbOrTx): Promise<string> {
     const text = encodeHlc(this.last);
-    await tx.updateTable('sync_local_state').set({ value: text }).where('key', '=', CLOCK_KEY).execute();
+    await this.state.set(tx, CLOCK_KEY, text);
     return text;
   }
 }

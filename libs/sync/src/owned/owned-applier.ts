@@ -4,7 +4,7 @@ import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
-import type { DevicesRepository } from '../peers/devices.repository';
+import type { DevicesRepository } from '../store/devices.repository';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
 import { encodeCursor, TOMBSTONE_KIND } from './cursor';

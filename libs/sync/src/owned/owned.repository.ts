@@ -261,6 +261,20 @@ export class OwnedRepository {
     return out.slice(0, limit);
   }
 
+  /** How many of owner's rows and tombstones changed after `version` (a peer's pending count). */
+  async countChangesAfter(db: DbOrTx, owner: string, version: string): Promise<number> {
+    let total = 0;
+    for (const table of [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones']) {
+      const r = await sql<{
+        n: number;
+      }>`select count(*)::int as n from ${sql.table(table)} where device_id = ${owner} and version > ${version}`.execute(
+        db,
+      );
+      total += r.rows[0].n;
+    }
+    return total;
+  }
+
   /** Reads one row (any owner) in wire form, optionally locking it. */
   async find(db: DbOrTx, model: OwnedModel, id: string, forUpdate = false): Promise<OwnedRow | null> {
     const lock = forUpdate ? sql`for update` : sql``;

@@ -4,7 +4,7 @@ import type { OwnedApplier } from '../owned/owned-applier';
 import { SHARED_MODELS } from '../models/registry';
 import type { SharedApplier } from '../shared/shared-applier';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
-import type { DevicesRepository } from './devices.repository';
+import type { DevicesRepository } from '../store/devices.repository';
 import { expandOwnedPage, OwnedPageReply, SharedChangesReply, SnapshotReply, WatermarksReply } from './peer-rpc';
 
 /**

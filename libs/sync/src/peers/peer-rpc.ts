@@ -7,7 +7,7 @@ import { TOMBSTONES } from '../owned/owned.repository';
 import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow, SharedRepository } from '../shared/shared.repository';
 import { JetStreamTransport, RawJson } from '../transport/jetstream.transport';
-import type { DevicesRepository } from './devices.repository';
+import type { DevicesRepository } from '../store/devices.repository';
 import { endOfVersion } from '../owned/cursor';
 
 /**

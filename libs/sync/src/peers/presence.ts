@@ -4,7 +4,7 @@ import type { ClockService } from '../clock/clock.service';
 import type { SyncMetrics } from '../metrics';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
 import { AckMessage, Heartbeat } from '../transport/messages';
-import type { DevicesRepository } from './devices.repository';
+import type { DevicesRepository } from '../store/devices.repository';
 
 export interface PresenceEvents {
   /** A peer that was offline (or unknown) sent a heartbeat. */
@@ -66,18 +66,6 @@ export class PresenceService {
     }
   }
 
-  /** Our watermarks of every origin: what we have applied of each peer's streams. */
-  private async watermarks(): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
-    const peers = await this.devices.peers(this.db);
-    const state: Record<string, string> = {};
-    const shared: Record<string, string> = {};
-    for (const p of peers) {
-      if (p.state_watermark) state[p.id] = p.state_watermark;
-      if (p.shared_watermark) shared[p.id] = p.shared_watermark;
-    }
-    return { state, shared };
-  }
-
   async beat(): Promise<void> {
     if (!this.transport.connected) return;
     const hb: Heartbeat = {
@@ -88,7 +76,7 @@ export class PresenceService {
       name: this.self.name,
       phase: this.phase(),
       hlc: this.clock.current(),
-      ...(await this.watermarks()),
+      ...(await this.devices.watermarks(this.db)),
       ...(await this.heads()),
     };
     this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));

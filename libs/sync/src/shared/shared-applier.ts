@@ -5,7 +5,7 @@ import { decodeHlc } from '../clock/hlc';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
 import { decodeRecordKey, SharedModel, sharedModel } from '../models/registry';
-import type { DevicesRepository } from '../peers/devices.repository';
+import type { DevicesRepository } from '../store/devices.repository';
 import type { SharedMessage } from '../transport/messages';
 import { applyChange, changes, initialState, mergeStates, SharedChange, SharedState } from './merge';
 import type { SharedRepository } from './shared.repository';

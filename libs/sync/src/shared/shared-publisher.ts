@@ -2,7 +2,7 @@ import type { Db } from '@lib/db';
 import { splitBySize } from '../transport/batching';
 import type { SyncMetrics } from '../metrics';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
-import type { LocalStateRepository } from '../transport/local-state.repository';
+import type { LocalStateRepository } from '../store/local-state.repository';
 import type { SharedMessage } from '../transport/messages';
 import type { SharedRepository } from './shared.repository';
 

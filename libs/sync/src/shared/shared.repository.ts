@@ -1,9 +1,11 @@
 import { sql } from 'kysely';
 import { DbOrTx, executeTx } from '@lib/db';
 
-const PRUNED_KEY = 'shared_pruned_upto';
 import type { SharedModel } from '../models/registry';
+import { LocalStateRepository } from '../store/local-state.repository';
 import type { SharedState } from './merge';
+
+const PRUNED_KEY = 'shared_pruned_upto';
 
 export interface ChangeLogRow {
   hlc: string;
@@ -15,6 +17,8 @@ export interface ChangeLogRow {
 
 /** Reads and writes shared records with their field clocks, and this device's change log. */
 export class SharedRepository {
+  private readonly localState = new LocalStateRepository();
+
   async load(
     db: DbOrTx,
     model: SharedModel,
@@ -137,22 +141,14 @@ export class SharedRepository {
       if (gone.length === 0) return 0;
       const highest = gone.reduce((m, r) => (r.hlc > m ? r.hlc : m), gone[0].hlc);
       // remembered so that a peer asking for changes below it is told to take a state transfer
-      await sql`insert into sync_local_state (key, value) values (${PRUNED_KEY}, ${highest})
-        on conflict (key) do update set value = greatest(sync_local_state.value collate "C", excluded.value collate "C")`.execute(
-        tx,
-      );
+      await this.localState.raise(tx, PRUNED_KEY, highest);
       return gone.length;
     });
   }
 
   /** The highest change ever pruned from our log (null: the log is complete). */
   async prunedUpTo(db: DbOrTx): Promise<string | null> {
-    const row = await db
-      .selectFrom('sync_local_state')
-      .select('value')
-      .where('key', '=', PRUNED_KEY)
-      .executeTakeFirst();
-    return row?.value ?? null;
+    return this.localState.get(db, PRUNED_KEY);
   }
 
   /** Our newest change (committed), pruned or not. */
@@ -167,6 +163,14 @@ export class SharedRepository {
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     return Number(row.n);
+  }
+
+  /** How many changes of our log come after `after` (all of them for null). */
+  async countAfter(db: DbOrTx, after: string | null): Promise<number> {
+    const r = await sql<{
+      n: number;
+    }>`select count(*)::int as n from shared_changes where hlc > ${after ?? ''}`.execute(db);
+    return r.rows[0].n;
   }
 
   /** The oldest change still in the log; a peer whose watermark is below it needs a state transfer. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db, DbOrTx, DevicesTable } from '@lib/db';
 import type { Selectable } from 'kysely';
+import { LocalStateRepository } from './local-state.repository';
 
 export type DeviceRow = Selectable<DevicesTable>;
 
@@ -23,6 +24,8 @@ export class IdentityError extends Error {
 
 /** The devices table: this device and its peers, the source of truth for who is in the library. */
 export class DevicesRepository {
+  private readonly localState = new LocalStateRepository();
+
   /**
    * This device's id: the configured one, else the one persisted in its database, else a new one
    * (persisted). A database belongs to one device of one library for its whole life.
@@ -32,14 +35,9 @@ export class DevicesRepository {
       // two processes starting on one new database would each pick an id (FOR UPDATE locks no row
       // that does not exist yet): the second one waits here and then reads the first one's choice
       await sql`select pg_advisory_xact_lock(${sql.lit(RESOLVE_SELF_LOCK)})`.execute(tx);
-      const stored = await tx
-        .selectFrom('sync_local_state')
-        .select(['key', 'value'])
-        .where('key', 'in', ['device_id', 'library_id'])
-        .forUpdate()
-        .execute();
-      const storedId = stored.find((r) => r.key === 'device_id')?.value ?? null;
-      const storedLibrary = stored.find((r) => r.key === 'library_id')?.value ?? null;
+      const stored = await this.localState.getForUpdate(tx, ['device_id', 'library_id']);
+      const storedId = stored.device_id ?? null;
+      const storedLibrary = stored.library_id ?? null;
       if (storedLibrary && storedLibrary !== opts.libraryId) {
         throw new IdentityError(
           'LIBRARY_ID',
@@ -50,14 +48,7 @@ export class DevicesRepository {
         throw new IdentityError('DEVICE_ID', `this database belongs to device ${storedId}, not ${opts.configuredId}`);
       }
       const id = storedId ?? opts.configuredId ?? randomUUID();
-      await tx
-        .insertInto('sync_local_state')
-        .values([
-          { key: 'device_id', value: id },
-          { key: 'library_id', value: opts.libraryId },
-        ])
-        .onConflict((oc) => oc.column('key').doNothing())
-        .execute();
+      await this.localState.setMissing(tx, { device_id: id, library_id: opts.libraryId });
       await tx
         .insertInto('devices')
         .values({ id, name: opts.name, library_id: opts.libraryId, is_self: true, online: true })
@@ -98,6 +89,17 @@ export class DevicesRepository {
 
   async peers(db: DbOrTx): Promise<DeviceRow[]> {
     return db.selectFrom('devices').selectAll().where('is_self', '=', false).orderBy('id').execute();
+  }
+
+  /** How far we have applied each peer's streams: owner → state cursor, origin → shared stamp. */
+  async watermarks(db: DbOrTx): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
+    const state: Record<string, string> = {};
+    const shared: Record<string, string> = {};
+    for (const p of await this.peers(db)) {
+      if (p.state_watermark) state[p.id] = p.state_watermark;
+      if (p.shared_watermark) shared[p.id] = p.shared_watermark;
+    }
+    return { state, shared };
   }
 
   async get(db: DbOrTx, id: string): Promise<DeviceRow | undefined> {
