@@ -1,4 +1,4 @@
-# One device of the library (API.md "Starting a device"); configured entirely by environment.
+# One device of the library (docs/http.md "Starting a device"); configured entirely by environment.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./

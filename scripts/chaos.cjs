@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A library tried the way a demanding user would (`npm run chaos`): device processes started as
-// API.md says, random writes through the HTTP API on every device, and meanwhile a device killed
+// docs/http.md says, random writes through the HTTP API on every device, and meanwhile a device killed
 // (SIGKILL) and restarted, the nats-server killed and restarted, a device frozen (SIGSTOP), a new
 // device joining mid-run, and the broker's storage wiped. Then every device must report the same
 // /sync/digest, and every write an API acknowledged must be there (unless acknowledged deleted).

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Every setting of a device, parsed and validated once at start (API.md "Starting a device"). */
+/** Every setting of a device, parsed and validated once at start (docs/http.md "Starting a device"). */
 export interface DeviceConfig {
   /** Unset means: use the id persisted in the database, or generate one there. */
   deviceId: string | null;

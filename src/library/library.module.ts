@@ -16,7 +16,7 @@ import { TagsService } from './tags/tags.service';
 import { VolumesController } from './volumes/volumes.controller';
 import { VolumesService } from './volumes/volumes.service';
 
-/** The library's HTTP API (API.md): device-owned data, shared data, health and sync state. */
+/** The library's HTTP API (docs/http.md): device-owned data, shared data, health and sync state. */
 @Module({
   controllers: [
     StatusController,

@@ -1,7 +1,7 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { SyncMetrics, SyncStatusService } from '@lib/sync';
 
-/** Prometheus exposition of the sync engine's metrics (DESIGN.md "Observability"). */
+/** Prometheus exposition of the sync engine's metrics (docs/design.md "Observability"). */
 @Controller()
 export class MetricsController {
   constructor(

@@ -4,7 +4,7 @@ import { dropTestDatabases } from '../support/databases';
 import type { TestDevice } from '../support/device-harness';
 import { entryInput, MODES, ownLocation, peer, startApiDevice } from './api-fixtures';
 
-/** The local HTTP API of API.md for shared data: tags, albums, metadata, memberships. */
+/** The local HTTP API of docs/http.md for shared data: tags, albums, metadata, memberships. */
 
 afterAll(() => dropTestDatabases());
 

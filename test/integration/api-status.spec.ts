@@ -3,7 +3,7 @@ import { createTestDatabase, dropTestDatabases } from '../support/databases';
 import { startTestDevice, TestDevice } from '../support/device-harness';
 import { entryInput, MODES, ownLocation, startApiDevice } from './api-fixtures';
 
-/** GET /health, /sync/status and /sync/digest (API.md "Health and sync state"). */
+/** GET /health, /sync/status and /sync/digest (docs/http.md "Health and sync state"). */
 
 afterAll(() => dropTestDatabases());
 
@@ -25,10 +25,10 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
     expect(r.body).toEqual({ status: 'ok', database: 'ok', sync: 'disabled', nats: 'disabled' });
   });
 
-  it('GET /sync/status has the shape of API.md', async () => {
+  it('GET /sync/status has the shape of docs/http.md', async () => {
     const r = await d.req('GET', '/sync/status');
     expect(r.status).toBe(200);
-    // API.md's fields (more may be added)
+    // docs/http.md's fields (more may be added)
     expect(r.body).toMatchObject({
       deviceId: d.deviceId,
       deviceName: d.config.deviceName,

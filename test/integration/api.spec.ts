@@ -4,7 +4,7 @@ import type { TestDevice } from '../support/device-harness';
 import { entryInput, MODES, ownLocation, peer, startApiDevice } from './api-fixtures';
 
 /**
- * The local HTTP API of API.md for device-owned data (volumes, locations, entries) and the rules
+ * The local HTTP API of docs/http.md for device-owned data (volumes, locations, entries) and the rules
  * every route shares: validation naming the field, ownership, idempotent creates, paging.
  */
 

@@ -7,7 +7,7 @@ import { ClockDriftError } from '@lib/sync/errors';
 import { closeTestDb, DB_MODES, openTestDb } from './storage-db';
 
 /**
- * The device clock against a real database (DESIGN.md, "Clocks"): strictly increasing stamps,
+ * The device clock against a real database (docs/design.md, "Clocks"): strictly increasing stamps,
  * persisted and resumed after a restart, the receive rule, and the drift bound.
  */
 

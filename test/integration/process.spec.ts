@@ -8,7 +8,7 @@ import { createEmptyDatabase, createTestDatabase, dropTestDatabases, natsUrl, te
 import { DeviceProcess, waitFor } from '../support/device-harness';
 
 /**
- * The device as a real process (dist/main.js), exactly as API.md "Starting a device" promises:
+ * The device as a real process (dist/main.js), exactly as docs/http.md "Starting a device" promises:
  * configuration errors, migrations at start, a persisted DEVICE_ID, signals, and an unreachable NATS.
  */
 const ROOT = join(__dirname, '..', '..');
@@ -252,7 +252,7 @@ describe('device process on Postgres', () => {
     await p.start(await freePort());
     const health = await p.req('GET', '/health');
     expect(health.status).toBe(200);
-    // NATS state is reported inside /health (API.md) and must not claim a connection it cannot have
+    // NATS state is reported inside /health (docs/http.md) and must not claim a connection it cannot have
     expect(health.body.nats).not.toBe('connected');
     expect((await p.req('GET', '/sync/status')).status).toBe(200);
     const created = await p.req('POST', '/tags', { name: 'offline' });

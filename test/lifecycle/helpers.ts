@@ -151,7 +151,7 @@ export async function waitRows(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Writes through the public API (API.md)
+// Writes through the public API (docs/http.md)
 
 export async function createLocation(p: Api, name = `loc-${randomUUID().slice(0, 8)}`): Promise<string> {
   const id = randomUUID();

@@ -92,7 +92,7 @@ describe('reconnect after a long offline period', () => {
     expect(await broker.deleteConsumer(b.deviceId)).toBe(true);
 
     b = await world.restart(b, { wait: false });
-    // "ready" (API.md phases): the queue is drained and the device holds what its peers hold; with
+    // "ready" (docs/http.md phases): the queue is drained and the device holds what its peers hold; with
     // the queue lost, that is once the watermark reconciliation has brought in what it lacked
     const atReady = await waitFor(
       'B to say ready',

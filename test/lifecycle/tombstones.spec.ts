@@ -17,7 +17,7 @@ import {
 } from './helpers';
 
 /**
- * Issue 4 / DESIGN.md: "Tombstones are removed only once every known peer has confirmed it has
+ * Issue 4 / docs/design.md: "Tombstones are removed only once every known peer has confirmed it has
  * seen past them (its state watermark for that owner), never on a timer: a device that was
  * offline for a month still learns of every delete."
  */

@@ -12,7 +12,7 @@ export interface HttpResult<T = any> {
   body: T;
 }
 
-/** JSON over HTTP against a device (API.md). */
+/** JSON over HTTP against a device (docs/http.md). */
 export async function http<T = any>(
   base: string,
   method: string,

@@ -17,7 +17,7 @@ import {
 } from './helpers';
 
 /**
- * Real device processes (node dist/main.js, as API.md starts them) killed with SIGKILL while
+ * Real device processes (node dist/main.js, as docs/http.md starts them) killed with SIGKILL while
  * writes stream in: whatever the API acknowledged exists on every device afterwards. Needs
  * `npm run build`.
  */

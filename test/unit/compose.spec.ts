@@ -6,7 +6,7 @@ import { isUuid, parseConfig } from '../../src/config/config';
 
 /**
  * docker-compose.yml runs a three-device cluster. Nothing here starts Docker: the file is parsed
- * and every device service is checked against the device contract (API.md "Starting a device").
+ * and every device service is checked against the device contract (docs/http.md "Starting a device").
  */
 const ROOT = join(__dirname, '..', '..');
 const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true });

@@ -3,7 +3,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, parseConfig } from '../../src/config/config';
 
-/** API.md "Starting a device": every variable, its default, and a bad value naming the variable. */
+/** docs/http.md "Starting a device": every variable, its default, and a bad value naming the variable. */
 const LIBRARY = '6f1c2b1e-8d4a-4c3e-9b7f-2a5d0e9c4b11';
 const DEVICE = '0b9d3c52-7f0e-4a51-9c1d-5e2f8a6b7c3d';
 

@@ -4,7 +4,7 @@ import { SharedModel, TAGS, USER_METADATA } from '@lib/sync/models/registry';
 import { applyChange, changes, initialState, mergeStates, SharedChange, SharedState } from '@lib/sync/shared/merge';
 
 /**
- * Property-based proof of the field-wise LWW merge of shared records (DESIGN.md, "Shared data"):
+ * Property-based proof of the field-wise LWW merge of shared records (docs/design.md, "Shared data"):
  * order independence, idempotence, a join-semilattice for mergeStates, delete wins, and per-field
  * last-writer-wins against an independent oracle.
  */

@@ -28,7 +28,7 @@ export interface SyncStatus {
   hlc: string;
   sharedLogSize: number;
   peers: PeerStatus[];
-  /** Additions to API.md's shape. */
+  /** Additions to docs/http.md's shape. */
   natsConnected: boolean;
   clockDriftHeld: number;
   deadLetters: number;
@@ -36,7 +36,7 @@ export interface SyncStatus {
   backfill: BackfillProgress | null;
 }
 
-/** What /sync/status and /sync/digest report (API.md "Health and sync state"). */
+/** What /sync/status and /sync/digest report (docs/http.md "Health and sync state"). */
 export class SyncStatusService {
   constructor(
     private readonly db: Db,

@@ -43,7 +43,7 @@ const DRIFT_RETRY_MS = 10_000;
 export class SyncEngine {
   private readonly logger = new Logger('SyncEngine');
   phase: SyncPhase;
-  /** Received messages held back because their clock is too far ahead (DESIGN.md "Clocks"). */
+  /** Received messages held back because their clock is too far ahead (docs/design.md "Clocks"). */
   clockDriftHeld = 0;
   /** Origins whose stream showed a gap since start (filled by a catch-up). */
   readonly gaps = new Set<string>();

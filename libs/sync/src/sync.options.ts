@@ -7,7 +7,7 @@ export interface SyncOptions {
   natsServers: string[];
   /** false: the device serves its data but neither sends nor receives changes (phase "disabled"). */
   enabled: boolean;
-  /** A remote stamp further ahead than this is held, not applied (DESIGN.md "Clocks"). */
+  /** A remote stamp further ahead than this is held, not applied (docs/design.md "Clocks"). */
   maxClockDriftMs: number;
   /** Heartbeat period; a peer that misses three is offline. Default 2000. */
   heartbeatIntervalMs?: number;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { name, text, uuid } from '../http/validation';
 
-/** POST /albums and PATCH /albums/:id bodies (API.md). */
+/** POST /albums and PATCH /albums/:id bodies (docs/http.md). */
 const fields = {
   name,
   description: text(10_000).nullable(),

@@ -14,7 +14,7 @@ import {
   ZOD_UUID,
 } from '../http/validation';
 
-/** POST /entries, POST /entries/batch and PATCH /entries/:id bodies (API.md). */
+/** POST /entries, POST /entries/batch and PATCH /entries/:id bodies (docs/http.md). */
 
 /** The most entries one batch may carry (one transaction). */
 export const MAX_BATCH = 10_000;

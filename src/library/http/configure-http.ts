@@ -6,7 +6,7 @@ import { errorBody, HttpErrorFilter } from './http-error.filter';
 const BODY_LIMIT = '64mb';
 
 /**
- * JSON parsing with API.md's error shape: a malformed or oversized body is a 400/413 naming the
+ * JSON parsing with docs/http.md's error shape: a malformed or oversized body is a 400/413 naming the
  * body, never a 500 or an HTML page.
  */
 export function configureHttp(app: NestExpressApplication): void {

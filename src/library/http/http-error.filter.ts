@@ -16,7 +16,7 @@ export function errorBody(statusCode: number, message: string): { statusCode: nu
   return { statusCode, error: REASON[statusCode] ?? 'Error', message };
 }
 
-/** The one place where domain errors become HTTP answers (API.md error shape). */
+/** The one place where domain errors become HTTP answers (docs/http.md error shape). */
 @Catch()
 export class HttpErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');

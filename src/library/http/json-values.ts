@@ -1,4 +1,4 @@
-/** Column values as the JSON of API.md shows them, whichever driver (pg or PGlite) read them. */
+/** Column values as the JSON of docs/http.md shows them, whichever driver (pg or PGlite) read them. */
 
 /** Text that is already what toISOString gives (as stored rows in wire form hold it). */
 const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;

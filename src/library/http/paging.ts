@@ -2,7 +2,7 @@ import { InvalidInputError } from '@lib/sync';
 import { canonicalUuid, uuid } from './validation';
 
 /**
- * Keyset paging of every list (API.md "Lists"): `?limit=` (default 100, 1..1000) and an opaque
+ * Keyset paging of every list (docs/http.md "Lists"): `?limit=` (default 100, 1..1000) and an opaque
  * `?cursor=`, the base64url of the last key served. Keys are uuids, so pages are stable while
  * rows are written and every row is served exactly once.
  */

@@ -3,7 +3,7 @@ import { z, ZodError, ZodIssue } from 'zod';
 import { InvalidInputError } from '@lib/sync';
 
 /**
- * Input validation of the HTTP API: zod schemas for the fields API.md names, and the one place
+ * Input validation of the HTTP API: zod schemas for the fields docs/http.md names, and the one place
  * where a zod error becomes a 400 naming the field ("items[10].sizeBytes: Expected number, …").
  */
 

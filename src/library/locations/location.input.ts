@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { canonicalUuid, name, path, uuid } from '../http/validation';
 
-/** POST /locations and PATCH /locations/:id bodies (API.md). */
+/** POST /locations and PATCH /locations/:id bodies (docs/http.md). */
 const fields = {
   name,
   path,

@@ -3,7 +3,7 @@ import { ConflictError, OwnedModel, OwnedRow, OwnedWrite } from '@lib/sync';
 import { isoOf, numberOf } from '../http/json-values';
 
 /**
- * The idempotent create of device-owned rows (API.md): a new id is written; an id this device
+ * The idempotent create of device-owned rows (docs/http.md): a new id is written; an id this device
  * already holds with the same content is the same create repeated; anything else under that id
  * (another owner, other content, a deleted row) is a conflict.
  */

@@ -5,7 +5,7 @@ import { uuidParam } from '../http/validation';
 import { errorBody } from '../http/http-error.filter';
 import { HealthService } from './health.service';
 
-/** GET /health, /sync/status and /sync/digest (API.md "Health and sync state"). */
+/** GET /health, /sync/status and /sync/digest (docs/http.md "Health and sync state"). */
 @Controller()
 export class StatusController {
   constructor(

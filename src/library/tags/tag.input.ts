@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { name, text, uuid } from '../http/validation';
 
-/** POST /tags and PATCH /tags/:id bodies (API.md). */
+/** POST /tags and PATCH /tags/:id bodies (docs/http.md). */
 const fields = {
   name,
   color: text(100).trim().min(1, 'must not be empty (use null for none)').nullable(),

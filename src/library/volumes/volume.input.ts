@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { bytes, name, path, uuid } from '../http/validation';
 
-/** POST /volumes and PATCH /volumes/:id bodies (API.md). */
+/** POST /volumes and PATCH /volumes/:id bodies (docs/http.md). */
 const fields = {
   name,
   mountPoint: path,
