@@ -50,9 +50,8 @@ export class BackfillService {
     private readonly owned: OwnedApplier,
     private readonly devices: DevicesRepository,
     private readonly self: { id: string; libraryId: string },
-    private readonly pauseMs = 0,
-    /** Pages written at once (each on its own connection); 1 for a one-session database. */
-    private readonly writers = 2,
+    /** writers: pages written at once (each on its own connection); 1 for a one-session database. */
+    private readonly options: { pauseMs: number; writers: number } = { pauseMs: 0, writers: 2 },
   ) {}
 
   async isFinished(): Promise<boolean> {
@@ -174,9 +173,9 @@ export class BackfillService {
       });
       committed.catch(() => undefined); // observed below
       writing.push(committed);
-      if (writing.length >= this.writers) await writing.shift();
+      if (writing.length >= this.options.writers) await writing.shift();
       after = last;
-      if (this.pauseMs && next) await new Promise((r) => setTimeout(r, this.pauseMs));
+      if (this.options.pauseMs && next) await new Promise((r) => setTimeout(r, this.options.pauseMs));
     }
     await Promise.all(writing);
   }

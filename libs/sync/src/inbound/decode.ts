@@ -1,0 +1,45 @@
+import type { JsMsg } from 'nats';
+import { RejectedMessageError } from '../errors';
+import type { OwnedApplier, PreparedState } from '../owned/owned-applier';
+import { describeZodError, LogMessage } from '../transport/messages';
+import type { LibrarySubjects } from '../transport/subjects';
+
+/** A log message after decoding: ours (skipped), refused (to dead-letter), or to apply. */
+export type Decoded =
+  | { kind: 'own' }
+  | { kind: 'rejected'; origin: string | null; reason: RejectedMessageError; raw: string }
+  | { kind: 'message'; msg: LogMessage; raw: string; state: PreparedState | null };
+
+export interface DecodeContext {
+  subjects: LibrarySubjects;
+  deviceId: string;
+  libraryId: string;
+  owned: Pick<OwnedApplier, 'prepare'>;
+}
+
+/**
+ * The part of handling a log message that needs no database: parsing and validation (and, for
+ * state, the rows serialised for the upserts). Pure, so the fetch loop runs it for the next
+ * message while the current one is being written.
+ */
+export function decodeLogMessage(m: JsMsg, ctx: DecodeContext): Decoded {
+  const subjectOrigin = ctx.subjects.originOf(m.subject);
+  // our own broadcast coming back through the shared stream: nothing to apply, not worth parsing
+  if (subjectOrigin === ctx.deviceId) return { kind: 'own' };
+  const raw = Buffer.from(m.data).toString('utf8');
+  try {
+    const parsed = LogMessage.safeParse(JSON.parse(raw));
+    if (!parsed.success) throw new RejectedMessageError('malformed', describeZodError(parsed.error));
+    const msg = parsed.data;
+    if (msg.library !== ctx.libraryId) throw new RejectedMessageError('wrong_library', `library ${msg.library}`);
+    if (msg.origin !== subjectOrigin)
+      throw new RejectedMessageError('origin_mismatch', `subject names ${subjectOrigin}, payload ${msg.origin}`);
+    return { kind: 'message', msg, raw, state: msg.kind === 'state' ? ctx.owned.prepare(msg) : null };
+  } catch (e) {
+    const reason =
+      e instanceof RejectedMessageError
+        ? e
+        : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
+    return { kind: 'rejected', origin: subjectOrigin, reason, raw };
+  }
+}

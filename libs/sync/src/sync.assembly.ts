@@ -1,0 +1,132 @@
+import type { Db } from '@lib/db';
+import { BackfillService } from './backfill/backfill';
+import type { ClockService } from './clock/clock.service';
+import { ConsumeLoop } from './inbound/consume-loop';
+import { decodeLogMessage } from './inbound/decode';
+import { LogReceiver } from './inbound/log-receiver';
+import type { SyncMetrics } from './metrics';
+import { OwnedApplier } from './owned/owned-applier';
+import { OwnedPublisher } from './owned/owned-publisher';
+import type { OwnedRepository } from './owned/owned.repository';
+import { CatchUpService } from './peers/catch-up';
+import { CatchUpScheduler } from './peers/catch-up-scheduler';
+import { PeerRpcServer, WatermarksReply } from './peers/peer-rpc';
+import { PresenceService } from './peers/presence';
+import { Pruner } from './peers/pruner';
+import { PeerRemoval } from './peers/removal';
+import { SharedApplier } from './shared/shared-applier';
+import { SharedPublisher } from './shared/shared-publisher';
+import type { SharedRepository } from './shared/shared.repository';
+import type { DevicesRepository } from './store/devices.repository';
+import { LocalStateRepository } from './store/local-state.repository';
+import type { SyncOptions, SyncPhase } from './sync.options';
+import { JetStreamTransport } from './transport/jetstream.transport';
+import { PublishLoop } from './transport/publisher';
+import { LibrarySubjects } from './transport/subjects';
+
+export interface EngineDeps {
+  db: Db;
+  options: SyncOptions;
+  clock: ClockService;
+  ownedRepo: OwnedRepository;
+  sharedRepo: SharedRepository;
+  devices: DevicesRepository;
+  metrics: SyncMetrics;
+}
+
+/** What the parts ask of the engine's lifecycle. */
+export interface EngineState {
+  phase(): SyncPhase;
+  /** The stream and our consumer exist on the current connection. */
+  linked(): boolean;
+  catchUpAllowed(): boolean;
+  /** The stream or consumer vanished: set them up again. */
+  relink(): void;
+}
+
+export type EngineParts = ReturnType<typeof assembleEngine>;
+
+/**
+ * Builds the parts of one device's engine and wires their events to each other: heartbeats
+ * schedule catch-ups and pruning, applied messages schedule acks, gaps schedule catch-ups, local
+ * writes (through the engine) wake the publishers.
+ */
+export function assembleEngine(deps: EngineDeps, engine: EngineState) {
+  const { db, options: o, clock, ownedRepo, sharedRepo, devices, metrics } = deps;
+  const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
+  const subjects = new LibrarySubjects(o.libraryId);
+  const transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId);
+  const discover = async (): Promise<WatermarksReply[]> => {
+    const replies = await transport.gather<WatermarksReply>(subjects.rpcAll('watermarks'), {}, 1500);
+    return replies.filter((p) => p.deviceId !== o.deviceId);
+  };
+
+  const ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics);
+  const sharedApplier = new SharedApplier(db, clock, sharedRepo, devices, metrics);
+  const pruner = new Pruner(db, devices, sharedRepo, metrics);
+  const removal = new PeerRemoval(db, devices, transport, pruner, self, engine.linked);
+  const rpc = new PeerRpcServer(db, ownedRepo, sharedRepo, devices, transport, self, engine.phase);
+  const catchUp = new CatchUpService(db, transport, devices, ownedApplier, sharedApplier, self);
+  const catchUps = new CatchUpScheduler(
+    db,
+    devices,
+    catchUp,
+    async () => (await discover()).map((p) => p.deviceId),
+    engine.catchUpAllowed,
+  );
+  const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
+  const backfill = new BackfillService(db, transport, catchUp, ownedApplier, devices, self, backfillOptions);
+  const presence = new PresenceService(
+    db,
+    devices,
+    transport,
+    clock,
+    metrics,
+    self,
+    o.heartbeatIntervalMs ?? 2000,
+    engine.phase,
+    () => rpc.heads(),
+    {
+      peerOnline: (id) => catchUps.schedule(id),
+      acknowledged: () => void pruner.pruneAcknowledged(),
+      peerAhead: (id, signature) => catchUps.peerAhead(id, signature),
+    },
+  );
+
+  const receiver = new LogReceiver(db, devices, ownedApplier, sharedApplier, metrics, o.deviceId, {
+    applied: (origin) => presence.scheduleAck(origin),
+    gap: (origin, kind) => catchUps.gap(origin, kind),
+  });
+  const decodeContext = { subjects, deviceId: o.deviceId, libraryId: o.libraryId, owned: ownedApplier };
+  const consumer = new ConsumeLoop(
+    transport,
+    engine.linked,
+    (m) => decodeLogMessage(m, decodeContext),
+    (m, decoded) => receiver.receive(m, decoded),
+    engine.relink,
+  );
+
+  const state = new LocalStateRepository();
+  const owned = new OwnedPublisher(db, ownedRepo, state, transport, metrics, o.deviceId, o.libraryId);
+  const shared = new SharedPublisher(db, sharedRepo, state, transport, metrics, o.deviceId, o.libraryId);
+  const canPublish = () => transport.connected && engine.linked();
+  const failed = () => metrics.publishFailures.inc();
+  const window = o.batchWindowMs ?? 100;
+  const ownedLoop = new PublishLoop('OwnedPublisher', window, () => owned.drainOnce(), canPublish, failed);
+  const sharedLoop = new PublishLoop('SharedPublisher', window, () => shared.drainOnce(), canPublish, failed);
+
+  return {
+    transport,
+    discover,
+    rpc,
+    presence,
+    catchUps,
+    pruner,
+    removal,
+    backfill,
+    receiver,
+    consumer,
+    ownedLoop,
+    sharedLoop,
+  };
+}
