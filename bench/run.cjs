@@ -7,10 +7,10 @@
 const { spawn, execFileSync } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
-const net = require('node:net');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { Client } = require('pg');
+const { freePort, portOpen, scratchDatabases } = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -19,40 +19,11 @@ const BACKFILL_N = Number(process.env.BENCH_BACKFILL || 1_000_000);
 const BASELINE_N = Number(process.env.BENCH_BASELINE || 200_000);
 const dir = mkdtempSync(join(tmpdir(), 'bench-'));
 const children = [];
-const dbs = [];
+const dbs = scratchDatabases(PG);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-async function portOpen(port) {
-  return new Promise((r) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.end();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
-}
-async function createDb(name) {
-  const c = new Client({ connectionString: PG });
-  await c.connect();
-  await c.query(`drop database if exists "${name}" with (force)`);
-  await c.query(`create database "${name}"`);
-  await c.end();
-  dbs.push(name);
-  const u = new URL(PG);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 async function withClient(url, fn) {
   const c = new Client({ connectionString: url });
   await c.connect();
@@ -80,7 +51,7 @@ function entry(locationId, i) {
 
 /** Plain Postgres: multi-row INSERT … ON CONFLICT DO UPDATE of entry rows, 5,000 per statement. */
 async function baseline() {
-  const url = await createDb(`bench_raw_${process.pid}`);
+  const url = await dbs.create(`bench_raw_${process.pid}`);
   return withClient(url, async (c) => {
     await c.query(`create table entries (id uuid primary key, device_id uuid not null, location_id uuid not null, name text not null, path text not null,
       kind text not null, size_bytes bigint not null, modified_at timestamptz not null, version text collate "C" not null, updated_at timestamptz not null)`);
@@ -248,10 +219,10 @@ async function main() {
   const lib = randomUUID();
   const a = await startDevice('bench-a', {
     LIBRARY_ID: lib,
-    DATABASE_URL: await createDb(`bench_a_${process.pid}`),
+    DATABASE_URL: await dbs.create(`bench_a_${process.pid}`),
     NATS_URL: nats,
   });
-  const bUrl = await createDb(`bench_b_${process.pid}`);
+  const bUrl = await dbs.create(`bench_b_${process.pid}`);
   const b = await startDevice('bench-b', { LIBRARY_ID: lib, DATABASE_URL: bUrl, NATS_URL: nats });
   while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
   const bodies = await entryBatches(a, SYNC_N);
@@ -299,7 +270,7 @@ async function main() {
           0,
       );
     while ((await sent()) < BACKFILL_N) await sleep(200);
-    const cUrl = await createDb(`bench_c_${process.pid}`);
+    const cUrl = await dbs.create(`bench_c_${process.pid}`);
     const t1 = Date.now();
     const before = process.env.BENCH_VERBOSE ? await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }]) : null;
     const c = await startDevice('bench-c', { LIBRARY_ID: lib, DATABASE_URL: cUrl, NATS_URL: nats });
@@ -352,9 +323,6 @@ main()
       }),
     );
     await sleep(300);
-    const c = new Client({ connectionString: PG });
-    await c.connect();
-    for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
-    await c.end();
+    await dbs.dropAll();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -14,52 +14,21 @@
 const { spawn } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, rmSync } = require('node:fs');
-const net = require('node:net');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { Client } = require('pg');
+const { freePort, portOpen, scratchDatabases } = require('./lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.CHAOS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env.CHAOS_SECONDS || 60);
 const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
 const library = randomUUID();
-const dbs = [];
+const dbs = scratchDatabases(PG);
 let keep = false; // on failure the databases stay for inspection
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (m) => console.log(`[chaos ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
 const T0 = Date.now();
 const pick = (xs) => xs[Math.floor(Math.random() * xs.length)];
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-const portOpen = (port) =>
-  new Promise((r) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.end();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
-
-async function createDb(name) {
-  const c = new Client({ connectionString: PG });
-  await c.connect();
-  await c.query(`drop database if exists "${name}" with (force)`);
-  await c.query(`create database "${name}"`);
-  await c.end();
-  dbs.push(name);
-  const u = new URL(PG);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 
 // --- the broker --------------------------------------------------------------------------------
 const nats = { port: 0, proc: null, store: join(dir, 'js') };
@@ -91,7 +60,7 @@ async function device(name, embedded) {
     NATS_URL: `nats://127.0.0.1:${nats.port}`,
     PORT: String(d.port),
     SYNC_HEARTBEAT_INTERVAL_MS: '1000',
-    ...(embedded ? { DATA_DIR: join(dir, name) } : { DATABASE_URL: await createDb(`chaos_${name}_${process.pid}`) }),
+    ...(embedded ? { DATA_DIR: join(dir, name) } : { DATABASE_URL: await dbs.create(`chaos_${name}_${process.pid}`) }),
   };
   d.url = `http://127.0.0.1:${d.port}`;
   devices.push(d);
@@ -400,11 +369,8 @@ main()
       }
     if (nats.proc) nats.proc.kill('SIGKILL');
     await sleep(500);
-    const c = new Client({ connectionString: PG });
-    await c.connect();
-    if (keep) console.log(`databases kept: ${dbs.join(', ')}`);
-    else for (const d of dbs) await c.query(`drop database if exists "${d}" with (force)`).catch(() => {});
-    await c.end();
+    if (keep) console.log(`databases kept: ${dbs.names.join(', ')}`);
+    else await dbs.dropAll();
     if (!process.exitCode) rmSync(dir, { recursive: true, force: true });
     else console.log(`logs kept in ${dir}`);
   });

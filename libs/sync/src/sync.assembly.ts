@@ -107,8 +107,9 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   );
 
   const state = new LocalStateRepository();
-  const owned = new OwnedPublisher(db, ownedRepo, state, transport, metrics, o.deviceId, o.libraryId);
-  const shared = new SharedPublisher(db, sharedRepo, state, transport, metrics, o.deviceId, o.libraryId);
+  const outbox = [db, state, transport, metrics, o.deviceId, o.libraryId] as const;
+  const owned = new OwnedPublisher(ownedRepo, ...outbox);
+  const shared = new SharedPublisher(sharedRepo, ...outbox);
   const canPublish = () => transport.connected && engine.linked();
   const failed = () => metrics.publishFailures.inc();
   const window = o.batchWindowMs ?? 100;

@@ -1,8 +1,5 @@
-import type { Db } from '@lib/db';
 import { splitBySize } from '../transport/batching';
-import type { SyncMetrics } from '../metrics';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
-import type { LocalStateRepository } from '../store/local-state.repository';
+import { LogPublisher } from '../transport/log-publisher';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository } from './owned.repository';
 import { endOfVersion } from './cursor';
@@ -16,16 +13,13 @@ const PAGE = 5000;
  * and a crash before the published cursor is saved only repeats messages (deduplicated by
  * Nats-Msg-Id, and idempotent to apply).
  */
-export class OwnedPublisher {
+export class OwnedPublisher extends LogPublisher {
   constructor(
-    private readonly db: Db,
     private readonly repo: OwnedRepository,
-    private readonly state: LocalStateRepository,
-    private readonly transport: JetStreamTransport,
-    private readonly metrics: SyncMetrics,
-    private readonly deviceId: string,
-    private readonly libraryId: string,
-  ) {}
+    ...publisher: ConstructorParameters<typeof LogPublisher>
+  ) {
+    super(...publisher);
+  }
 
   /** Publishes one page of unpublished changes; returns whether more may be waiting. */
   async drainOnce(): Promise<boolean> {
@@ -56,11 +50,7 @@ export class OwnedPublisher {
       const tombstones = batch.filter((e) => e.change.type === 'tombstone').map((e) => e.json);
       // the StateMessage's JSON: the envelope, then the pre-serialised rows and tombstones
       const text = `${JSON.stringify(envelope).slice(0, -1)},"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}]}`;
-      await this.transport.publishLog(
-        this.transport.subjects.log('state', this.deviceId),
-        Buffer.from(text),
-        `${this.deviceId}:state:${to}`,
-      );
+      await this.send('state', text, to);
       await this.state.set(this.db, OWNED_PUBLISHED_KEY, to);
       for (const [model, n] of countBy(batch, (e) => (e.change.type === 'row' ? e.change.model : 'tombstones')))
         this.metrics.sent.inc({ model }, n);

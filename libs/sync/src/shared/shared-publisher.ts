@@ -1,8 +1,5 @@
-import type { Db } from '@lib/db';
 import { splitBySize } from '../transport/batching';
-import type { SyncMetrics } from '../metrics';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
-import type { LocalStateRepository } from '../store/local-state.repository';
+import { LogPublisher } from '../transport/log-publisher';
 import type { SharedMessage } from '../transport/messages';
 import type { SharedRepository } from './shared.repository';
 
@@ -14,16 +11,13 @@ const PAGE = 2000;
  * between the publish and the mark repeats the message: Nats-Msg-Id deduplicates it and the merge
  * is idempotent, so nothing is lost and nothing is applied twice.
  */
-export class SharedPublisher {
+export class SharedPublisher extends LogPublisher {
   constructor(
-    private readonly db: Db,
     private readonly repo: SharedRepository,
-    private readonly state: LocalStateRepository,
-    private readonly transport: JetStreamTransport,
-    private readonly metrics: SyncMetrics,
-    private readonly deviceId: string,
-    private readonly libraryId: string,
-  ) {}
+    ...publisher: ConstructorParameters<typeof LogPublisher>
+  ) {
+    super(...publisher);
+  }
 
   async drainOnce(): Promise<boolean> {
     const rows = await this.repo.unpublished(this.db, PAGE);
@@ -43,11 +37,7 @@ export class SharedPublisher {
         prev,
         changes: batch,
       };
-      await this.transport.publishLog(
-        this.transport.subjects.log('shared', this.deviceId),
-        Buffer.from(JSON.stringify(msg)),
-        `${this.deviceId}:shared:${last}`,
-      );
+      await this.send('shared', JSON.stringify(msg), last);
       await this.db.transaction().execute(async (tx) => {
         await this.repo.markPublished(tx, last);
         await this.state.set(tx, SHARED_PUBLISHED_KEY, last);
