@@ -124,16 +124,10 @@ export class PeerRpcServer {
 
   /** Our own streams' newest committed positions (cheap: index lookups). */
   async heads(): Promise<{ ownedHead: string | null; sharedHead: string | null }> {
-    let maxVersion: string | null = null;
-    for (const table of [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones'] as const) {
-      const r = await this.db
-        .selectFrom(table)
-        .select((eb) => eb.fn.max('version').as('v'))
-        .where('device_id', '=', this.self.id)
-        .executeTakeFirstOrThrow();
-      if (r.v && (!maxVersion || r.v > maxVersion)) maxVersion = r.v as string;
-    }
-    return { ownedHead: maxVersion ? endOfVersion(maxVersion) : null, sharedHead: await this.shared.head(this.db) };
+    return {
+      ownedHead: await this.owned.streamHead(this.db, this.self.id),
+      sharedHead: await this.shared.head(this.db),
+    };
   }
 
   async watermarks(): Promise<WatermarksReply> {
@@ -144,19 +138,9 @@ export class PeerRpcServer {
       if (p.state_watermark) state[p.id] = p.state_watermark;
       if (p.shared_watermark) shared[p.id] = p.shared_watermark;
     }
+    const counts = await this.owned.rowCounts(this.db);
     let rows = 0;
-    const counts: Record<string, Record<string, number>> = {};
-    for (const m of OWNED_MODELS) {
-      const byOwner = await this.db
-        .selectFrom(m.table)
-        .select((eb) => ['device_id', eb.fn.countAll<number>().as('n')])
-        .groupBy('device_id')
-        .execute();
-      for (const r of byOwner) {
-        (counts[r.device_id] ??= {})[m.name] = Number(r.n);
-        rows += Number(r.n);
-      }
-    }
+    for (const byModel of Object.values(counts)) for (const n of Object.values(byModel)) rows += n;
     return {
       deviceId: this.self.id,
       name: this.self.name,
