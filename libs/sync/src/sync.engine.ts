@@ -10,7 +10,9 @@ import type { OwnedRepository } from './owned/owned.repository';
 import type { DevicesRepository } from './peers/devices.repository';
 import { PresenceService } from './peers/presence';
 import { CatchUpService } from './peers/catch-up';
-import { PeerRpcServer, WatermarksReply } from './peers/peer-rpc';
+import { PeerRpcServer } from './peers/peer-rpc';
+import { PeerClient } from './rpc/peer.client';
+import type { WatermarksReply } from './rpc/protocol';
 import { BackfillService } from './backfill/backfill';
 import { collectTombstones } from './owned/owned.repository';
 import { SharedApplier } from './shared/shared-applier';
@@ -49,6 +51,7 @@ export class SyncEngine {
   readonly gaps = new Set<string>();
   private transport: JetStreamTransport | null = null;
   private rpc: PeerRpcServer | null = null;
+  private peerClient: PeerClient | null = null;
   private catchUp: CatchUpService | null = null;
   backfill: BackfillService | null = null;
   private bootstrapped = false;
@@ -144,10 +147,11 @@ export class SyncEngine {
       self,
       () => this.phase,
     );
-    this.catchUp = new CatchUpService(this.db, transport, this.devices, this.ownedApplier, this.sharedApplier, self);
+    const peers = (this.peerClient = new PeerClient(transport));
+    this.catchUp = new CatchUpService(this.db, peers, this.devices, this.ownedApplier, this.sharedApplier, self);
     this.backfill = new BackfillService(
       this.db,
-      transport,
+      peers,
       this.catchUp,
       this.ownedApplier,
       this.devices,
@@ -261,9 +265,7 @@ export class SyncEngine {
     for (let attempt = 0; !this.stopped; attempt++) {
       let peers: WatermarksReply[] = [];
       try {
-        peers = (
-          await this.transport!.gather<WatermarksReply>(this.transport!.subjects.rpcAll('watermarks'), {}, 1500)
-        ).filter((p) => p.deviceId !== this.options.deviceId);
+        peers = (await this.peerClient!.discover(1500)).filter((p) => p.deviceId !== this.options.deviceId);
       } catch (e) {
         this.logger.warn(`peer discovery failed: ${(e as Error).message}`);
       }
@@ -321,11 +323,7 @@ export class SyncEngine {
   /** Catches up from every online peer (after the consumer or the stream was lost). */
   async reconcileAll(): Promise<void> {
     try {
-      const peers = await this.transport!.gather<WatermarksReply>(
-        this.transport!.subjects.rpcAll('watermarks'),
-        {},
-        1500,
-      );
+      const peers = await this.peerClient!.discover(1500);
       for (const p of peers) if (p.deviceId !== this.options.deviceId) this.scheduleCatchUp(p.deviceId);
     } catch (e) {
       this.logger.warn(`reconcile failed: ${(e as Error).message}`);

@@ -6,8 +6,8 @@ import type { OwnedApplier, PreparedState } from '../owned/owned-applier';
 import { TOMBSTONES } from '../owned/owned.repository';
 import type { CatchUpService } from '../peers/catch-up';
 import type { DevicesRepository } from '../peers/devices.repository';
-import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../peers/peer-rpc';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { PeerClient } from '../rpc/peer.client';
+import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../rpc/protocol';
 
 const DONE = 'done';
 const KEY = {
@@ -44,7 +44,7 @@ export class BackfillService {
 
   constructor(
     private readonly db: Db,
-    private readonly transport: JetStreamTransport,
+    private readonly peers: PeerClient,
     private readonly catchUp: CatchUpService,
     private readonly owned: OwnedApplier,
     private readonly devices: DevicesRepository,
@@ -123,12 +123,8 @@ export class BackfillService {
     // being written: the peer reads, this process checks and Postgres writes, all at once
     type Fetched = { page: OwnedPageReply; prepared: PreparedState | null; n: number };
     const fetchPage = (from: string | null): Promise<Fetched> =>
-      this.transport
-        .request<OwnedPageReply>(
-          this.transport.subjects.rpc(source, 'owned.page'),
-          { owner, after: from, model },
-          30_000,
-        )
+      this.peers
+        .ownedPage(source, { owner, after: from, model }, 30_000) // twice the default timeout
         .then((page) => {
           const { rows, tombstones } = expandOwnedPage(page);
           const n = rows.length + tombstones.length;

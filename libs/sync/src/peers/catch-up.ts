@@ -3,9 +3,9 @@ import type { Db } from '@lib/db';
 import type { OwnedApplier } from '../owned/owned-applier';
 import { SHARED_MODELS } from '../models/registry';
 import type { SharedApplier } from '../shared/shared-applier';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { PeerClient } from '../rpc/peer.client';
+import { expandOwnedPage, WatermarksReply } from '../rpc/protocol';
 import type { DevicesRepository } from './devices.repository';
-import { expandOwnedPage, OwnedPageReply, SharedChangesReply, SnapshotReply, WatermarksReply } from './peer-rpc';
 
 /**
  * Incremental catch-up from one peer, after a watermark exchange: device-owned rows and tombstones
@@ -19,7 +19,7 @@ export class CatchUpService {
 
   constructor(
     private readonly db: Db,
-    private readonly transport: JetStreamTransport,
+    private readonly peers: PeerClient,
     private readonly devices: DevicesRepository,
     private readonly owned: OwnedApplier,
     private readonly shared: SharedApplier,
@@ -27,7 +27,7 @@ export class CatchUpService {
   ) {}
 
   async watermarksOf(peer: string): Promise<WatermarksReply> {
-    return this.transport.request<WatermarksReply>(this.transport.subjects.rpc(peer, 'watermarks'), {});
+    return this.peers.watermarks(peer);
   }
 
   /** Returns the number of owned changes and shared records pulled. */
@@ -51,7 +51,7 @@ export class CatchUpService {
     if (after !== null && after >= theirs) return 0;
     let n = 0;
     for (;;) {
-      const page = await this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(peer, 'owned.page'), {
+      const page = await this.peers.ownedPage(peer, {
         owner,
         after,
       });
@@ -102,10 +102,7 @@ export class CatchUpService {
   private async pullSharedLog(peer: string, after: string | null): Promise<number | null> {
     let n = 0;
     for (;;) {
-      const page = await this.transport.request<SharedChangesReply>(
-        this.transport.subjects.rpc(peer, 'shared.changes'),
-        { after },
-      );
+      const page = await this.peers.sharedChanges(peer, { after });
       if (!page.complete) return null;
       if (page.changes.length === 0) return n;
       await this.shared.apply({
@@ -142,7 +139,7 @@ export class CatchUpService {
       let after = checkpoint ? (await checkpoint.load(model.name)) || null : null;
       if (after === 'done') continue;
       for (;;) {
-        const page = await this.transport.request<SnapshotReply>(this.transport.subjects.rpc(peer, 'shared.snapshot'), {
+        const page = await this.peers.snapshot(peer, {
           model: model.name,
           after,
         });

@@ -1,86 +1,25 @@
-import { z } from 'zod';
 import type { Db } from '@lib/db';
 import { OWNED_MODELS, ownedModel, sharedModel } from '../models/registry';
-import type { OwnedRepository, Tombstone } from '../owned/owned.repository';
-import { RejectedMessageError } from '../errors';
+import type { OwnedRepository } from '../owned/owned.repository';
 import { TOMBSTONES } from '../owned/owned.repository';
-import type { SharedState } from '../shared/merge';
-import type { ChangeLogRow, SharedRepository } from '../shared/shared.repository';
-import { JetStreamTransport, RawJson } from '../transport/jetstream.transport';
+import type { SharedRepository } from '../shared/shared.repository';
+import { JetStreamTransport } from '../transport/jetstream.transport';
 import type { DevicesRepository } from './devices.repository';
-import { endOfVersion } from '../owned/cursor';
+import {
+  OwnedPageRequest,
+  RawJson,
+  SharedChangesReply,
+  SharedChangesRequest,
+  SnapshotReply,
+  SnapshotRequest,
+  WatermarksReply,
+} from '../rpc/protocol';
 
 /**
  * Request-reply between peers (NATS request/response: each reply is correlated with its request
  * by the requester's inbox). Every device serves the same methods on sync.<lib>.rpc.<device>.*,
  * and watermarks also on sync.<lib>.rpc.all.* for discovery.
  */
-
-export { endOfVersion };
-
-export interface WatermarksReply {
-  deviceId: string;
-  name: string;
-  phase: string;
-  /** Our own owned stream: every change at or below this cursor is committed here. */
-  ownedHead: string | null;
-  /** Our own shared log's newest change. */
-  sharedHead: string | null;
-  /** Below this our log was pruned: a peer behind it needs a state transfer. */
-  sharedPrunedUpTo: string | null;
-  /** owner → how far we hold that owner's owned stream contiguously. */
-  state: Record<string, string>;
-  /** origin → how far we have applied that origin's shared log. */
-  shared: Record<string, string>;
-  /** Rows we hold, to pick the best backfill source. */
-  rows: number;
-  /** owner → model → rows we hold of it (backfill progress totals). */
-  counts: Record<string, Record<string, number>>;
-}
-
-/** A page of an owner's stream, compact: rows as value arrays in their model's column order. */
-export interface OwnedPageReply {
-  rows: { model: string; values: unknown[][] }[];
-  tombstones: Tombstone[];
-  /** Cursor of the page's last change (null for an empty page). */
-  last: string | null;
-  done: boolean;
-}
-
-/** Rows of a page as objects (what the applier validates); a malformed page is refused. */
-export function expandOwnedPage(page: OwnedPageReply): {
-  rows: { model: string; row: Record<string, unknown> }[];
-  tombstones: Tombstone[];
-} {
-  const rows: { model: string; row: Record<string, unknown> }[] = [];
-  for (const group of page.rows) {
-    const model = ownedModel(group.model);
-    if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${group.model}`);
-    for (const values of group.values) {
-      if (!Array.isArray(values) || values.length !== model.columns.length)
-        throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
-      const row: Record<string, unknown> = {};
-      for (let i = 0; i < model.columns.length; i++) row[model.columns[i]] = values[i];
-      rows.push({ model: group.model, row });
-    }
-  }
-  return { rows, tombstones: page.tombstones };
-}
-export interface SharedChangesReply {
-  changes: ChangeLogRow[];
-  done: boolean;
-  /** false: changes after the requested point were pruned; take a state transfer instead. */
-  complete: boolean;
-}
-export interface SnapshotReply {
-  records: { key: string; state: SharedState }[];
-  done: boolean;
-}
-
-const uuid = z.string().uuid();
-const OwnedPageRequest = z.object({ owner: uuid, after: z.string().nullable(), model: z.string().optional() }).strict();
-const SharedChangesRequest = z.object({ after: z.string().nullable() }).strict();
-const SnapshotRequest = z.object({ model: z.string(), after: z.string().nullable() }).strict();
 
 const PAGE_ROWS = 4000;
 

@@ -14,6 +14,7 @@ import {
   StorageType,
   Subscription,
 } from 'nats';
+import { RawJson } from '../rpc/protocol';
 import { sleep } from './backoff';
 import type { LibrarySubjects } from './subjects';
 
@@ -37,10 +38,6 @@ export function isNotFound(e: unknown): boolean {
  * stream and this device's durable consumer (created when missing, recreated when lost),
  * deduplicated publishing, pull fetches, and core NATS for presence and acks.
  */
-/** A handler's result already serialised (large replies are built as text, not as objects). */
-export class RawJson {
-  constructor(readonly text: string) {}
-}
 
 export class JetStreamTransport {
   /** Rejecters of the requests waiting for a reply (failed at once when the connection drops). */
