@@ -10,7 +10,7 @@ import type { OwnedRepository } from './owned/owned.repository';
 import type { DevicesRepository } from './peers/devices.repository';
 import { PresenceService } from './peers/presence';
 import { CatchUpService } from './peers/catch-up';
-import { PeerRpcServer } from './peers/peer-rpc';
+import type { NatsRpcServer } from './rpc/nats-rpc.server';
 import { PeerClient } from './rpc/peer.client';
 import type { WatermarksReply } from './rpc/protocol';
 import { BackfillService } from './backfill/backfill';
@@ -50,13 +50,11 @@ export class SyncEngine {
   /** Origins whose stream showed a gap since start (filled by a catch-up). */
   readonly gaps = new Set<string>();
   private transport: JetStreamTransport | null = null;
-  private rpc: PeerRpcServer | null = null;
   private peerClient: PeerClient | null = null;
   private catchUp: CatchUpService | null = null;
   backfill: BackfillService | null = null;
   private bootstrapped = false;
   private booting: Promise<void> | null = null;
-  private served = false;
   private readonly catchUpQueue = new Set<string>();
   private catchUpRunning: Promise<void> | null = null;
   private readonly ahead = new Map<string, { signature: string; count: number }>();
@@ -84,6 +82,7 @@ export class SyncEngine {
     private readonly devices: DevicesRepository,
     private readonly signal: ChangeSignal,
     readonly metrics: SyncMetrics,
+    private readonly rpcServer: NatsRpcServer,
   ) {
     this.phase = options.enabled ? 'uninitialized' : 'disabled';
     this.ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics);
@@ -138,15 +137,6 @@ export class SyncEngine {
     this.unsubscribe.push(this.signal.on('owned', () => this.ownedLoop?.wake()));
     this.unsubscribe.push(this.signal.on('shared', () => this.sharedLoop?.wake()));
     const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
-    this.rpc = new PeerRpcServer(
-      this.db,
-      this.ownedRepo,
-      this.sharedRepo,
-      this.devices,
-      transport,
-      self,
-      () => this.phase,
-    );
     const peers = (this.peerClient = new PeerClient(transport));
     this.catchUp = new CatchUpService(this.db, peers, this.devices, this.ownedApplier, this.sharedApplier, self);
     this.backfill = new BackfillService(
@@ -168,7 +158,10 @@ export class SyncEngine {
       { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId },
       o.heartbeatIntervalMs ?? 2000,
       () => this.phase,
-      () => this.rpc!.heads(),
+      async () => ({
+        ownedHead: await this.ownedRepo.streamHead(this.db, o.deviceId),
+        sharedHead: await this.sharedRepo.head(this.db),
+      }),
       {
         peerOnline: (id) => this.scheduleCatchUp(id),
         acknowledged: () => void this.pruneAcknowledged(),
@@ -203,7 +196,7 @@ export class SyncEngine {
         );
         for (const id of await this.devices.removed(this.db)) await this.announceRemoval(id);
         this.linked = true;
-        if (!this.served) this.served = !!this.rpc?.serve();
+        this.rpcServer.serve(transport);
         this.presence?.subscribe();
         this.ownedLoop?.wake(true);
         this.sharedLoop?.wake(true);
