@@ -3,7 +3,7 @@ import { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Db, migrateToLatest, openDatabase } from '@lib/db';
-import { DevicesRepository } from '@lib/sync';
+import { DevicesRepository, NatsRpcServer } from '@lib/sync';
 import type { DeviceConfig } from './config/config';
 import { AppModule } from './app.module';
 import { configureHttp } from './library/http/configure-http';
@@ -42,6 +42,10 @@ export async function startDevice(
       forceCloseConnections: true,
     });
     configureHttp(app);
+    // peer requests: the sync module's handlers, served on the engine's NATS connection. Listening
+    // before the engine starts (app.listen bootstraps it) answers peers from its first link on.
+    app.connectMicroservice({ strategy: app.get(NatsRpcServer) }, { inheritAppConfig: false });
+    await app.startAllMicroservices();
     await app.listen(config.port, '0.0.0.0');
     const port = (app.getHttpServer().address() as AddressInfo).port;
     let closing: Promise<void> | null = null;

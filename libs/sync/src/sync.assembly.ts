@@ -1,5 +1,6 @@
 import type { Db } from '@lib/db';
 import { BackfillService } from './backfill/backfill';
+import { StateTransfer } from './backfill/state-transfer';
 import type { ClockService } from './clock/clock.service';
 import { ConsumeLoop } from './inbound/consume-loop';
 import { decodeLogMessage } from './inbound/decode';
@@ -10,10 +11,11 @@ import { OwnedPublisher } from './owned/owned-publisher';
 import type { OwnedRepository } from './owned/owned.repository';
 import { CatchUpService } from './peers/catch-up';
 import { CatchUpScheduler } from './peers/catch-up-scheduler';
-import { PeerRpcServer, WatermarksReply } from './peers/peer-rpc';
 import { PresenceService } from './peers/presence';
 import { Pruner } from './peers/pruner';
 import { PeerRemoval } from './peers/removal';
+import { PeerClient } from './rpc/peer.client';
+import type { WatermarksReply } from './rpc/protocol';
 import { SharedApplier } from './shared/shared-applier';
 import { SharedPublisher } from './shared/shared-publisher';
 import type { SharedRepository } from './shared/shared.repository';
@@ -56,17 +58,17 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
   const subjects = new LibrarySubjects(o.libraryId);
   const transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId);
-  const discover = async (): Promise<WatermarksReply[]> => {
-    const replies = await transport.gather<WatermarksReply>(subjects.rpcAll('watermarks'), {}, 1500);
-    return replies.filter((p) => p.deviceId !== o.deviceId);
-  };
+  const peers = new PeerClient(transport);
+  /** The other devices online now, with their watermarks. */
+  const discover = async (): Promise<WatermarksReply[]> =>
+    (await peers.discover()).filter((p) => p.deviceId !== o.deviceId);
 
   const ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics);
   const sharedApplier = new SharedApplier(db, clock, sharedRepo, devices, metrics);
   const pruner = new Pruner(db, devices, sharedRepo, metrics);
   const removal = new PeerRemoval(db, devices, transport, pruner, self, engine.linked);
-  const rpc = new PeerRpcServer(db, ownedRepo, sharedRepo, devices, transport, self, engine.phase);
-  const catchUp = new CatchUpService(db, transport, devices, ownedApplier, sharedApplier, self);
+  const stateTransfer = new StateTransfer(db, peers, devices, sharedApplier, self);
+  const catchUp = new CatchUpService(db, peers, devices, ownedApplier, sharedApplier, self, stateTransfer);
   const catchUps = new CatchUpScheduler(
     db,
     devices,
@@ -75,7 +77,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     engine.catchUpAllowed,
   );
   const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
-  const backfill = new BackfillService(db, transport, catchUp, ownedApplier, devices, self, backfillOptions);
+  const backfill = new BackfillService(db, peers, stateTransfer, ownedApplier, devices, self, backfillOptions);
   const presence = new PresenceService(
     db,
     devices,
@@ -85,7 +87,10 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     self,
     o.heartbeatIntervalMs ?? 2000,
     engine.phase,
-    () => rpc.heads(),
+    async () => ({
+      ownedHead: await ownedRepo.streamHead(db, o.deviceId),
+      sharedHead: await sharedRepo.head(db),
+    }),
     {
       peerOnline: (id) => catchUps.schedule(id),
       acknowledged: () => void pruner.pruneAcknowledged(),
@@ -119,7 +124,6 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   return {
     transport,
     discover,
-    rpc,
     presence,
     catchUps,
     pruner,

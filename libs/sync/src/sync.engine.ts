@@ -5,6 +5,7 @@ import type { ClockService } from './clock/clock.service';
 import { LIVE_BACKLOG } from './inbound/consume-loop';
 import type { SyncMetrics } from './metrics';
 import type { OwnedRepository } from './owned/owned.repository';
+import type { NatsRpcServer } from './rpc/nats-rpc.server';
 import type { SharedRepository } from './shared/shared.repository';
 import type { DevicesRepository } from './store/devices.repository';
 import { assembleEngine, EngineParts } from './sync.assembly';
@@ -25,7 +26,6 @@ export class SyncEngine {
   private readonly parts: EngineParts;
   private bootstrapped = false;
   private booting: Promise<void> | null = null;
-  private served = false;
   private linked = false;
   private stopped = false;
   private readonly abort = new AbortController();
@@ -40,6 +40,7 @@ export class SyncEngine {
     private readonly devices: DevicesRepository,
     private readonly signal: ChangeSignal,
     readonly metrics: SyncMetrics,
+    private readonly rpcServer: NatsRpcServer,
   ) {
     this.phase = options.enabled ? 'uninitialized' : 'disabled';
     this.parts = assembleEngine(
@@ -94,7 +95,7 @@ export class SyncEngine {
         await this.sayHello();
         await this.parts.removal.announceAll();
         this.linked = true;
-        if (!this.served) this.served = this.parts.rpc.serve();
+        this.rpcServer.serve(transport);
         this.parts.presence.subscribe();
         this.parts.ownedLoop.wake(true);
         this.parts.sharedLoop.wake(true);

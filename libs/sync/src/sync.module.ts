@@ -19,6 +19,8 @@ import { SYNC_OPTIONS, SyncOptions } from './sync.options';
 import { ChangeSignal } from './sync.signals';
 import { SyncStatusService } from './sync-status.service';
 import { SyncMetrics } from './metrics';
+import { NatsRpcServer } from './rpc/nats-rpc.server';
+import { PeerRpcController } from './rpc/peer-rpc.controller';
 
 export interface SyncModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
   inject?: unknown[];
@@ -51,6 +53,7 @@ const providers: Provider[] = [
     useFactory: (db: Db, c: ClockService, r: SharedRepository, s: ChangeSignal) => new SharedWriter(db, c, r, s),
   },
   { provide: SyncMetrics, useFactory: () => new SyncMetrics() },
+  NatsRpcServer,
   {
     provide: SyncEngine,
     inject: [
@@ -62,6 +65,7 @@ const providers: Provider[] = [
       DevicesRepository,
       ChangeSignal,
       SyncMetrics,
+      NatsRpcServer,
     ],
     useFactory: (
       db: Db,
@@ -72,7 +76,8 @@ const providers: Provider[] = [
       d: DevicesRepository,
       s: ChangeSignal,
       m: SyncMetrics,
-    ) => new SyncEngine(db, o, c, or, sr, d, s, m),
+      rpc: NatsRpcServer,
+    ) => new SyncEngine(db, o, c, or, sr, d, s, m, rpc),
   },
   {
     provide: SyncStatusService,
@@ -89,6 +94,9 @@ const providers: Provider[] = [
   },
 ];
 
+/** Peer requests, served by NatsRpcServer once the application connects it (src/device.ts). */
+const controllers = [PeerRpcController];
+
 const exported = [
   SyncMetrics,
   SYNC_OPTIONS,
@@ -100,6 +108,7 @@ const exported = [
   SharedWriter,
   SyncEngine,
   SyncStatusService,
+  NatsRpcServer,
 ];
 
 /**
@@ -115,6 +124,7 @@ export class SyncModule implements OnApplicationBootstrap, OnApplicationShutdown
     return {
       module: SyncModule,
       global: true,
+      controllers,
       providers: [{ provide: SYNC_OPTIONS, useValue: options }, ...providers],
       exports: exported,
     };
@@ -125,6 +135,7 @@ export class SyncModule implements OnApplicationBootstrap, OnApplicationShutdown
       module: SyncModule,
       global: true,
       imports: options.imports ?? [],
+      controllers,
       providers: [
         { provide: SYNC_OPTIONS, inject: (options.inject ?? []) as never[], useFactory: options.useFactory },
         ...providers,

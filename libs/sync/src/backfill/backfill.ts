@@ -3,11 +3,11 @@ import type { Db, DbOrTx } from '@lib/db';
 import { OWNED_MODELS } from '../models/registry';
 import type { OwnedApplier, PreparedState } from '../owned/owned-applier';
 import { TOMBSTONES } from '../owned/owned.repository';
-import type { CatchUpService } from '../peers/catch-up';
+import type { StateTransfer } from './state-transfer';
 import { CheckpointsRepository } from '../store/checkpoints.repository';
 import type { DevicesRepository } from '../store/devices.repository';
-import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../peers/peer-rpc';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { PeerClient } from '../rpc/peer.client';
+import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../rpc/protocol';
 
 const DONE = 'done';
 const KEY = {
@@ -45,8 +45,8 @@ export class BackfillService {
 
   constructor(
     private readonly db: Db,
-    private readonly transport: JetStreamTransport,
-    private readonly catchUp: CatchUpService,
+    private readonly peers: PeerClient,
+    private readonly stateTransfer: StateTransfer,
     private readonly owned: OwnedApplier,
     private readonly devices: DevicesRepository,
     private readonly self: { id: string; libraryId: string },
@@ -87,7 +87,7 @@ export class BackfillService {
     }
     const shared = { owner: '*', model: 'shared', done: 0, total: null };
     this.progress.items.push(shared);
-    shared.done = await this.catchUp.transferState(
+    shared.done = await this.stateTransfer.run(
       source.deviceId,
       { ...source, shared: plan.shared, sharedHead: plan.sharedHead },
       {
@@ -123,12 +123,8 @@ export class BackfillService {
     // being written: the peer reads, this process checks and Postgres writes, all at once
     type Fetched = { page: OwnedPageReply; prepared: PreparedState | null; n: number };
     const fetchPage = (from: string | null): Promise<Fetched> =>
-      this.transport
-        .request<OwnedPageReply>(
-          this.transport.subjects.rpc(source, 'owned.page'),
-          { owner, after: from, model },
-          30_000,
-        )
+      this.peers
+        .ownedPage(source, { owner, after: from, model }, 30_000) // twice the default timeout
         .then((page) => {
           const { rows, tombstones } = expandOwnedPage(page);
           const n = rows.length + tombstones.length;

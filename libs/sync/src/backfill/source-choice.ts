@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { WatermarksReply } from '../peers/peer-rpc';
+import type { WatermarksReply } from '../rpc/protocol';
 import { backoffDelay, sleep } from '../transport/backoff';
 import type { BackfillService } from './backfill';
 

@@ -1,7 +1,7 @@
 import { Kysely, RawBuilder, sql } from 'kysely';
 import type { Database, DbOrTx } from '@lib/db';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
-import { decodeCursor, encodeCursor, OwnedCursor, TOMBSTONE_KIND } from './cursor';
+import { decodeCursor, encodeCursor, endOfVersion, OwnedCursor, TOMBSTONE_KIND } from './cursor';
 
 /** One owned row as it travels: snake_case columns, timestamps as ISO-8601 text. */
 export type OwnedRow = Record<string, unknown> & { id: string; device_id: string; version: string };
@@ -273,6 +273,37 @@ export class OwnedRepository {
       total += r.rows[0].n;
     }
     return total;
+  }
+
+  /**
+   * The head of an owner's stream as held here: the end of its newest version among its rows and
+   * tombstones (every change at or below it is committed here), or null when we hold none.
+   */
+  async streamHead(db: DbOrTx, owner: string): Promise<string | null> {
+    let maxVersion: string | null = null;
+    for (const table of [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones'] as const) {
+      const r = await db
+        .selectFrom(table)
+        .select((eb) => eb.fn.max('version').as('v'))
+        .where('device_id', '=', owner)
+        .executeTakeFirstOrThrow();
+      if (r.v && (!maxVersion || r.v > maxVersion)) maxVersion = r.v as string;
+    }
+    return maxVersion ? endOfVersion(maxVersion) : null;
+  }
+
+  /** Rows held of every owned model, by owner: owner → model → rows. */
+  async rowCounts(db: DbOrTx): Promise<Record<string, Record<string, number>>> {
+    const counts: Record<string, Record<string, number>> = {};
+    for (const m of OWNED_MODELS) {
+      const byOwner = await db
+        .selectFrom(m.table)
+        .select((eb) => ['device_id', eb.fn.countAll<number>().as('n')])
+        .groupBy('device_id')
+        .execute();
+      for (const r of byOwner) (counts[r.device_id] ??= {})[m.name] = Number(r.n);
+    }
+    return counts;
   }
 
   /** Reads one row (any owner) in wire form, optionally locking it. */

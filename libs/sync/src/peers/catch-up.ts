@@ -1,11 +1,11 @@
 import { Logger } from '@nestjs/common';
 import type { Db } from '@lib/db';
 import type { OwnedApplier } from '../owned/owned-applier';
-import { SHARED_MODELS } from '../models/registry';
+import type { StateTransfer } from '../backfill/state-transfer';
 import type { SharedApplier } from '../shared/shared-applier';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
 import type { DevicesRepository } from '../store/devices.repository';
-import { expandOwnedPage, OwnedPageReply, SharedChangesReply, SnapshotReply, WatermarksReply } from './peer-rpc';
+import type { PeerClient } from '../rpc/peer.client';
+import { expandOwnedPage, WatermarksReply } from '../rpc/protocol';
 
 /**
  * Incremental catch-up from one peer, after a watermark exchange: device-owned rows and tombstones
@@ -19,15 +19,16 @@ export class CatchUpService {
 
   constructor(
     private readonly db: Db,
-    private readonly transport: JetStreamTransport,
+    private readonly peers: PeerClient,
     private readonly devices: DevicesRepository,
     private readonly owned: OwnedApplier,
     private readonly shared: SharedApplier,
     private readonly self: { id: string; libraryId: string },
+    private readonly stateTransfer: StateTransfer,
   ) {}
 
   async watermarksOf(peer: string): Promise<WatermarksReply> {
-    return this.transport.request<WatermarksReply>(this.transport.subjects.rpc(peer, 'watermarks'), {});
+    return this.peers.watermarks(peer);
   }
 
   /** Returns the number of owned changes and shared records pulled. */
@@ -51,7 +52,7 @@ export class CatchUpService {
     if (after !== null && after >= theirs) return 0;
     let n = 0;
     for (;;) {
-      const page = await this.transport.request<OwnedPageReply>(this.transport.subjects.rpc(peer, 'owned.page'), {
+      const page = await this.peers.ownedPage(peer, {
         owner,
         after,
       });
@@ -94,7 +95,7 @@ export class CatchUpService {
       if (pulled === null) snapshotNeeded = true;
       else n += pulled;
     }
-    if (snapshotNeeded) n += await this.transferState(peer, wm);
+    if (snapshotNeeded) n += await this.stateTransfer.run(peer, wm);
     return n;
   }
 
@@ -102,10 +103,7 @@ export class CatchUpService {
   private async pullSharedLog(peer: string, after: string | null): Promise<number | null> {
     let n = 0;
     for (;;) {
-      const page = await this.transport.request<SharedChangesReply>(
-        this.transport.subjects.rpc(peer, 'shared.changes'),
-        { after },
-      );
+      const page = await this.peers.sharedChanges(peer, { after });
       if (!page.complete) return null;
       if (page.changes.length === 0) return n;
       await this.shared.apply({
@@ -120,51 +118,5 @@ export class CatchUpService {
       after = page.changes[page.changes.length - 1].hlc;
       if (page.done) return n;
     }
-  }
-
-  /**
-   * A state transfer: every shared record with its field clocks, merged into ours. Afterwards we
-   * hold every origin's changes up to what the peer had applied when we asked.
-   */
-  async transferState(
-    peer: string,
-    wm: WatermarksReply,
-    checkpoint?: {
-      load(model: string): Promise<string | null>;
-      save: (
-        model: string,
-        key: string | null,
-      ) => (tx: import('kysely').Transaction<import('@lib/db').Database>) => Promise<void>;
-    },
-  ): Promise<number> {
-    let n = 0;
-    for (const model of SHARED_MODELS) {
-      let after = checkpoint ? (await checkpoint.load(model.name)) || null : null;
-      if (after === 'done') continue;
-      for (;;) {
-        const page = await this.transport.request<SnapshotReply>(this.transport.subjects.rpc(peer, 'shared.snapshot'), {
-          model: model.name,
-          after,
-        });
-        const last = page.records.length ? page.records[page.records.length - 1].key : after;
-        const mark = page.done ? 'done' : last;
-        n += await this.shared.mergeSnapshot(model, page.records, checkpoint?.save(model.name, mark));
-        if (page.done || page.records.length === 0) break;
-        after = last;
-      }
-    }
-    await this.db.transaction().execute(async (tx) => {
-      for (const [origin, hlc] of Object.entries(wm.shared)) {
-        if (origin === this.self.id) continue;
-        await this.devices.ensurePeer(tx, origin);
-        await this.devices.raiseSharedWatermark(tx, origin, hlc);
-      }
-      if (wm.sharedHead) {
-        await this.devices.ensurePeer(tx, peer);
-        await this.devices.raiseSharedWatermark(tx, peer, wm.sharedHead);
-      }
-    });
-    this.logger.log(`state transfer from ${wm.name}: ${n} shared records merged`);
-    return n;
   }
 }

@@ -37,10 +37,6 @@ export function isNotFound(e: unknown): boolean {
  * stream and this device's durable consumer (created when missing, recreated when lost),
  * deduplicated publishing, pull fetches, and core NATS for presence and acks.
  */
-/** A handler's result already serialised (large replies are built as text, not as objects). */
-export class RawJson {
-  constructor(readonly text: string) {}
-}
 
 export class JetStreamTransport {
   /** Rejecters of the requests waiting for a reply (failed at once when the connection drops). */
@@ -63,6 +59,11 @@ export class JetStreamTransport {
   get maxPayload(): number {
     const max = this.nc?.info?.max_payload ?? 1024 * 1024;
     return max - Math.min(16 * 1024, Math.floor(max / 4));
+  }
+
+  /** The connection (null until the first one): for servers answering requests on it. */
+  get connection(): NatsConnection | null {
+    return this.nc;
   }
 
   /** Called on the first connection and after every reconnection. */
@@ -234,44 +235,6 @@ export class JetStreamTransport {
       batch.stop();
     }
     return n;
-  }
-
-  /**
-   * Serves request-reply on a subject: each request is answered with {ok, result} or {ok: false,
-   * error}; NATS correlates every reply with its request through the requester's inbox.
-   */
-  serve(subject: string, handler: (request: unknown) => Promise<unknown>): Subscription | null {
-    if (!this.nc) return null;
-    return this.nc.subscribe(subject, {
-      callback: (err, msg) => {
-        if (err || !msg.reply) return;
-        let request: unknown;
-        try {
-          request = JSON.parse(Buffer.from(msg.data).toString('utf8'));
-        } catch {
-          msg.respond(Buffer.from(JSON.stringify({ ok: false, error: 'request is not JSON' })));
-          return;
-        }
-        const reply = (body: { ok: boolean; result?: unknown; error?: string }) => {
-          try {
-            const text =
-              body.result instanceof RawJson ? `{"ok":true,"result":${body.result.text}}` : JSON.stringify(body);
-            msg.respond(Buffer.from(text));
-          } catch (e) {
-            // e.g. larger than the server accepts: say so rather than leave the requester waiting
-            try {
-              msg.respond(Buffer.from(JSON.stringify({ ok: false, error: `reply failed: ${(e as Error).message}` })));
-            } catch {
-              /* the connection is gone; the requester times out */
-            }
-          }
-        };
-        handler(request).then(
-          (result) => reply({ ok: true, result }),
-          (e: Error) => reply({ ok: false, error: e.message }),
-        );
-      },
-    });
   }
 
   /** One request, one correlated reply; throws on timeout, no responder, or an error reply. */

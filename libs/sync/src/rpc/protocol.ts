@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import { RejectedMessageError } from '../errors';
+import { ownedModel } from '../models/registry';
+import type { Tombstone } from '../owned/owned.repository';
+import type { SharedState } from '../shared/merge';
+import type { ChangeLogRow } from '../shared/shared.repository';
+
+/**
+ * The peer protocol: request-reply between the devices of a library over core NATS (each reply
+ * is correlated with its request by the requester's inbox). Every device answers every method on
+ * sync.<lib>.rpc.<device>.<pattern>, and watermarks also on sync.<lib>.rpc.all.watermarks, for
+ * the discovery of online peers. A request is the JSON of its request type; a reply is
+ * {"ok":true,"result":<reply>} or {"ok":false,"error":"<message>"}.
+ */
+export interface PeerRpc {
+  watermarks: { request: WatermarksRequest; reply: WatermarksReply };
+  ownedPage: { request: OwnedPageRequest; reply: OwnedPageReply };
+  sharedChanges: { request: SharedChangesRequest; reply: SharedChangesReply };
+  snapshot: { request: SnapshotRequest; reply: SnapshotReply };
+}
+export type PeerMethod = keyof PeerRpc;
+
+/** Each method's pattern: the last part of its subject. */
+export const PEER_RPC = {
+  watermarks: 'watermarks',
+  ownedPage: 'owned.page',
+  sharedChanges: 'shared.changes',
+  snapshot: 'shared.snapshot',
+} as const satisfies Record<PeerMethod, string>;
+
+/** The methods every device also answers on sync.<lib>.rpc.all.<pattern> (a handler's extras). */
+export const EVERY_DEVICE = { everyDevice: true } as const;
+
+/** The wire envelope of a reply. */
+export type RpcReply<T> = { ok: true; result: T } | { ok: false; error: string };
+
+/** A reply already serialised (a large page is built as text, not as objects). */
+export class RawJson<T = unknown> {
+  /** Only for the type checker: what the text is the JSON of. */
+  declare private readonly of?: T;
+  constructor(readonly text: string) {}
+}
+
+/** What a server implements: one handler per method, replying the reply type or its JSON. */
+export type PeerRpcHandlers<Context> = {
+  [M in PeerMethod]: (
+    request: PeerRpc[M]['request'],
+    context: Context,
+  ) => Promise<PeerRpc[M]['reply'] | RawJson<PeerRpc[M]['reply']>>;
+};
+
+const uuid = z.string().uuid();
+
+// ---- watermarks: a device's positions in every stream (also the discovery of online peers)
+
+export const WatermarksRequest = z.object({});
+export type WatermarksRequest = z.infer<typeof WatermarksRequest>;
+
+export interface WatermarksReply {
+  deviceId: string;
+  name: string;
+  phase: string;
+  /** Our own owned stream: every change at or below this cursor is committed here. */
+  ownedHead: string | null;
+  /** Our own shared log's newest change. */
+  sharedHead: string | null;
+  /** Below this our log was pruned: a peer behind it needs a state transfer. */
+  sharedPrunedUpTo: string | null;
+  /** owner → how far we hold that owner's owned stream contiguously. */
+  state: Record<string, string>;
+  /** origin → how far we have applied that origin's shared log. */
+  shared: Record<string, string>;
+  /** Rows we hold, to pick the best backfill source. */
+  rows: number;
+  /** owner → model → rows we hold of it (backfill progress totals). */
+  counts: Record<string, Record<string, number>>;
+}
+
+// ---- owned.page: an owner's stream after a cursor (one model of it, for a backfill)
+
+export const OwnedPageRequest = z
+  .object({ owner: uuid, after: z.string().nullable(), model: z.string().optional() })
+  .strict();
+export type OwnedPageRequest = z.infer<typeof OwnedPageRequest>;
+
+/** A page of an owner's stream, compact: rows as value arrays in their model's column order. */
+export interface OwnedPageReply {
+  rows: { model: string; values: unknown[][] }[];
+  tombstones: Tombstone[];
+  /** Cursor of the page's last change (null for an empty page). */
+  last: string | null;
+  done: boolean;
+}
+
+/** Rows of a page as objects (what the applier validates); a malformed page is refused. */
+export function expandOwnedPage(page: OwnedPageReply): {
+  rows: { model: string; row: Record<string, unknown> }[];
+  tombstones: Tombstone[];
+} {
+  const rows: { model: string; row: Record<string, unknown> }[] = [];
+  for (const group of page.rows) {
+    const model = ownedModel(group.model);
+    if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${group.model}`);
+    for (const values of group.values) {
+      if (!Array.isArray(values) || values.length !== model.columns.length)
+        throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
+      const row: Record<string, unknown> = {};
+      for (let i = 0; i < model.columns.length; i++) row[model.columns[i]] = values[i];
+      rows.push({ model: group.model, row });
+    }
+  }
+  return { rows, tombstones: page.tombstones };
+}
+
+// ---- shared.changes: the device's own shared change log after a clock
+
+export const SharedChangesRequest = z.object({ after: z.string().nullable() }).strict();
+export type SharedChangesRequest = z.infer<typeof SharedChangesRequest>;
+
+export interface SharedChangesReply {
+  changes: ChangeLogRow[];
+  done: boolean;
+  /** false: changes after the requested point were pruned; take a state transfer instead. */
+  complete: boolean;
+}
+
+// ---- shared.snapshot: a page of a shared model's records with their field clocks
+
+export const SnapshotRequest = z.object({ model: z.string(), after: z.string().nullable() }).strict();
+export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
+
+export interface SnapshotReply {
+  records: { key: string; state: SharedState }[];
+  done: boolean;
+}
+
+/** The schema that validates each method's request on the server. */
+export const PEER_RPC_REQUESTS: { [M in PeerMethod]: z.ZodType<PeerRpc[M]['request']> } = {
+  watermarks: WatermarksRequest,
+  ownedPage: OwnedPageRequest,
+  sharedChanges: SharedChangesRequest,
+  snapshot: SnapshotRequest,
+};
