@@ -1,20 +1,11 @@
+import { BackfillItem, must, statusOf, waitConverged, waitPhase } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { dropTestDatabases } from '../support/databases';
+import { queryDb, waitRows } from '../support/db-queries';
+import { LONG, waitFor } from '../support/device-harness';
+import { createTag, seedEntries } from '../support/fixtures';
 import { freePort } from '../support/nats-server';
-import {
-  BackfillItem,
-  Broker,
-  createTag,
-  dropTestDatabases,
-  LONG,
-  must,
-  queryDb,
-  seedEntries,
-  statusOf,
-  waitRows,
-  waitConverged,
-  waitFor,
-  waitPhase,
-  World,
-} from './helpers';
+import { Broker } from '../support/wire';
 
 /**
  * Issue 4, "Backfill of a new device": a new device (a real process, so it can be SIGKILLed)
@@ -24,22 +15,22 @@ import {
  * peers. Changes made while it is down wait in its durable consumer and are applied after.
  */
 describe('backfill of a new device, killed midway', () => {
-  const world = new World();
+  const cluster = new Cluster({ heartbeatIntervalMs: 500 });
   let broker: Broker;
 
   beforeAll(async () => {
-    await world.start();
-    broker = await world.broker();
+    await cluster.start();
+    broker = await cluster.broker();
   });
   afterAll(async () => {
-    await world.dispose();
+    await cluster.dispose();
     await dropTestDatabases();
   });
 
   it('resumes from its stored checkpoint after SIGKILL and finishes identical to its peers', async () => {
     // --- two peers: A owns 30,000 entries, B owns 20,000; shared tags, metadata and memberships
-    const a = await world.device('a');
-    const b = await world.device('b');
+    const a = await cluster.device('a');
+    const b = await cluster.device('b');
     // written at once on both: each owner's entries reach the other live
     const tags: string[] = [];
     const [seededA, seededB] = await Promise.all([
@@ -64,7 +55,7 @@ describe('backfill of a new device, killed midway', () => {
     const expected = { entries: 50_000, locations: 2, tags: 10, user_metadata: 20, tag_entries: 20 };
 
     // --- C joins, slowed down between backfill pages so that it can be killed in the middle
-    const c = await world.process('c', { SYNC_BACKFILL_PAUSE_MS: '400' });
+    const c = await cluster.process('c', { SYNC_BACKFILL_PAUSE_MS: '400' });
     await c.start(await freePort());
     const inProgress = await waitFor(
       "C's checkpoint inside some owner's entries",
@@ -123,7 +114,7 @@ describe('backfill of a new device, killed midway', () => {
     expect([a.deviceId, b.deviceId]).toContain(plan.source);
     const source = plan.source === a.deviceId ? a : b;
     const remaining = source === a ? b : a;
-    await world.close(source);
+    await cluster.close(source);
 
     // --- while C is down the remaining peer writes: its changes wait in C's durable consumer
     // (new entries only if it is not the owner being resumed, whose count must stay exact)
@@ -173,7 +164,7 @@ describe('backfill of a new device, killed midway', () => {
     expect(after).toEqual([{ key: 'backfill', value: 'done' }]);
 
     // identical to both peers (the first source back too), including what was written meanwhile
-    const back = await world.restart(source);
+    const back = await cluster.restart(source);
     await waitRows([back, remaining, c], 'entries', 50_000 + late);
     await waitConverged(
       [back, remaining, c],

@@ -1,20 +1,12 @@
 import { sql } from 'kysely';
-import { OwnedApplier } from '@lib/sync/owned/owned-applier';
+import { OwnedApplier } from '@lib/sync';
 import { BackfillService } from '@lib/sync/backfill/backfill';
+import { digestOf, must, statusOf, waitConverged, waitPhase } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { dropTestDatabases } from '../support/databases';
+import { waitRows } from '../support/db-queries';
 import type { TestDevice } from '../support/device-harness';
-import {
-  createLocation,
-  digestOf,
-  dropTestDatabases,
-  must,
-  seedEntries,
-  statusOf,
-  waitConverged,
-  waitPhase,
-  waitRows,
-  World,
-  writeEntries,
-} from './helpers';
+import { createEntries, createLocation, seedEntries } from '../support/fixtures';
 
 /**
  * Issue 4, "Backfill of a new device": pages are written two at a time on Postgres (one at a time
@@ -22,11 +14,11 @@ import {
  * never passes a page that is not stored, even when a page fails while the next one is written.
  */
 describe('backfill writes', () => {
-  const world = new World();
-  beforeAll(() => world.start());
+  const cluster = new Cluster({ heartbeatIntervalMs: 500 });
+  beforeAll(() => cluster.start());
   afterEach(() => jest.restoreAllMocks());
   afterAll(async () => {
-    await world.dispose();
+    await cluster.dispose();
     await dropTestDatabases();
   });
 
@@ -42,7 +34,7 @@ describe('backfill writes', () => {
   }
 
   it('a page failing while the next is written: nothing past the last good page is committed, and the retry finishes identical', async () => {
-    const a = await world.device('a');
+    const a = await cluster.device('a');
     await seedEntries(a, 12_000, 'a'); // several pages (a page is at most 4,000 rows and one max_payload)
 
     // the joining device's second page fails once; the third is then being written alongside it
@@ -86,7 +78,7 @@ describe('backfill writes', () => {
       return runFrom.apply(this, args);
     });
 
-    c = await world.device('c', { wait: false });
+    c = await cluster.device('c', { wait: false });
     await waitPhase(c, 'ready');
     expect(calls).toBeGreaterThanOrEqual(3); // the failed page, the one written alongside it, and the retry's
     expect(resumed.length).toBeGreaterThanOrEqual(1);
@@ -105,10 +97,10 @@ describe('backfill writes', () => {
   });
 
   it('a device on embedded PGlite backfills page by page, then syncs both ways', async () => {
-    const a = await world.device('a2');
+    const a = await cluster.device('a2');
     const loc = await createLocation(a, 'photos');
     await seedEntries(a, 9_000, 'a2');
-    const c = await world.device('c2', { databaseUrl: null }); // DATA_DIR, no DATABASE_URL
+    const c = await cluster.device('c2', { databaseUrl: null }); // DATA_DIR, no DATABASE_URL
     await waitPhase(c, 'ready');
     // the library holds the previous test's entries too: the new device must hold all of them
     const held = (await digestOf(a)).entries.count;
@@ -116,9 +108,9 @@ describe('backfill writes', () => {
     await waitRows([c], 'entries', held);
     expect(await digestOf(c)).toEqual(await digestOf(a));
     // live, both ways
-    await writeEntries(a, loc, 10, 'after');
+    await createEntries(a, loc, 10, 'after');
     const locC = await createLocation(c, 'on-pglite');
-    await writeEntries(c, locC, 10, 'from-c');
+    await createEntries(c, locC, 10, 'from-c');
     await waitConverged([a, c], { entries: held + 20 });
     expect((await must(a, 'GET', `/locations/${locC}`)).deviceId).toBe(c.deviceId);
   });

@@ -1,17 +1,10 @@
+import type { PeerStatus } from '@lib/sync';
 import { CatchUpService } from '@lib/sync/peers/catch-up';
+import { peerIn, statusOf, waitConverged, waitPhase } from '../support/api';
+import { clusterPerTest } from '../support/cluster';
+import { waitFor } from '../support/device-harness';
+import { createEntries, createLocation, createTag } from '../support/fixtures';
 import { freePort } from '../support/nats-server';
-import {
-  createLocation,
-  createTag,
-  worldPerTest,
-  peerIn,
-  PeerStatus,
-  statusOf,
-  waitConverged,
-  waitFor,
-  waitPhase,
-  writeEntries,
-} from './helpers';
 
 /**
  * Issue 4, "Presence": heartbeats every interval carry a device's watermarks; a peer that misses
@@ -22,7 +15,7 @@ import {
 const HEARTBEAT = 300;
 
 describe('presence and heartbeats', () => {
-  const newWorld = worldPerTest();
+  const newCluster = clusterPerTest();
   afterEach(() => jest.restoreAllMocks());
 
   /** Polls A's view of `peer` until it is `online`; returns that view and when it was first seen. */
@@ -52,13 +45,13 @@ describe('presence and heartbeats', () => {
           call[0] === from && (catchUps.mock.contexts[i] as unknown as { self: { id: string } }).self.id === by,
       );
 
-    const world = await newWorld();
-    const a = await world.device('a', { heartbeatIntervalMs: HEARTBEAT });
-    let b = await world.device('b', { heartbeatIntervalMs: HEARTBEAT });
+    const cluster = await newCluster();
+    const a = await cluster.device('a', { heartbeatIntervalMs: HEARTBEAT });
+    let b = await cluster.device('b', { heartbeatIntervalMs: HEARTBEAT });
     const locA = await createLocation(a, 'a');
-    await writeEntries(a, locA, 20, 'a');
+    await createEntries(a, locA, 20, 'a');
     await createTag(a, 'a-tag');
-    await writeEntries(b, await createLocation(b, 'b'), 10, 'b');
+    await createEntries(b, await createLocation(b, 'b'), 10, 'b');
     await createTag(b, 'b-tag');
     await waitConverged([a, b], { entries: 30, tags: 2 });
 
@@ -89,7 +82,7 @@ describe('presence and heartbeats', () => {
     expect(ofA.sharedWatermark).not.toBeNull();
 
     // B goes away without a word: offline once three heartbeats are missed, not before
-    await world.close(b);
+    await cluster.close(b);
     const t0 = Date.now();
     const { view: gone, at } = await waitOnline(a, b.deviceId, false, 10 * HEARTBEAT + 2000);
     expect(at - t0).toBeLessThan(8 * HEARTBEAT + 1000); // a few intervals
@@ -97,7 +90,7 @@ describe('presence and heartbeats', () => {
     expect(gone.stateWatermark).toBe(seen.stateWatermark); // what we hold of B stays known
 
     // pending for the offline peer: what A writes meanwhile
-    await writeEntries(a, locA, 25, 'while-away');
+    await createEntries(a, locA, 25, 'while-away');
     await createTag(a, 'while-away');
     const pending = await waitFor(
       'pending for B',
@@ -109,7 +102,7 @@ describe('presence and heartbeats', () => {
 
     // B is back: online again, a watermark exchange and catch-up, and nothing pending any more
     catchUps.mockClear();
-    b = await world.restart(b);
+    b = await cluster.restart(b);
     await waitOnline(a, b.deviceId, true, 10 * HEARTBEAT + 2000);
     await waitFor('A to exchange watermarks and catch up with B', async () => caughtUp(a.deviceId, b.deviceId), 10_000);
     await waitConverged([a, b], { entries: 55, tags: 3 });
@@ -122,13 +115,13 @@ describe('presence and heartbeats', () => {
   });
 
   it('a frozen peer (connection open, no heartbeats) is detected as offline, and comes back', async () => {
-    const world = await newWorld();
-    const a = await world.device('a', { heartbeatIntervalMs: HEARTBEAT });
-    const b = await world.process('b', { SYNC_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) });
+    const cluster = await newCluster();
+    const a = await cluster.device('a', { heartbeatIntervalMs: HEARTBEAT });
+    const b = await cluster.process('b', { SYNC_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) });
     await b.start(await freePort());
     await waitPhase(b);
     const loc = await createLocation(a, 'a');
-    await writeEntries(a, loc, 10, 'a');
+    await createEntries(a, loc, 10, 'a');
     await waitConverged([a, b], { entries: 10 });
     await waitOnline(a, b.deviceId, true, 5000);
 
@@ -138,7 +131,7 @@ describe('presence and heartbeats', () => {
       const { view } = await waitOnline(a, b.deviceId, false, 10 * HEARTBEAT + 2000);
       expect(Date.now() - t0).toBeLessThan(8 * HEARTBEAT + 1000);
       expect(Date.now() - Date.parse(view.lastSeenAt!)).toBeGreaterThanOrEqual(3 * HEARTBEAT);
-      await writeEntries(a, loc, 15, 'while-frozen');
+      await createEntries(a, loc, 15, 'while-frozen');
       await waitFor(
         'pending for the frozen peer',
         async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 15,

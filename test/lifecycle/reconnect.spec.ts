@@ -1,18 +1,9 @@
-import {
-  createLocation,
-  countRows,
-  createTag,
-  deadNatsUrl,
-  worldPerTest,
-  LONG,
-  must,
-  peerIn,
-  statusOf,
-  waitConverged,
-  waitFor,
-  waitPhase,
-  writeEntries,
-} from './helpers';
+import { must, peerIn, statusOf, waitConverged, waitPhase } from '../support/api';
+import { clusterPerTest } from '../support/cluster';
+import { countRows } from '../support/db-queries';
+import { LONG, waitFor } from '../support/device-harness';
+import { createEntries, createLocation, createTag } from '../support/fixtures';
+import { deadNatsUrl } from '../support/nats-server';
 
 /**
  * Issue 4, "Reconnect": a device that was away for a long time, with writes on both sides, comes
@@ -20,24 +11,24 @@ import {
  * devices cut off from NATS both write and converge once the broker is back.
  */
 describe('reconnect after a long offline period', () => {
-  const newWorld = worldPerTest();
+  const newCluster = clusterPerTest();
 
   it('B, away with its consumer deleted, writes offline and both sides converge through watermarks', async () => {
-    const world = await newWorld();
-    const broker = await world.broker();
-    const a = await world.device('a', { heartbeatIntervalMs: 400 });
-    let b = await world.device('b', { heartbeatIntervalMs: 400 });
+    const cluster = await newCluster();
+    const broker = await cluster.broker();
+    const a = await cluster.device('a', { heartbeatIntervalMs: 400 });
+    let b = await cluster.device('b', { heartbeatIntervalMs: 400 });
     const locA = await createLocation(a, 'a');
-    const firstA = await writeEntries(a, locA, 200, 'a1');
+    const firstA = await createEntries(a, locA, 200, 'a1');
     const tag = await createTag(a, 'shared-tag', 'red');
     await must(a, 'PUT', `/entries/${firstA[0]}/metadata`, { favorite: false, notes: 'original' });
     const base = { entries: 200, locations: 1, tags: 1, user_metadata: 1 };
     await waitConverged([a, b], base);
 
     // B goes away; A notices and keeps working
-    await world.close(b);
+    await cluster.close(b);
     await waitFor('A to see B offline', async () => peerIn(await statusOf(a), b.deviceId)?.online === false, 10_000);
-    await writeEntries(a, locA, 300, 'a2');
+    await createEntries(a, locA, 300, 'a2');
     await must(a, 'DELETE', `/entries/${firstA[1]}`);
     await must(a, 'PATCH', `/entries/${firstA[2]}`, { name: 'renamed-by-a.txt' });
     await must(a, 'PATCH', `/tags/${tag}`, { name: 'renamed-by-a' });
@@ -47,16 +38,16 @@ describe('reconnect after a long offline period', () => {
     expect(await broker.deleteConsumer(b.deviceId)).toBe(true);
 
     // B works without NATS (unreachable broker): its writes stay in its database
-    b = await world.restart(b, { natsUrl: await deadNatsUrl(), wait: false });
+    b = await cluster.restart(b, { natsUrl: await deadNatsUrl(), wait: false });
     const locB = await createLocation(b, 'b');
-    await writeEntries(b, locB, 150, 'b');
+    await createEntries(b, locB, 150, 'b');
     await must(b, 'PATCH', `/tags/${tag}`, { color: 'green' }); // another field of the same tag: both survive
     await must(b, 'PUT', `/entries/${firstA[0]}/metadata`, { notes: 'by b, later' }); // same field, later: wins
     const tagB = await createTag(b, 'b-offline');
     expect((await statusOf(b)).natsConnected).toBe(false);
 
     // B comes back to the real broker: its consumer is recreated, watermarks reconcile both ways
-    b = await world.restart(b, { wait: false });
+    b = await cluster.restart(b, { wait: false });
     await broker.waitConsumer(b.deviceId);
     await waitConverged([a, b], { entries: 200 + 300 - 1 + 150, locations: 2, tags: 3, user_metadata: 1 });
     for (const d of [a, b]) {
@@ -73,25 +64,25 @@ describe('reconnect after a long offline period', () => {
     await waitPhase(b, 'ready', 15_000);
 
     // and the live path works again in both directions
-    await writeEntries(a, locA, 5, 'a3');
-    await writeEntries(b, locB, 5, 'b2');
+    await createEntries(a, locA, 5, 'a3');
+    await createEntries(b, locB, 5, 'b2');
     await waitConverged([a, b], { entries: 200 + 300 - 1 + 150 + 10 });
   });
 
   it('a device back with its consumer lost says ready only once it has caught up', async () => {
-    const world = await newWorld();
-    const broker = await world.broker();
-    const a = await world.device('a', { heartbeatIntervalMs: 400 });
-    let b = await world.device('b', { heartbeatIntervalMs: 400 });
+    const cluster = await newCluster();
+    const broker = await cluster.broker();
+    const a = await cluster.device('a', { heartbeatIntervalMs: 400 });
+    let b = await cluster.device('b', { heartbeatIntervalMs: 400 });
     const loc = await createLocation(a, 'a');
-    await writeEntries(a, loc, 10, 'before');
+    await createEntries(a, loc, 10, 'before');
     await waitConverged([a, b], { entries: 10 });
-    await world.close(b);
-    await writeEntries(a, loc, 200, 'while-away');
+    await cluster.close(b);
+    await createEntries(a, loc, 200, 'while-away');
     await createTag(a, 'while-away');
     expect(await broker.deleteConsumer(b.deviceId)).toBe(true);
 
-    b = await world.restart(b, { wait: false });
+    b = await cluster.restart(b, { wait: false });
     // "ready" (docs/http.md phases): the queue is drained and the device holds what its peers hold; with
     // the queue lost, that is once the watermark reconciliation has brought in what it lacked
     const atReady = await waitFor(
@@ -107,20 +98,20 @@ describe('reconnect after a long offline period', () => {
   });
 
   it('both sides write while NATS is down and converge once it is back', async () => {
-    const world = await newWorld();
-    const a = await world.device('a', { heartbeatIntervalMs: 400 });
-    const b = await world.device('b', { heartbeatIntervalMs: 400 });
+    const cluster = await newCluster();
+    const a = await cluster.device('a', { heartbeatIntervalMs: 400 });
+    const b = await cluster.device('b', { heartbeatIntervalMs: 400 });
     const locA = await createLocation(a, 'a');
-    const idsA = await writeEntries(a, locA, 100, 'a');
+    const idsA = await createEntries(a, locA, 100, 'a');
     const tag = await createTag(a, 't', 'red');
     await waitConverged([a, b], { entries: 100, tags: 1 });
 
-    await world.nats.stop();
+    await cluster.nats.stop();
     for (const d of [a, b])
       await waitFor('NATS to be seen down', async () => (await statusOf(d)).natsConnected === false, 15_000);
     const locB = await createLocation(b, 'b');
-    await writeEntries(a, locA, 200, 'a-down');
-    await writeEntries(b, locB, 250, 'b-down');
+    await createEntries(a, locA, 200, 'a-down');
+    await createEntries(b, locB, 250, 'b-down');
     await must(a, 'DELETE', `/entries/${idsA[0]}`);
     await must(a, 'PATCH', `/tags/${tag}`, { name: 'a-name' });
     await must(b, 'PATCH', `/tags/${tag}`, { color: 'blue' });
@@ -128,7 +119,7 @@ describe('reconnect after a long offline period', () => {
     await must(a, 'PUT', `/entries/${idsA[1]}/metadata`, { favorite: true });
     await createTag(b, 'b-tag');
 
-    await world.nats.start(); // same port, same store
+    await cluster.nats.start(); // same port, same store
     const digest = await waitConverged(
       [a, b],
       { entries: 100 + 200 + 250 - 1, locations: 2, tags: 2, user_metadata: 1 },

@@ -1,20 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { endOfVersion, ENTRIES, LOCATIONS } from '@lib/sync';
-import { OwnedRepository } from '@lib/sync/owned/owned.repository';
+import { endOfVersion, ENTRIES, LOCATIONS, OwnedRepository } from '@lib/sync';
+import { digestOf, must, peerIn, statusOf, waitConverged } from '../support/api';
+import { Cluster, clusterPerTest } from '../support/cluster';
 import type { TestDevice } from '../support/device-harness';
-import {
-  createLocation,
-  digestOf,
-  must,
-  peerIn,
-  statusOf,
-  waitConverged,
-  waitFor,
-  World,
-  worldPerTest,
-  writeEntries,
-} from './helpers';
+import { waitFor } from '../support/device-harness';
+import { createEntries, createLocation } from '../support/fixtures';
 
 /**
  * Issue 4 / docs/design.md: "Tombstones are removed only once every known peer has confirmed it has
@@ -63,23 +54,23 @@ async function waitHeartbeats(d: TestDevice, peer: string, n: number): Promise<v
 }
 
 describe('tombstones collected by acknowledgement, never by time', () => {
-  const newWorld = worldPerTest();
+  const newCluster = clusterPerTest();
 
   async function trio(
-    world: World,
+    cluster: Cluster,
   ): Promise<{ a: TestDevice; b: TestDevice; c: TestDevice; loc: string; ids: string[] }> {
-    const a = await world.device('a', { heartbeatIntervalMs: HEARTBEAT });
-    const b = await world.device('b', { heartbeatIntervalMs: HEARTBEAT });
-    const c = await world.device('c', { heartbeatIntervalMs: HEARTBEAT });
+    const a = await cluster.device('a', { heartbeatIntervalMs: HEARTBEAT });
+    const b = await cluster.device('b', { heartbeatIntervalMs: HEARTBEAT });
+    const c = await cluster.device('c', { heartbeatIntervalMs: HEARTBEAT });
     const loc = await createLocation(a, 'a');
-    const ids = await writeEntries(a, loc, 20, 'e');
+    const ids = await createEntries(a, loc, 20, 'e');
     await waitConverged([a, b, c], { entries: 20 });
     return { a, b, c, loc, ids };
   }
 
   it('with every peer online, the tombstones of a delete are collected once all have acknowledged it', async () => {
-    const world = await newWorld();
-    const { a, b, c, ids } = await trio(world);
+    const cluster = await newCluster();
+    const { a, b, c, ids } = await trio(cluster);
     const deleted = ids.slice(0, 5);
     for (const id of deleted) await must(a, 'DELETE', `/entries/${id}`);
     expect(await tombstones(a, deleted)).toBe(5);
@@ -91,8 +82,8 @@ describe('tombstones collected by acknowledgement, never by time', () => {
   });
 
   it('a message redelivered after its deletes were collected does not bring the rows back', async () => {
-    const world = await newWorld();
-    const { a, b, c, loc, ids } = await trio(world);
+    const cluster = await newCluster();
+    const { a, b, c, loc, ids } = await trio(cluster);
     // the location and its entries as A broadcast them (a late redelivery replays exactly this)
     const repo = new OwnedRepository();
     const rows = [
@@ -110,11 +101,11 @@ describe('tombstones collected by acknowledgement, never by time', () => {
     await waitConverged([a, b, c], { locations: 0, entries: 0 });
     await waitCollected('the tombstone of the location to be collected on A, B and C', [a, b, c], [loc]);
 
-    const broker = await world.broker();
+    const broker = await cluster.broker();
     const replay = {
       v: 1,
       kind: 'state',
-      library: world.libraryId,
+      library: cluster.libraryId,
       origin: a.deviceId,
       from: null,
       to: endOfVersion(version),
@@ -138,13 +129,13 @@ describe('tombstones collected by acknowledgement, never by time', () => {
   });
 
   it('a delete made while a peer is offline is kept until that peer comes back and learns of it', async () => {
-    const world = await newWorld();
-    const { a, b, c, loc, ids } = await trio(world);
-    await world.close(c);
+    const cluster = await newCluster();
+    const { a, b, c, loc, ids } = await trio(cluster);
+    await cluster.close(c);
 
     const deleted = ids.slice(5, 8);
     for (const id of deleted) await must(a, 'DELETE', `/entries/${id}`);
-    await writeEntries(a, loc, 1, 'later'); // A writes on: B's watermark of A moves past the deletes
+    await createEntries(a, loc, 1, 'later'); // A writes on: B's watermark of A moves past the deletes
     await waitConverged([a, b], { entries: 18 });
     await waitFor(
       "A to know B's watermark is past the deletes",
@@ -167,7 +158,7 @@ describe('tombstones collected by acknowledgement, never by time', () => {
     expect(peerIn(await statusOf(a), c.deviceId)!.online).toBe(false);
 
     // C comes back (after "a month"): it learns of every delete, then the tombstones go
-    const c2 = await world.restart(c);
+    const c2 = await cluster.restart(c);
     await waitConverged([a, b, c2], { entries: 18 });
     for (const id of deleted) expect((await c2.req('GET', `/entries/${id}`)).status).toBe(404);
     await waitCollected('the tombstones to be collected on A, B and C once C acknowledged', [a, b, c2], deleted);

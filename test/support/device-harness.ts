@@ -54,6 +54,9 @@ export async function listAll<T = any>(base: string, path: string): Promise<T[]>
   }
 }
 
+/** Generous deadline of the tests' waits: they should pass in seconds, but never flake on a slow CI. */
+export const LONG = 60_000;
+
 /** Polls until fn returns a truthy value (returned), or fails with the last value after the deadline. */
 export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 30000, everyMs = 100): Promise<T> {
   const end = Date.now() + timeoutMs;

@@ -1,5 +1,5 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,18 +29,23 @@ export function natsServerBinary(): string | null {
   return null;
 }
 
+/** A URL where no nats-server listens (a device that cannot reach its broker). */
+export async function deadNatsUrl(): Promise<string> {
+  return `nats://127.0.0.1:${await freePort()}`;
+}
+
 /**
  * A nats-server process of the test's own (JetStream, its own port and store), so a test can
  * kill it, restart it on the same port, or wipe its storage without touching anything else.
+ * `settings` are extra lines of its configuration file (limits such as `max_payload: 32768`).
  */
 export class NatsServerProcess {
   private proc: ChildProcess | null = null;
-  readonly storeDir: string;
+  private readonly dir = mkdtempSync(join(tmpdir(), 'nats-'));
+  readonly storeDir = join(this.dir, 'js');
   port = 0;
 
-  constructor(private readonly dir = mkdtempSync(join(tmpdir(), 'nats-'))) {
-    this.storeDir = join(dir, 'js');
-  }
+  constructor(private readonly settings = '') {}
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
@@ -50,10 +55,13 @@ export class NatsServerProcess {
     const bin = natsServerBinary();
     if (!bin) throw new Error('nats-server is not installed: apt-get install nats-server (or set NATS_SERVER_BIN)');
     if (!this.port) this.port = await freePort();
+    const conf = join(this.dir, 'nats.conf');
+    writeFileSync(
+      conf,
+      `host: 127.0.0.1\nport: ${this.port}\n${this.settings}\njetstream { store_dir: "${this.storeDir}" }\n`,
+    );
     const log = openSync(join(this.dir, 'nats.log'), 'a');
-    this.proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], {
-      stdio: ['ignore', log, log],
-    });
+    this.proc = spawn(bin, ['-c', conf], { stdio: ['ignore', log, log] });
     const end = Date.now() + 15000;
     while (!(await portOpen('127.0.0.1', this.port, 300))) {
       if (this.proc.exitCode !== null) throw new Error(`nats-server exited with ${this.proc.exitCode}`);

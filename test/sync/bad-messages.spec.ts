@@ -1,24 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { waitFor } from '../support/device-harness';
-import {
-  Cluster,
-  createEntries,
-  createLocation,
-  cursor,
-  entryInput,
-  deadLetters,
-  entryRow,
-  LONG,
-  logSubject,
-  must,
-  RawNats,
-  sharedMessage,
-  stamp,
-  stampMs,
-  stateMessage,
-  statusOf,
-  waitConverged,
-} from './helpers';
+import { must, statusOf, waitConverged } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { deadLetters } from '../support/db-queries';
+import { LONG, waitFor } from '../support/device-harness';
+import { createEntries, createVolumeAndLocation, entryInput } from '../support/fixtures';
+import { Broker, cursor, entryRow, logSubject, sharedMessage, stamp, stampMs, stateMessage } from '../support/wire';
 
 /**
  * Input from the wire is validated at the boundary: malformed and forged messages published
@@ -28,7 +14,7 @@ import {
  */
 describe('bad messages', () => {
   let cluster: Cluster;
-  let raw: RawNats;
+  let raw: Broker;
 
   afterEach(async () => {
     await raw?.close();
@@ -38,9 +24,9 @@ describe('bad messages', () => {
   it('malformed and forged messages are dead-lettered with a reason, counted, and syncing goes on', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
     const lib = cluster.libraryId;
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     const [victim] = await createEntries(a, locationId, 1);
     const tag = await must(a, 'POST', '/tags', { name: 'genuine', color: 'red' });
     await waitConverged([a, b], { entries: 1, tags: 1 });
@@ -233,9 +219,9 @@ describe('bad messages', () => {
   it("a device's state message about ids another device owns changes nothing, is rejected, and does not block the owner's later writes", async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
     const lib = cluster.libraryId;
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     const [e1, e2, e3, gone] = await createEntries(a, locationId, 4);
     await waitConverged([a, b], { entries: 4 });
     const e3Create = (await a.req('GET', `/entries/${e3}`)).body;
@@ -338,7 +324,7 @@ describe('bad messages', () => {
   it('a payload with NUL bytes is dead-lettered like any other, not retried forever', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
     const lib = cluster.libraryId;
     const forger = randomUUID();
     const subject = logSubject(lib, 'state', forger);
@@ -402,7 +388,7 @@ describe('bad messages', () => {
   it('a change stamped an hour ahead is held, counted, and does not move the clock; changes within the bound are applied', async () => {
     cluster = await new Cluster().start();
     const d = await cluster.device('drift');
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
     const lib = cluster.libraryId;
     const future = randomUUID();
     const [held, near, after] = [randomUUID(), randomUUID(), randomUUID()];

@@ -1,21 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { digestOf } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { deadLetters, sharedRows } from '../support/db-queries';
 import type { TestDevice } from '../support/device-harness';
-import { waitFor } from '../support/device-harness';
-import {
-  Cluster,
-  cursor,
-  deadLetters,
-  digestOf,
-  entryRow,
-  LONG,
-  logSubject,
-  RawNats,
-  sharedMessage,
-  sharedRows,
-  stamp,
-  stateMessage,
-  WireChange,
-} from './helpers';
+import { LONG, waitFor } from '../support/device-harness';
+import { Broker, cursor, entryRow, logSubject, sharedMessage, stamp, stateMessage, WireChange } from '../support/wire';
 
 /**
  * Delivery is at-least-once and its order is not guaranteed across origins: the same changes
@@ -38,7 +27,7 @@ function shuffled<T>(items: readonly T[], seed: number): T[] {
 
 describe('delivery order, duplicates and redelivery', () => {
   let cluster: Cluster;
-  let raw: RawNats;
+  let raw: Broker;
 
   afterEach(async () => {
     await raw?.close();
@@ -50,7 +39,7 @@ describe('delivery order, duplicates and redelivery', () => {
     // one device per library: each library has its own stream, so each device sees its own order
     const libraries = [randomUUID(), randomUUID(), randomUUID()];
     const devices = await Promise.all(libraries.map((libraryId, k) => cluster.device(`order${k}`, { libraryId })));
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
 
     const [f1, f2] = [randomUUID(), randomUUID()];
     const [tag, gone, album, entry] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
@@ -147,7 +136,7 @@ describe('delivery order, duplicates and redelivery', () => {
   it('a shared change delivered twice (deduplication bypassed) is applied once, and an older one never wins', async () => {
     cluster = await new Cluster().start();
     const d = await cluster.device('dup');
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
     const lib = cluster.libraryId;
     const f = randomUUID();
     const [tag, sentinel1, sentinel2] = [randomUUID(), randomUUID(), randomUUID()];
@@ -222,7 +211,7 @@ describe('delivery order, duplicates and redelivery', () => {
       cluster.device('late', { libraryId: lib1 }),
       cluster.device('reordered', { libraryId: lib2 }),
     ]);
-    raw = await RawNats.connect(cluster.natsUrl);
+    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
     const owner = randomUUID();
     const [location, e1, e2, e3] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now() - 1000;

@@ -1,18 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { waitFor } from '../support/device-harness';
-import {
-  Cluster,
-  createEntries,
-  createLocation,
-  durableName,
-  expectAcknowledgedWrites,
-  LONG,
-  must,
-  RawNats,
-  startWriter,
-  streamName,
-  waitConverged,
-} from './helpers';
+import { must, waitConverged } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { LONG, waitFor } from '../support/device-harness';
+import { createEntries, createVolumeAndLocation } from '../support/fixtures';
+import { durableName, streamName } from '../support/wire';
+import { expectAcknowledgedWrites, startWriter } from '../support/writers';
 
 /**
  * Devices and the broker failing: a peer that was down while others wrote, and the nats-server
@@ -29,13 +21,13 @@ describe('failures', () => {
   it('a device that was down while its peer wrote catches up when it returns', async () => {
     cluster = await new Cluster().start();
     const [a, b0] = await cluster.startDevices(['a', 'b']);
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     const before = await createEntries(a, locationId, 10);
     const tag = await must(a, 'POST', '/tags', { name: 'before', color: 'red' });
     await waitConverged([a, b0], { entries: 10, tags: 1 });
 
     await b0.close();
-    const entries = await createEntries(a, locationId, 1000, 10);
+    const entries = await createEntries(a, locationId, 1000, 'f', 10);
     const tags = [];
     for (let i = 0; i < 5; i++) tags.push(await must(a, 'POST', '/tags', { name: `while b was away ${i}` }));
     await must(a, 'PATCH', `/tags/${tag.id}`, { color: 'blue' });
@@ -70,8 +62,8 @@ describe('failures', () => {
   it('the nats-server killed and restarted in the middle of a stream of writes: every acknowledged write reaches the peer', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    const { locationId } = await createLocation(a, 'a');
-    const lb = await createLocation(b, 'b');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
+    const lb = await createVolumeAndLocation(b, 'b');
     const wa = startWriter(a, locationId, { label: 'a', batch: 100 });
     const wb = startWriter(b, lb.locationId, { label: 'b', batch: 20 });
     try {
@@ -102,7 +94,7 @@ describe('failures', () => {
   it('the broker losing its storage (stream and consumers gone) loses no data', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     await createEntries(a, locationId, 200);
     const tag = await must(b, 'POST', '/tags', { name: 'before the wipe' });
     await waitConverged([a, b], { entries: 200, tags: 1 });
@@ -110,11 +102,11 @@ describe('failures', () => {
     await cluster.nats.stop();
     cluster.nats.wipe();
     // writes while the broker is down, on both sides
-    const whileDown = await createEntries(a, locationId, 300, 200);
+    const whileDown = await createEntries(a, locationId, 300, 'f', 200);
     await must(b, 'PATCH', `/tags/${tag.id}`, { color: 'written while the broker was down' });
     await cluster.nats.start();
     // and writes after it came back empty
-    const afterWipe = await createEntries(a, locationId, 100, 500);
+    const afterWipe = await createEntries(a, locationId, 100, 'f', 500);
     const tag2 = await must(b, 'POST', '/tags', { id: randomUUID(), name: 'after the wipe' });
 
     await waitConverged([a, b], { entries: 600, tags: 2 });
@@ -127,16 +119,15 @@ describe('failures', () => {
   it('a durable consumer or the whole stream deleted under running devices is recreated, and nothing is lost', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    const raw = await RawNats.connect(cluster.natsUrl);
-    cluster.onDispose(() => raw.close());
+    const raw = await cluster.broker();
     const jsm = await raw.nc.jetstreamManager();
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     await createEntries(a, locationId, 100);
     await waitConverged([a, b], { entries: 100 });
 
     // B's queue disappears; A goes on writing
     await jsm.consumers.delete(streamName(cluster.libraryId), durableName(b.deviceId));
-    await createEntries(a, locationId, 100, 100);
+    await createEntries(a, locationId, 100, 'f', 100);
     const tag = await must(a, 'POST', '/tags', { name: 'while the consumer was gone' });
     await waitConverged([a, b], { entries: 200, tags: 1 });
     await waitFor(
@@ -147,7 +138,7 @@ describe('failures', () => {
 
     // the whole stream disappears; both sides write
     await jsm.streams.delete(streamName(cluster.libraryId));
-    await createEntries(a, locationId, 100, 200);
+    await createEntries(a, locationId, 100, 'f', 200);
     await must(b, 'PATCH', `/tags/${tag.id}`, { color: 'after the stream was deleted' });
     await waitConverged([a, b], { entries: 300, tags: 1 });
     expect((await a.req('GET', `/tags/${tag.id}`)).body.color).toBe('after the stream was deleted');

@@ -1,14 +1,7 @@
-import { waitFor } from '../support/device-harness';
-import {
-  Cluster,
-  ConfiguredNats,
-  createEntries,
-  createLocation,
-  entryInput,
-  LONG,
-  must,
-  waitConverged,
-} from './helpers';
+import { must, waitConverged } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { LONG, waitFor } from '../support/device-harness';
+import { createEntries, createVolumeAndLocation, entryInput } from '../support/fixtures';
 
 /**
  * Device-owned data (volumes, locations, entries): state-based sync between peers, in both
@@ -26,11 +19,11 @@ describe('device-owned data', () => {
     const [a, b] = await cluster.startDevices(['a', 'b']);
 
     // A → B: a volume, a location, a batch of 5,000 entries and one more entry
-    const la = await createLocation(a, 'a');
+    const la = await createVolumeAndLocation(a, 'a');
     const batch = await createEntries(a, la.locationId, 5000);
     const single = await must(a, 'POST', '/entries', entryInput(la.locationId, 99_999));
     // B → A at the same time
-    const lb = await createLocation(b, 'b');
+    const lb = await createVolumeAndLocation(b, 'b');
     const fromB = await createEntries(b, lb.locationId, 50);
 
     await waitConverged([a, b], { volumes: 2, locations: 2, entries: 5051 });
@@ -98,7 +91,7 @@ describe('device-owned data', () => {
 
     const made = await Promise.all(
       devices.map(async (d, k) => {
-        const loc = await createLocation(d, `d${k}`);
+        const loc = await createVolumeAndLocation(d, `d${k}`);
         const ids = await createEntries(d, loc.locationId, 400);
         // single creates, patches and deletes interleaved with the other devices' writes
         for (let i = 0; i < 10; i++) await must(d, 'POST', '/entries', entryInput(loc.locationId, 1000 + i));
@@ -130,9 +123,9 @@ describe('device-owned data', () => {
 
   it('changes are cut into messages the server accepts, even with a small max_payload', async () => {
     // 32 KB instead of the default 1 MB: a batch of entries must travel in many messages
-    cluster = await new Cluster(undefined, new ConfiguredNats('max_payload: 32768')).start();
+    cluster = await new Cluster({ natsSettings: 'max_payload: 32768' }).start();
     const [a, b0] = await cluster.startDevices(['a', 'b']);
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     const long = (i: number) => `/mnt/a/${'deep/'.repeat(300)}file-${i}.jpg`; // ~1.5 KB per path
     const items = Array.from({ length: 600 }, (_, i) => ({ ...entryInput(locationId, i), path: long(i) }));
     await must(a, 'POST', '/entries/batch', { items });

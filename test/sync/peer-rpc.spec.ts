@@ -3,7 +3,7 @@ import { connect, NatsConnection } from 'nats';
 import { LibrarySubjects, PeerClient } from '@lib/sync';
 import { JetStreamTransport } from '@lib/sync/transport/jetstream.transport';
 import { waitFor } from '../support/device-harness';
-import { Cluster } from './helpers';
+import { Cluster } from '../support/cluster';
 
 /**
  * The peer protocol on the wire (rpc/protocol.ts), as devices of every version speak it: a request

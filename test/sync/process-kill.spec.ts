@@ -1,20 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { waitFor } from '../support/device-harness';
+import { digestOf, must, waitConverged } from '../support/api';
+import { Cluster, startProcess } from '../support/cluster';
+import { LONG, waitFor } from '../support/device-harness';
+import { createEntries, createVolumeAndLocation, entryInput } from '../support/fixtures';
 import { freePort } from '../support/nats-server';
-import {
-  Cluster,
-  ConfiguredNats,
-  createEntries,
-  createLocation,
-  digestOf,
-  entryInput,
-  expectAcknowledgedWrites,
-  LONG,
-  must,
-  startProcess,
-  startWriter,
-  waitConverged,
-} from './helpers';
+import { expectAcknowledgedWrites, startWriter } from '../support/writers';
 
 /**
  * Real device processes (node dist/main.js, as docs/http.md starts them) killed with SIGKILL while
@@ -34,8 +24,8 @@ describe('device processes', () => {
     const pb = await cluster.process('b');
     const [portA, portB] = [await freePort(), await freePort()];
     await Promise.all([startProcess(pa, portA), startProcess(pb, portB)]);
-    const la = await createLocation(pa, 'a');
-    const lb = await createLocation(pb, 'b');
+    const la = await createVolumeAndLocation(pa, 'a');
+    const lb = await createVolumeAndLocation(pb, 'b');
 
     const wa = startWriter(pa, la.locationId, { label: 'a', batch: 100 });
     const wb = startWriter(pb, lb.locationId, { label: 'b', batch: 20 });
@@ -64,7 +54,7 @@ describe('device processes', () => {
 
     // acknowledged, then killed at once: what was committed but not yet sent goes out after the restart
     const lastTag = await must(pb, 'POST', '/tags', { id: randomUUID(), name: 'acknowledged just before the kill' });
-    const lastEntries = await createEntries(pb, lb.locationId, 50, 10_000);
+    const lastEntries = await createEntries(pb, lb.locationId, 50, 'f', 10_000);
     expect(await pb.stop('SIGKILL')).toBe('SIGKILL');
     await startProcess(pb, pb.port);
 
@@ -86,11 +76,11 @@ describe('device processes', () => {
   });
 
   it('a device asked for more than fits in one reply (a server with a small max_payload) keeps running and serves the peer', async () => {
-    cluster = await new Cluster(undefined, new ConfiguredNats('max_payload: 32768')).start();
+    cluster = await new Cluster({ natsSettings: 'max_payload: 32768' }).start();
     const pa = await cluster.process('a');
     const pb = await cluster.process('b');
     await startProcess(pa, await freePort());
-    const { locationId } = await createLocation(pa, 'a');
+    const { locationId } = await createVolumeAndLocation(pa, 'a');
     const items = Array.from({ length: 300 }, (_, i) => ({
       ...entryInput(locationId, i),
       path: `/mnt/a/${'deep/'.repeat(300)}file-${i}.jpg`,

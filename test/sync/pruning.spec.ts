@@ -1,7 +1,9 @@
 import { SharedWriter, SyncEngine, TAGS } from '@lib/sync';
+import { must, statusOf, waitConverged } from '../support/api';
+import { Cluster } from '../support/cluster';
 import type { TestDevice } from '../support/device-harness';
-import { waitFor } from '../support/device-harness';
-import { Cluster, LONG, must, parallel, statusOf, waitConverged } from './helpers';
+import { LONG, waitFor } from '../support/device-harness';
+import { parallel } from '../support/writers';
 
 /**
  * The shared change log is pruned once every active device has acknowledged it: with every peer

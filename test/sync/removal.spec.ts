@@ -1,6 +1,7 @@
 import { SyncEngine } from '@lib/sync';
+import { must, statusOf } from '../support/api';
+import { Cluster } from '../support/cluster';
 import { waitFor } from '../support/device-harness';
-import { Cluster, must, statusOf } from './helpers';
 
 /** A device removed from the library no longer holds back pruning, on every device. */
 describe('removing a device from the library', () => {

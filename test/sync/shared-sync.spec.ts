@@ -1,17 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { must, statusOf, waitConverged } from '../support/api';
+import { Cluster } from '../support/cluster';
+import { fieldClocks, sharedRows } from '../support/db-queries';
 import type { TestDevice } from '../support/device-harness';
-import { waitFor } from '../support/device-harness';
-import {
-  Cluster,
-  createEntries,
-  createLocation,
-  fieldClocks,
-  LONG,
-  must,
-  sharedRows,
-  statusOf,
-  waitConverged,
-} from './helpers';
+import { LONG, waitFor } from '../support/device-harness';
+import { createEntries, createVolumeAndLocation } from '../support/fixtures';
 
 /**
  * Shared data (tags, albums, metadata, memberships): written on any device, merged field by field
@@ -29,7 +22,7 @@ describe('shared data', () => {
     cluster = await new Cluster().start();
     const [a, b, c] = await cluster.startDevices(['a', 'b', 'c']);
 
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     const [e1, e2] = await createEntries(a, locationId, 2);
     const tag = await must(a, 'POST', '/tags', { name: 'holidays', color: '#ff0000' });
     const album = await must(a, 'POST', '/albums', { name: 'Summer', description: 'beach and hills' });
@@ -88,7 +81,7 @@ describe('shared data', () => {
     const [a, b, c] = await cluster.startDevices(['a', 'b', 'c']);
 
     // common starting point, synced everywhere
-    const { locationId } = await createLocation(a, 'a');
+    const { locationId } = await createVolumeAndLocation(a, 'a');
     const [e1, e2, e3] = await createEntries(a, locationId, 3);
     const same = await must(a, 'POST', '/tags', { name: 'same-field', color: 'white' });
     const different = await must(a, 'POST', '/tags', { name: 'different-fields', color: 'white' });
@@ -130,8 +123,8 @@ describe('shared data', () => {
     await must(b, 'DELETE', `/albums/${album.id}/entries/${e2}`);
     await must(b, 'PUT', `/albums/${album.id}/entries/${e2}`);
     // and device-owned writes made while cut off
-    const offlineOfA = await createEntries(a, locationId, 25, 100);
-    const lb = await createLocation(b, 'b');
+    const offlineOfA = await createEntries(a, locationId, 25, 'f', 100);
+    const lb = await createVolumeAndLocation(b, 'b');
     const offlineOfB = await createEntries(b, lb.locationId, 25);
 
     // what each device wrote, with its stamps, before they can exchange anything
