@@ -33,6 +33,7 @@ export class NatsRpcContext extends BaseRpcContext<[subject: string, maxPayload:
 export class NatsRpcServer extends Server implements CustomTransportStrategy {
   override transportId = Symbol('NatsRpcServer');
   private listening = false;
+  private warned = false;
   private transport: JetStreamTransport | null = null;
   /** The connection the handlers are subscribed on. */
   private servedOn: NatsConnection | null = null;
@@ -50,6 +51,12 @@ export class NatsRpcServer extends Server implements CustomTransportStrategy {
   /** The engine's transport is connected and linked: answer peers on its connection. */
   serve(transport: JetStreamTransport): void {
     this.transport = transport;
+    if (!this.listening && !this.warned) {
+      this.warned = true;
+      this.logger.warn(
+        'peers get no answers until the application connects NatsRpcServer (app.connectMicroservice({ strategy }))',
+      );
+    }
     this.bind();
   }
 
@@ -60,6 +67,7 @@ export class NatsRpcServer extends Server implements CustomTransportStrategy {
    */
   close(): void {
     this.listening = false;
+    this.warned = true; // closing, not forgotten
   }
 
   on(): never {

@@ -37,7 +37,6 @@ export function isNotFound(e: unknown): boolean {
  * stream and this device's durable consumer (created when missing, recreated when lost),
  * deduplicated publishing, pull fetches, and core NATS for presence and acks.
  */
-
 export class JetStreamTransport {
   /** Rejecters of the requests waiting for a reply (failed at once when the connection drops). */
   private readonly requestsInFlight = new Set<(e: Error) => void>();
