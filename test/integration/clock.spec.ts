@@ -4,7 +4,7 @@ import type { Db } from '@lib/db';
 import { ClockService } from '@lib/sync/clock/clock.service';
 import { decodeHlc, encodeHlc } from '@lib/sync/clock/hlc';
 import { ClockDriftError } from '@lib/sync/errors';
-import { closeTestDb, DB_MODES, openTestDb } from './storage-db';
+import { DB_MODES, useTestDb } from './storage-db';
 
 /**
  * The device clock against a real database (docs/design.md, "Clocks"): strictly increasing stamps,
@@ -23,13 +23,7 @@ class FakeWall {
 
 describe.each(DB_MODES)('ClockService on %s', (mode) => {
   let db: Db;
-
-  beforeAll(async () => {
-    db = await openTestDb(mode);
-  });
-  afterAll(async () => {
-    await closeTestDb(db);
-  });
+  useTestDb(mode, (d) => (db = d));
 
   /** Forgets the persisted clock, as in a new database. */
   const resetPersisted = async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '@lib/db';
 import { ALL_ACKNOWLEDGED, DevicesRepository, encodeHlc, IdentityError } from '@lib/sync';
-import { closeTestDb, DB_MODES, openTestDb } from './storage-db';
+import { DB_MODES, useTestDb } from './storage-db';
 
 /**
  * The devices table (DevicesRepository): this device's identity, and its peers' acknowledgements,
@@ -10,13 +10,7 @@ import { closeTestDb, DB_MODES, openTestDb } from './storage-db';
 
 describe.each(DB_MODES)('storage on %s', (mode) => {
   let db: Db;
-
-  beforeAll(async () => {
-    db = await openTestDb(mode);
-  });
-  afterAll(async () => {
-    await closeTestDb(db);
-  });
+  useTestDb(mode, (d) => (db = d));
 
   describe('devices repository', () => {
     const devices = new DevicesRepository();

@@ -15,7 +15,7 @@ import {
   USER_METADATA,
   VOLUMES,
 } from '@lib/sync';
-import { closeTestDb, DB_MODES, DbMode, entry, location, openTestDb, v, volume, wire } from './storage-db';
+import { DB_MODES, DbMode, entry, location, useTestDb, v, volume, wire } from './storage-db';
 
 /** The content digest (computeDigest): live content only, and the same on Postgres and on PGlite. */
 
@@ -25,13 +25,7 @@ const digests: Partial<Record<DbMode, Record<string, ModelDigest>>> = {};
 describe.each(DB_MODES)('storage on %s', (mode) => {
   let db: Db;
   const repo = new OwnedRepository();
-
-  beforeAll(async () => {
-    db = await openTestDb(mode);
-  });
-  afterAll(async () => {
-    await closeTestDb(db);
-  });
+  useTestDb(mode, (d) => (db = d));
 
   describe('content digest', () => {
     class Rollback extends Error {}

@@ -14,7 +14,7 @@ import {
   TOMBSTONE_KIND,
   VOLUMES,
 } from '@lib/sync';
-import { closeTestDb, DB_MODES, entry, location, openTestDb, storageHelpers, v, volume, wire } from './storage-db';
+import { DB_MODES, entry, location, useTestDb, storageHelpers, v, volume, wire } from './storage-db';
 
 /**
  * The device-owned tables (OwnedRepository): an owner's change stream read page by page, and the
@@ -24,13 +24,7 @@ import { closeTestDb, DB_MODES, entry, location, openTestDb, storageHelpers, v, 
 describe.each(DB_MODES)('storage on %s', (mode) => {
   let db: Db;
   const repo = new OwnedRepository();
-
-  beforeAll(async () => {
-    db = await openTestDb(mode);
-  });
-  afterAll(async () => {
-    await closeTestDb(db);
-  });
+  useTestDb(mode, (d) => (db = d));
   const { ownerDevice, find, pageAll, expectedCursors } = storageHelpers(() => db, repo);
 
   describe('the owner change stream: changesAfter', () => {

@@ -13,7 +13,7 @@ import {
   TOMBSTONE_KIND,
   VOLUMES,
 } from '@lib/sync';
-import { closeTestDb, DB_MODES, entry, location, openTestDb, storageHelpers, v, volume, wire } from './storage-db';
+import { DB_MODES, entry, location, useTestDb, storageHelpers, v, volume, wire } from './storage-db';
 
 /**
  * The owner's write path of device-owned data (OwnedWriter): versions and wall times, rollback,
@@ -23,13 +23,7 @@ import { closeTestDb, DB_MODES, entry, location, openTestDb, storageHelpers, v, 
 describe.each(DB_MODES)('storage on %s', (mode) => {
   let db: Db;
   const repo = new OwnedRepository();
-
-  beforeAll(async () => {
-    db = await openTestDb(mode);
-  });
-  afterAll(async () => {
-    await closeTestDb(db);
-  });
+  useTestDb(mode, (d) => (db = d));
   const { persistedClock, ownerDevice, rowsOf, tombstonesOf, find, pageAll } = storageHelpers(() => db, repo);
 
   describe('owned writes (the owner)', () => {

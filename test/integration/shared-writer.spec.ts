@@ -12,7 +12,7 @@ import {
   TAGS,
   USER_METADATA,
 } from '@lib/sync';
-import { closeTestDb, DB_MODES, DRIFT, openTestDb, storageHelpers } from './storage-db';
+import { DB_MODES, DRIFT, useTestDb, storageHelpers } from './storage-db';
 
 /**
  * The shared write path (SharedWriter) and the change log it feeds (SharedRepository), on Postgres
@@ -21,13 +21,7 @@ import { closeTestDb, DB_MODES, DRIFT, openTestDb, storageHelpers } from './stor
 
 describe.each(DB_MODES)('storage on %s', (mode) => {
   let db: Db;
-
-  beforeAll(async () => {
-    db = await openTestDb(mode);
-  });
-  afterAll(async () => {
-    await closeTestDb(db);
-  });
+  useTestDb(mode, (d) => (db = d));
   const { persistedClock } = storageHelpers(() => db);
 
   describe('shared writes and the change log', () => {

@@ -53,6 +53,13 @@ export async function closeTestDb(db: Db | undefined): Promise<void> {
   await dropTestDatabases();
 }
 
+/** Opens a fresh database of `mode` before the enclosing describe's tests and closes it after. */
+export function useTestDb(mode: DbMode, opened: (db: Db) => void): void {
+  let db: Db | undefined;
+  beforeAll(async () => opened((db = await openTestDb(mode))));
+  afterAll(() => closeTestDb(db));
+}
+
 const ROOT = join(__dirname, '..', '..');
 
 /**

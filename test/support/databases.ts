@@ -15,13 +15,12 @@ export const natsUrl = (): string => env('TEST_NATS_URL');
 
 const created: string[] = [];
 
-/** A fresh, migrated Postgres database cloned from the run's template; returns its URL. */
-export async function createTestDatabase(prefix = 't'): Promise<string> {
+async function createDatabase(prefix: string, template: string | null): Promise<string> {
   const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
   const admin = new Client({ connectionString: pgAdminUrl() });
   await admin.connect();
   try {
-    await admin.query(`create database "${name}" template "${env('TEST_PG_TEMPLATE')}"`);
+    await admin.query(`create database "${name}"${template ? ` template "${template}"` : ''}`);
   } finally {
     await admin.end();
   }
@@ -31,21 +30,11 @@ export async function createTestDatabase(prefix = 't'): Promise<string> {
   return url.toString();
 }
 
+/** A fresh, migrated Postgres database cloned from the run's template; returns its URL. */
+export const createTestDatabase = (prefix = 't'): Promise<string> => createDatabase(prefix, env('TEST_PG_TEMPLATE'));
+
 /** An empty Postgres database (no migrations), for testing that a device migrates itself. */
-export async function createEmptyDatabase(prefix = 'e'): Promise<string> {
-  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
-  const admin = new Client({ connectionString: pgAdminUrl() });
-  await admin.connect();
-  try {
-    await admin.query(`create database "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  created.push(name);
-  const url = new URL(pgAdminUrl());
-  url.pathname = `/${name}`;
-  return url.toString();
-}
+export const createEmptyDatabase = (prefix = 'e'): Promise<string> => createDatabase(prefix, null);
 
 /** Drops every database this test file created. */
 export async function dropTestDatabases(): Promise<void> {

@@ -1,19 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { ENTRIES, LOCATIONS, OwnedWriter } from '@lib/sync';
+import type { CreateEntryInput } from '../../src/library/entries/entry.input';
 import { Api, must } from './api';
 import type { TestDevice } from './device-harness';
 
 /** Test data written through the public API (docs/http.md), and in bulk through the owner's write path. */
 
-export interface EntryInput {
-  id: string;
-  locationId: string;
-  name: string;
-  path: string;
-  kind: 'file' | 'dir';
-  sizeBytes: number;
-  modifiedAt: string;
-}
+/** An entry as POST /entries takes it, with its id chosen by the test. */
+export type EntryInput = CreateEntryInput & { id: string };
 
 /** The i-th entry of a location, named `${label}${i}.jpg`, with a new id. */
 export function entryInput(locationId: string, i: number, label = 'f'): EntryInput {

@@ -59,13 +59,12 @@ export class ClockService {
   }
 
   private async lockAndSync(tx: DbOrTx): Promise<void> {
-    const { [CLOCK_KEY]: value } = await this.state.getForUpdate(tx, [CLOCK_KEY]);
-    this.raise(decodeHlc(value!));
+    this.raise(decodeHlc((await this.state.lock(tx, CLOCK_KEY))!));
   }
 
   private async persist(tx: DbOrTx): Promise<string> {
     const text = encodeHlc(this.last);
-    await this.state.set(tx, CLOCK_KEY, text);
+    await this.state.update(tx, CLOCK_KEY, text);
     return text;
   }
 }

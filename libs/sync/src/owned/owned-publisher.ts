@@ -13,14 +13,7 @@ const PAGE = 5000;
  * and a crash before the published cursor is saved only repeats messages (deduplicated by
  * Nats-Msg-Id, and idempotent to apply).
  */
-export class OwnedPublisher extends LogPublisher {
-  constructor(
-    private readonly repo: OwnedRepository,
-    ...publisher: ConstructorParameters<typeof LogPublisher>
-  ) {
-    super(...publisher);
-  }
-
+export class OwnedPublisher extends LogPublisher<OwnedRepository> {
   /** Publishes one page of unpublished changes; returns whether more may be waiting. */
   async drainOnce(): Promise<boolean> {
     const published = await this.state.get(this.db, OWNED_PUBLISHED_KEY);

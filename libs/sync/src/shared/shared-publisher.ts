@@ -11,14 +11,7 @@ const PAGE = 2000;
  * between the publish and the mark repeats the message: Nats-Msg-Id deduplicates it and the merge
  * is idempotent, so nothing is lost and nothing is applied twice.
  */
-export class SharedPublisher extends LogPublisher {
-  constructor(
-    private readonly repo: SharedRepository,
-    ...publisher: ConstructorParameters<typeof LogPublisher>
-  ) {
-    super(...publisher);
-  }
-
+export class SharedPublisher extends LogPublisher<SharedRepository> {
   async drainOnce(): Promise<boolean> {
     const rows = await this.repo.unpublished(this.db, PAGE);
     if (rows.length === 0) return false;

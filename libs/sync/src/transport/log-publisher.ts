@@ -8,8 +8,9 @@ import type { JetStreamTransport } from './jetstream.transport';
  * in local state. A crash between a publish and saving its position only repeats the message:
  * the id (origin, kind, position) lets JetStream drop the copy, and applying is idempotent.
  */
-export abstract class LogPublisher {
+export abstract class LogPublisher<Repository> {
   constructor(
+    protected readonly repo: Repository,
     protected readonly db: Db,
     protected readonly state: LocalStateRepository,
     protected readonly transport: JetStreamTransport,
