@@ -11,11 +11,11 @@
 const { spawn } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
-const net = require('node:net');
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { Client } = require('pg');
 const { connect } = require('nats');
+const { freePort, portOpen } = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const BASELINE = process.env.BENCH_RPC_BASELINE ? resolve(process.env.BENCH_RPC_BASELINE) : null;
@@ -29,24 +29,6 @@ const dbName = `bench_rpc_${process.pid}`;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
-  return new Promise((ok) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => ok(p));
-    });
-  });
-}
-async function portOpen(port) {
-  return new Promise((r) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.end();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
-}
 async function sql(url, text) {
   const c = new Client({ connectionString: url });
   await c.connect();
