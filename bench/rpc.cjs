@@ -9,8 +9,8 @@
 //   BENCH_RPC_MAX_PAYLOAD=4194304 ...   (nats-server's max_payload; its default 1 MiB cuts a page of
 //                                        entries to about 3,500 rows, 4 MiB leaves the full 4,000)
 const { spawn } = require('node:child_process');
-const { randomUUID } = require('node:crypto');
-const { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const { randomBytes, randomUUID } = require('node:crypto');
+const { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { Client } = require('pg');
@@ -92,12 +92,28 @@ async function post(d, path, body) {
   return r.json();
 }
 
-/** Milliseconds of each of n requests, one at a time, after 20 unmeasured ones. */
-async function timeRequests(nc, subject, payload, n, check) {
+/**
+ * A member of the library as a build speaks it: requests sealed and replies opened with the
+ * library key when the build seals its traffic (dist has the trust module), plain JSON otherwise.
+ */
+function memberOf(root, lib, key) {
+  const file = join(root, 'dist', 'libs', 'sync', 'src', 'trust', 'library-trust.js');
+  if (!existsSync(file)) return null;
+  const { LibraryTrust } = require(file);
+  const { replyContext } = require(join(root, 'dist', 'libs', 'sync', 'src', 'transport', 'jetstream.transport.js'));
+  return { trust: LibraryTrust.inMemory(lib, randomUUID(), key), replyContext };
+}
+
+/** Milliseconds of each of n requests, one at a time, after 20 unmeasured ones (sealing included). */
+async function timeRequests(nc, member, subject, payload, n, check) {
   const body = Buffer.from(JSON.stringify(payload));
   const ask = async () => {
-    const m = await nc.request(subject, body, { timeout: 30_000 });
-    const reply = JSON.parse(Buffer.from(m.data).toString('utf8'));
+    const sealed = member ? member.trust.seal(subject, body) : { data: body };
+    const m = await nc.request(subject, sealed.data, { timeout: 30_000 });
+    const text = member
+      ? member.trust.open(member.replyContext(subject, sealed.nonce), m.data).plaintext
+      : Buffer.from(m.data);
+    const reply = JSON.parse(text.toString('utf8'));
     if (!reply.ok) throw new Error(`${subject}: ${reply.error}`);
     check?.(reply.result, m.data.length);
   };
@@ -121,7 +137,14 @@ async function main() {
   u.pathname = `/${dbName}`;
   const lib = randomUUID();
   const id = randomUUID();
-  const env = { LIBRARY_ID: lib, DEVICE_ID: id, DATABASE_URL: u.toString(), NATS_URL: nats };
+  const key = randomBytes(32);
+  const env = {
+    LIBRARY_ID: lib,
+    LIBRARY_KEY: key.toString('base64'),
+    DEVICE_ID: id,
+    DATABASE_URL: u.toString(),
+    NATS_URL: nats,
+  };
 
   // the data, written once through the device's API
   let d = await startDevice(ROOT, env);
@@ -155,10 +178,11 @@ async function main() {
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, root] of builds) {
       d = await startDevice(root, env);
-      const pageMs = await timeRequests(nc, page.subject, page.payload, N, (r, bytes) => {
+      const member = memberOf(root, lib, key);
+      const pageMs = await timeRequests(nc, member, page.subject, page.payload, N, (r, bytes) => {
         shape = `${r.rows[0]?.values.length ?? 0} rows, ${Math.round(bytes / 1024)} KiB`;
       });
-      const wmMs = await timeRequests(nc, `sync.${lib}.rpc.${id}.watermarks`, {}, N);
+      const wmMs = await timeRequests(nc, member, `sync.${lib}.rpc.${id}.watermarks`, {}, N);
       await stopDevice(d);
       results[name].page.push(...pageMs);
       results[name].watermarks.push(...wmMs);

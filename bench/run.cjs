@@ -5,7 +5,7 @@
 //   BENCH_ENTRIES=100000 BENCH_BACKFILL=1000000 npm run bench
 //   BENCH_PROFILE_DIR=/tmp/prof npm run bench   (a CPU profile of every device process)
 const { spawn, execFileSync } = require('node:child_process');
-const { randomUUID } = require('node:crypto');
+const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
@@ -217,13 +217,15 @@ async function main() {
 
   // 1. live sync: entries written on A become readable on B
   const lib = randomUUID();
+  const key = randomBytes(32).toString('base64');
   const a = await startDevice('bench-a', {
     LIBRARY_ID: lib,
+    LIBRARY_KEY: key,
     DATABASE_URL: await dbs.create(`bench_a_${process.pid}`),
     NATS_URL: nats,
   });
   const bUrl = await dbs.create(`bench_b_${process.pid}`);
-  const b = await startDevice('bench-b', { LIBRARY_ID: lib, DATABASE_URL: bUrl, NATS_URL: nats });
+  const b = await startDevice('bench-b', { LIBRARY_ID: lib, LIBRARY_KEY: key, DATABASE_URL: bUrl, NATS_URL: nats });
   while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
   const bodies = await entryBatches(a, SYNC_N);
   const pair = [
@@ -273,7 +275,7 @@ async function main() {
     const cUrl = await dbs.create(`bench_c_${process.pid}`);
     const t1 = Date.now();
     const before = process.env.BENCH_VERBOSE ? await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }]) : null;
-    const c = await startDevice('bench-c', { LIBRARY_ID: lib, DATABASE_URL: cUrl, NATS_URL: nats });
+    const c = await startDevice('bench-c', { LIBRARY_ID: lib, LIBRARY_KEY: key, DATABASE_URL: cUrl, NATS_URL: nats });
     let peak = 0;
     for (;;) {
       peak = Math.max(peak, peakRssMb(c.proc.pid));

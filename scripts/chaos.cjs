@@ -12,7 +12,7 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
-const { randomUUID } = require('node:crypto');
+const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
@@ -23,6 +23,7 @@ const PG = process.env.CHAOS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postg
 const SECONDS = Number(process.env.CHAOS_SECONDS || 60);
 const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
 const library = randomUUID();
+const libraryKey = randomBytes(32).toString('base64');
 const dbs = scratchDatabases(PG);
 let keep = false; // on failure the databases stay for inspection
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -57,6 +58,7 @@ async function device(name, embedded) {
     DEVICE_ID: d.id,
     DEVICE_NAME: name,
     LIBRARY_ID: library,
+    LIBRARY_KEY: libraryKey,
     NATS_URL: `nats://127.0.0.1:${nats.port}`,
     PORT: String(d.port),
     SYNC_HEARTBEAT_INTERVAL_MS: '1000',

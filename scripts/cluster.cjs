@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A local library of three devices on embedded PGlite (`npm run cluster`).
 //
-// - one library id, kept in ./data/library-id so a restart brings back the same library
+// - one library id, kept in ./data/library-id so a restart brings back the same library, and its
+//   pre-shared key (LIBRARY_KEY), kept in ./data/library-key unless LIBRARY_KEY is set
 // - device-a, device-b, device-c on ports 3001-3003, embedded data under ./data/<name>
 // - NATS_URL from the environment, else nats://127.0.0.1:4222; when no server answers there a
 //   local `nats-server -js` is started with its store under ./data/nats
@@ -11,7 +12,7 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
-const { randomUUID } = require('node:crypto');
+const { randomBytes, randomUUID } = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
@@ -55,6 +56,15 @@ function libraryId() {
   const id = randomUUID();
   fs.writeFileSync(file, `${id}\n`);
   return id;
+}
+
+/** The library's pre-shared key (LIBRARY_KEY), made once and kept beside the id in ./data/library-key. */
+function libraryKey() {
+  const file = path.join(DATA, 'library-key');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  const key = randomBytes(32).toString('base64');
+  fs.writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return key;
 }
 
 function portOpen(host, port, timeoutMs = 1000) {
@@ -241,7 +251,10 @@ async function main() {
 
   const base = { ...process.env };
   // the cluster is embedded by definition: nothing from the caller's shell may redirect a device
-  for (const k of ['DEVICE_ID', 'DATABASE_URL', 'DATA_DIR', 'PORT', 'DEVICE_NAME', 'LIBRARY_ID']) delete base[k];
+  for (const k of ['DEVICE_ID', 'DATABASE_URL', 'DATA_DIR', 'PORT', 'DEVICE_NAME', 'LIBRARY_ID', 'LIBRARY_INVITE'])
+    delete base[k];
+  // the devices share the pre-shared key (LIBRARY_KEY from the environment, else ./data/library-key)
+  const key = process.env.LIBRARY_KEY || libraryKey();
   const devices = DEVICES.map((d) =>
     Object.assign(
       start(
@@ -251,6 +264,7 @@ async function main() {
         {
           ...base,
           LIBRARY_ID: library,
+          LIBRARY_KEY: key,
           DEVICE_NAME: d.name,
           DATA_DIR: path.join(DATA, d.name),
           NATS_URL: natsUrl,

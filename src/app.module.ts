@@ -8,7 +8,12 @@ import { MetricsModule } from './metrics/metrics.module';
 /** One device: its database, the sync engine and the library's HTTP API. */
 @Module({})
 export class AppModule {
-  static forDevice(config: DeviceConfig, deviceId: string, db: Db, embedded = false): DynamicModule {
+  static forDevice(
+    config: DeviceConfig & { libraryId: string },
+    deviceId: string,
+    db: Db,
+    embedded = false,
+  ): DynamicModule {
     return {
       module: AppModule,
       imports: [

@@ -3,7 +3,7 @@ import { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Db, migrateToLatest, openDatabase } from '@lib/db';
-import { DevicesRepository, NatsRpcServer } from '@lib/sync';
+import { DevicesRepository, IdentityError, NatsRpcServer, setUpTrust } from '@lib/sync';
 import type { DeviceConfig } from './config/config';
 import { AppModule } from './app.module';
 import { configureHttp } from './library/http/configure-http';
@@ -12,6 +12,7 @@ export interface RunningDevice {
   app: INestApplication;
   db: Db;
   deviceId: string;
+  libraryId: string;
   port: number;
   embedded: boolean;
   /** Stops syncing, closes the HTTP server, then the database. */
@@ -29,18 +30,34 @@ export async function startDevice(
   const { db, embedded } = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await migrateToLatest(db);
-    const deviceId = await new DevicesRepository().resolveSelf(db, {
+    const devices = new DevicesRepository();
+    const libraryId = config.libraryId ?? (await devices.storedLibrary(db));
+    if (!libraryId)
+      throw new IdentityError('LIBRARY_ID', 'required (a uuid) on a new database, unless LIBRARY_INVITE is given');
+    const deviceId = await devices.resolveSelf(db, {
       configuredId: config.deviceId,
       name: config.deviceName,
-      libraryId: config.libraryId,
+      libraryId,
     });
-    const app = await NestFactory.create<NestExpressApplication>(AppModule.forDevice(config, deviceId, db, embedded), {
-      bodyParser: false,
-      logger: logger ?? ['log', 'warn', 'error'],
-      abortOnError: false,
-      // keep-alive connections must not hold a graceful stop past its deadline
-      forceCloseConnections: true,
+    await setUpTrust(db, {
+      libraryId,
+      deviceId,
+      deviceName: config.deviceName,
+      libraryKey: config.libraryKey,
+      invite: config.libraryInvite,
+      natsServers: config.natsServers,
     });
+    const resolved = { ...config, libraryId };
+    const app = await NestFactory.create<NestExpressApplication>(
+      AppModule.forDevice(resolved, deviceId, db, embedded),
+      {
+        bodyParser: false,
+        logger: logger ?? ['log', 'warn', 'error'],
+        abortOnError: false,
+        // keep-alive connections must not hold a graceful stop past its deadline
+        forceCloseConnections: true,
+      },
+    );
     configureHttp(app);
     // peer requests: the sync module's handlers, served on the engine's NATS connection. Listening
     // before the engine starts (app.listen bootstraps it) answers peers from its first link on.
@@ -53,6 +70,7 @@ export async function startDevice(
       app,
       db,
       deviceId,
+      libraryId,
       port,
       embedded,
       close: () =>

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { ConfigError, parseConfig } from './config/config';
 import { startDevice } from './device';
 import { DatabaseConnectError } from '@lib/db';
-import { IdentityError } from '@lib/sync';
+import { IdentityError, JoinError } from '@lib/sync';
 
 const STOP_DEADLINE_MS = 9000;
 
@@ -18,12 +18,12 @@ async function main(): Promise<void> {
   try {
     device = await startDevice(config);
   } catch (e) {
-    if (e instanceof DatabaseConnectError || e instanceof IdentityError) fail(e.message);
+    if (e instanceof DatabaseConnectError || e instanceof IdentityError || e instanceof JoinError) fail(e.message);
     if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE') fail(`PORT: ${config.port} is already in use`);
     throw e;
   }
   console.log(
-    `device ${config.deviceName} (${device.deviceId}) of library ${config.libraryId} listening on http://127.0.0.1:${device.port}`,
+    `device ${config.deviceName} (${device.deviceId}) of library ${device.libraryId} listening on http://127.0.0.1:${device.port}`,
   );
 
   const stop = (signal: string) => {

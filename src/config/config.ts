@@ -1,13 +1,19 @@
 import { hostname } from 'node:os';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { decodeInvite, type InviteToken } from '@lib/sync';
 
 /** Every setting of a device, parsed and validated once at start (docs/http.md "Starting a device"). */
 export interface DeviceConfig {
   /** Unset means: use the id persisted in the database, or generate one there. */
   deviceId: string | null;
   deviceName: string;
-  libraryId: string;
+  /** Unset: the invite's library, else the one the database holds. */
+  libraryId: string | null;
+  /** LIBRARY_KEY: the library's pre-shared key (32 bytes), read when the database is set up. */
+  libraryKey: Buffer | null;
+  /** LIBRARY_INVITE: join the library of this invite. */
+  libraryInvite: InviteToken | null;
   /** Unset means: embedded PGlite under dataDir. */
   databaseUrl: string | null;
   dataDir: string;
@@ -72,8 +78,26 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
   };
 
   const libraryId = get('LIBRARY_ID');
-  if (!libraryId) throw new ConfigError('LIBRARY_ID', 'required (a uuid)');
-  if (!isUuid(libraryId)) throw new ConfigError('LIBRARY_ID', `not a uuid: "${libraryId}"`);
+  if (libraryId !== undefined && !isUuid(libraryId)) throw new ConfigError('LIBRARY_ID', `not a uuid: "${libraryId}"`);
+
+  const keyRaw = get('LIBRARY_KEY');
+  let libraryKey: Buffer | null = null;
+  if (keyRaw !== undefined) {
+    libraryKey = /^[A-Za-z0-9+/_-]+={0,2}$/.test(keyRaw) ? Buffer.from(keyRaw, 'base64') : Buffer.alloc(0);
+    if (libraryKey.length !== 32) throw new ConfigError('LIBRARY_KEY', 'expected base64 of 32 random bytes');
+  }
+  const inviteRaw = get('LIBRARY_INVITE');
+  let libraryInvite: InviteToken | null = null;
+  if (inviteRaw !== undefined) {
+    libraryInvite = decodeInvite(inviteRaw);
+    if (!libraryInvite) throw new ConfigError('LIBRARY_INVITE', 'not an invite token (from POST /sync/invites)');
+    if (libraryKey) throw new ConfigError('LIBRARY_INVITE', 'give either LIBRARY_KEY or LIBRARY_INVITE, not both');
+    if (libraryId && libraryId.toLowerCase() !== libraryInvite.libraryId)
+      throw new ConfigError(
+        'LIBRARY_INVITE',
+        `the invite is for library ${libraryInvite.libraryId}, not LIBRARY_ID ${libraryId}`,
+      );
+  }
 
   const deviceId = get('DEVICE_ID') ?? null;
   if (deviceId !== null && !isUuid(deviceId)) throw new ConfigError('DEVICE_ID', `not a uuid: "${deviceId}"`);
@@ -114,7 +138,9 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
   return {
     deviceId: deviceId?.toLowerCase() ?? null,
     deviceName,
-    libraryId: libraryId.toLowerCase(),
+    libraryId: libraryId?.toLowerCase() ?? libraryInvite?.libraryId ?? null,
+    libraryKey,
+    libraryInvite,
     databaseUrl,
     dataDir,
     natsServers,

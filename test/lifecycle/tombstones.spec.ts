@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { endOfVersion, ENTRIES, LOCATIONS, OwnedRepository } from '@lib/sync';
+import { endOfVersion, ENTRIES, LibraryTrust, LOCATIONS, OwnedRepository } from '@lib/sync';
 import { digestOf, must, peerIn, statusOf, waitConverged } from '../support/api';
 import { Cluster, clusterPerTest } from '../support/cluster';
 import type { TestDevice } from '../support/device-harness';
@@ -112,9 +112,12 @@ describe('tombstones collected by acknowledgement, never by time', () => {
       rows,
       tombstones: [],
     };
+    // sealed with A's own keys (from its database): exactly what a redelivery of A's message is
+    const asA = await LibraryTrust.load(a.db, cluster.libraryId, a.deviceId);
+    const subject = broker.subjects.log('state', a.deviceId);
     await broker.nc
       .jetstream()
-      .publish(broker.subjects.log('state', a.deviceId), Buffer.from(JSON.stringify(replay)), { msgID: randomUUID() });
+      .publish(subject, asA.seal(subject, Buffer.from(JSON.stringify(replay))).data, { msgID: randomUUID() });
     await waitFor(
       'B and C to take the replayed message',
       async () => (await broker.pending(b.deviceId)) === 0 && (await broker.pending(c.deviceId)) === 0,

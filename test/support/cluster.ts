@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitPhase } from './api';
@@ -15,6 +15,8 @@ import { Broker } from './wire';
 
 export interface ClusterOptions {
   libraryId?: string;
+  /** The library's pre-shared key (LIBRARY_KEY) its devices start with (default: a random one). */
+  libraryKey?: Buffer;
   /** Extra nats-server configuration, e.g. `max_payload: 32768`. */
   natsSettings?: string;
   /** Heartbeat period of its devices and processes that set none (default: the device's, 2 s). */
@@ -34,13 +36,23 @@ export type ClusterProcess = DeviceProcess & { databaseUrl: string; deviceId: st
 export class Cluster {
   readonly libraryId: string;
   readonly nats: NatsServerProcess;
+  /** The pre-shared key of each library this cluster's devices use (LIBRARY_KEY). */
+  private readonly keys = new Map<string, Buffer>();
   private readonly running = new Set<TestDevice>();
   private readonly processes: DeviceProcess[] = [];
   private readonly extra: (() => Promise<void>)[] = [];
 
   constructor(private readonly options: ClusterOptions = {}) {
     this.libraryId = options.libraryId ?? randomUUID();
+    this.keys.set(this.libraryId, options.libraryKey ?? randomBytes(32));
     this.nats = new NatsServerProcess(options.natsSettings);
+  }
+
+  /** The pre-shared key of a library of this cluster (made on first use). */
+  libraryKey(libraryId = this.libraryId): Buffer {
+    let k = this.keys.get(libraryId);
+    if (!k) this.keys.set(libraryId, (k = randomBytes(32)));
+    return k;
   }
 
   async start(): Promise<this> {
@@ -52,9 +64,9 @@ export class Cluster {
     return this.nats.url;
   }
 
-  /** A raw NATS client on the cluster's library, closed with the cluster. */
+  /** A raw NATS client on the cluster's library that can speak as a member (it holds the key), closed with the cluster. */
   async broker(): Promise<Broker> {
-    const b = await Broker.connect(this.natsUrl, this.libraryId);
+    const b = await Broker.connect(this.natsUrl, this.libraryId, (library) => this.libraryKey(library));
     this.onDispose(() => b.close());
     return b;
   }
@@ -69,6 +81,7 @@ export class Cluster {
       ...options,
       name,
       libraryId: o.libraryId ?? this.libraryId,
+      libraryKey: o.libraryKey === undefined ? this.libraryKey(o.libraryId ?? this.libraryId) : o.libraryKey,
       databaseUrl,
       natsUrl: o.natsUrl ?? this.natsUrl,
     });
@@ -119,6 +132,7 @@ export class Cluster {
         DEVICE_ID: deviceId,
         DEVICE_NAME: name,
         LIBRARY_ID: this.libraryId,
+        LIBRARY_KEY: this.libraryKey().toString('base64'),
         DATABASE_URL: databaseUrl,
         DATA_DIR: join(dir, 'data'),
         NATS_URL: this.natsUrl,

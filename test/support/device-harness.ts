@@ -4,6 +4,7 @@ import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevice, RunningDevice } from '../../src/device';
 import type { DeviceConfig } from '../../src/config/config';
+import type { InviteToken } from '@lib/sync';
 import { natsUrl, tempDataDir } from './databases';
 import { portOpen } from './services';
 
@@ -78,7 +79,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeout
 
 export interface TestDevice extends RunningDevice {
   url: string;
-  config: DeviceConfig;
+  config: DeviceConfig & { libraryId: string };
   req<T = any>(method: string, path: string, body?: unknown): Promise<HttpResult<T>>;
   list<T = any>(path: string): Promise<T[]>;
 }
@@ -86,6 +87,10 @@ export interface TestDevice extends RunningDevice {
 export interface TestDeviceOptions {
   name?: string;
   libraryId: string;
+  /** LIBRARY_KEY (default none: the device founds the library, or its database holds the key). */
+  libraryKey?: Buffer | null;
+  /** LIBRARY_INVITE, decoded. */
+  libraryInvite?: InviteToken | null;
   /** Postgres URL; null for embedded PGlite under dataDir. */
   databaseUrl: string | null;
   dataDir?: string;
@@ -106,6 +111,8 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     deviceId: o.deviceId === undefined ? randomUUID() : o.deviceId,
     deviceName: name,
     libraryId: o.libraryId,
+    libraryKey: o.libraryKey ?? null,
+    libraryInvite: o.libraryInvite ?? null,
     databaseUrl: o.databaseUrl,
     dataDir: o.dataDir ?? tempDataDir(`${name}-`),
     natsServers: [o.natsUrl ?? natsUrl()],
@@ -119,7 +126,7 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
   const url = `http://127.0.0.1:${device.port}`;
   return Object.assign(device, {
     url,
-    config,
+    config: { ...config, libraryId: device.libraryId },
     req: <T = any>(method: string, path: string, body?: unknown) => http<T>(url, method, path, body),
     list: <T = any>(path: string) => listAll<T>(url, path),
   });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, connect, DeliverPolicy, JetStreamManager, NatsConnection } from 'nats';
-import { LibrarySubjects } from '@lib/sync';
+import { LibrarySubjects, LibraryTrust } from '@lib/sync';
 import { LONG, waitFor } from './device-harness';
 
 /**
@@ -90,27 +90,64 @@ export function entryRow(
 // A raw NATS client of the test (not a device)
 
 export class Broker {
+  /** Member identities this client speaks as, by device id (each with key pairs of its own). */
+  private readonly members = new Map<string, LibraryTrust>();
+
   private constructor(
     readonly nc: NatsConnection,
     /** The library's subjects, stream and consumer names as the engine derives them. */
     readonly subjects: LibrarySubjects,
+    /** Libraries' pre-shared keys: with one this client can speak as a member (null: an outsider). */
+    private readonly libraryKey: ((libraryId: string) => Buffer) | null,
   ) {}
 
   /** Reconnects forever: it outlives broker restarts of the test. */
-  static async connect(natsUrl: string, libraryId: string): Promise<Broker> {
+  static async connect(
+    natsUrl: string,
+    libraryId: string,
+    libraryKey: ((libraryId: string) => Buffer) | null = null,
+  ): Promise<Broker> {
     return new Broker(
       await connect({ servers: natsUrl, name: 'test-broker', maxReconnectAttempts: -1, reconnectTimeWait: 200 }),
       new LibrarySubjects(libraryId),
+      libraryKey,
     );
   }
 
-  /** Publishes a payload (object → JSON, string → as is) with its own Nats-Msg-Id; returns the PubAck. */
+  /**
+   * A member device of a library with this id, as the pre-shared key lets any holder be: new key
+   * pairs, certified by itself (what a device started with LIBRARY_KEY does).
+   */
+  member(deviceId: string, libraryId = this.subjects.libraryId): LibraryTrust {
+    if (!this.libraryKey) throw new Error('this broker client holds no library key');
+    const k = `${libraryId}/${deviceId}`;
+    let m = this.members.get(k);
+    if (!m) this.members.set(k, (m = LibraryTrust.inMemory(libraryId, deviceId, this.libraryKey(libraryId))));
+    return m;
+  }
+
+  /**
+   * Publishes a payload (object → JSON, string → as is) with its own Nats-Msg-Id; returns the
+   * PubAck. Sealed as the member the subject names (the sender's segment) when this client holds
+   * the library key, so the devices judge the content; `raw` publishes the bytes as they are.
+   */
   async publish(
     subject: string,
     payload: unknown,
     msgID: string = randomUUID(),
+    o: { raw?: boolean; as?: string } = {},
   ): Promise<{ seq: number; duplicate: boolean }> {
-    const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(JSON.stringify(payload));
+    let data: Uint8Array =
+      payload instanceof Uint8Array
+        ? payload
+        : typeof payload === 'string'
+          ? Buffer.from(payload)
+          : Buffer.from(JSON.stringify(payload));
+    if (!o.raw && this.libraryKey) {
+      const [, library, , , sender] = subject.split('.');
+      if (!(o.as ?? sender)) throw new Error(`say whom to publish ${subject} as`);
+      data = this.member(o.as ?? sender, library).seal(subject, data).data;
+    }
     const ack = await this.nc.jetstream().publish(subject, data, { msgID });
     return { seq: ack.seq, duplicate: ack.duplicate };
   }

@@ -24,7 +24,7 @@ describe('bad messages', () => {
   it('malformed and forged messages are dead-lettered with a reason, counted, and syncing goes on', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
     const lib = cluster.libraryId;
     const { locationId } = await createVolumeAndLocation(a, 'a');
     const [victim] = await createEntries(a, locationId, 1);
@@ -173,7 +173,7 @@ describe('bad messages', () => {
         reason: /origin|subject/i,
       },
     ];
-    for (const m of bad) await raw.publish(m.subject, m.payload);
+    for (const m of bad) await raw.publish(m.subject, m.payload, undefined, { as: forger });
 
     // a genuine write after them still arrives: nothing blocks the queue
     await must(a, 'PATCH', `/tags/${tag.id}`, { color: 'green' });
@@ -219,7 +219,7 @@ describe('bad messages', () => {
   it("a device's state message about ids another device owns changes nothing, is rejected, and does not block the owner's later writes", async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
     const lib = cluster.libraryId;
     const { locationId } = await createVolumeAndLocation(a, 'a');
     const [e1, e2, e3, gone] = await createEntries(a, locationId, 4);
@@ -324,7 +324,7 @@ describe('bad messages', () => {
   it('a payload with NUL bytes is dead-lettered like any other, not retried forever', async () => {
     cluster = await new Cluster().start();
     const [a, b] = await cluster.startDevices(['a', 'b']);
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
     const lib = cluster.libraryId;
     const forger = randomUUID();
     const subject = logSubject(lib, 'state', forger);
@@ -388,7 +388,7 @@ describe('bad messages', () => {
   it('a change stamped an hour ahead is held, counted, and does not move the clock; changes within the bound are applied', async () => {
     cluster = await new Cluster().start();
     const d = await cluster.device('drift');
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
     const lib = cluster.libraryId;
     const future = randomUUID();
     const [held, near, after] = [randomUUID(), randomUUID(), randomUUID()];

@@ -39,7 +39,7 @@ describe('delivery order, duplicates and redelivery', () => {
     // one device per library: each library has its own stream, so each device sees its own order
     const libraries = [randomUUID(), randomUUID(), randomUUID()];
     const devices = await Promise.all(libraries.map((libraryId, k) => cluster.device(`order${k}`, { libraryId })));
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
 
     const [f1, f2] = [randomUUID(), randomUUID()];
     const [tag, gone, album, entry] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
@@ -136,7 +136,7 @@ describe('delivery order, duplicates and redelivery', () => {
   it('a shared change delivered twice (deduplication bypassed) is applied once, and an older one never wins', async () => {
     cluster = await new Cluster().start();
     const d = await cluster.device('dup');
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
     const lib = cluster.libraryId;
     const f = randomUUID();
     const [tag, sentinel1, sentinel2] = [randomUUID(), randomUUID(), randomUUID()];
@@ -211,7 +211,7 @@ describe('delivery order, duplicates and redelivery', () => {
       cluster.device('late', { libraryId: lib1 }),
       cluster.device('reordered', { libraryId: lib2 }),
     ]);
-    raw = await Broker.connect(cluster.natsUrl, cluster.libraryId);
+    raw = await cluster.broker();
     const owner = randomUUID();
     const [location, e1, e2, e3] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now() - 1000;

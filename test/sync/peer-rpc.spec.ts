@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { connect, NatsConnection } from 'nats';
-import { LibrarySubjects, PeerClient } from '@lib/sync';
-import { JetStreamTransport } from '@lib/sync/transport/jetstream.transport';
+import { LibrarySubjects, LibraryTrust, PeerClient } from '@lib/sync';
+import { JetStreamTransport, replyContext } from '@lib/sync/transport/jetstream.transport';
 import { waitFor } from '../support/device-harness';
 import { Cluster } from '../support/cluster';
 
 /**
- * The peer protocol on the wire (rpc/protocol.ts), as devices of every version speak it: a request
- * is plain JSON on sync.<lib>.rpc.<device>.<method> (watermarks also on rpc.all), a reply is
- * {ok: true, result} or {ok: false, error} with the handler's own message.
+ * The peer protocol on the wire (rpc/protocol.ts): a request is the JSON of its type, sealed by a
+ * member, on sync.<lib>.rpc.<device>.<method> (watermarks also on rpc.all); a reply, sealed for
+ * that request, is {ok: true, result} or {ok: false, error} with the handler's own message.
  */
 describe('peer requests on the wire', () => {
   const cluster = new Cluster();
@@ -24,8 +24,14 @@ describe('peer requests on the wire', () => {
     await cluster.dispose();
   });
 
-  const ask = async (subject: string, body: string) =>
-    JSON.parse(Buffer.from((await nc.request(subject, Buffer.from(body), { timeout: 10_000 })).data).toString());
+  // a member of the library (it holds the pre-shared key): requests sealed, replies opened
+  let member: LibraryTrust;
+  const ask = async (subject: string, body: string) => {
+    member ??= LibraryTrust.inMemory(cluster.libraryId, randomUUID(), cluster.libraryKey());
+    const sealed = member.seal(subject, Buffer.from(body));
+    const reply = await nc.request(subject, sealed.data, { timeout: 10_000 });
+    return JSON.parse(member.open(replyContext(subject, sealed.nonce), reply.data).plaintext.toString());
+  };
 
   it('answers in the {ok, result} / {ok: false, error} envelope, with the error messages of its handlers', async () => {
     const a = await cluster.device('a');
@@ -51,7 +57,14 @@ describe('peer requests on the wire', () => {
     expect(await ask(s.rpc(a.deviceId, 'owned.page'), 'not json')).toEqual({ ok: false, error: 'request is not JSON' });
 
     // the typed client, over a transport of its own
-    transport = new JetStreamTransport([cluster.natsUrl], 'client', s, randomUUID());
+    const clientId = randomUUID();
+    transport = new JetStreamTransport(
+      [cluster.natsUrl],
+      'client',
+      s,
+      clientId,
+      LibraryTrust.inMemory(cluster.libraryId, clientId, cluster.libraryKey()),
+    );
     transport.start();
     await waitFor('the transport to connect', async () => transport.connected, 15_000);
     const client = new PeerClient(transport);

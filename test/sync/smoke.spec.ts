@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { ENTRIES, LOCATIONS, OwnedWriter, SharedWriter, TAGS } from '@lib/sync';
 import { createTestDatabase, dropTestDatabases } from '../support/databases';
 import { startTestDevice, TestDevice, waitFor } from '../support/device-harness';
@@ -6,6 +6,7 @@ import { NatsServerProcess } from '../support/nats-server';
 
 describe('smoke', () => {
   const lib = randomUUID();
+  const libraryKey = randomBytes(32);
   let a: TestDevice;
   let b: TestDevice;
   const nats = new NatsServerProcess();
@@ -14,12 +15,14 @@ describe('smoke', () => {
     a = await startTestDevice({
       name: 'a',
       libraryId: lib,
+      libraryKey,
       databaseUrl: await createTestDatabase(),
       natsUrl: nats.url,
     });
     b = await startTestDevice({
       name: 'b',
       libraryId: lib,
+      libraryKey,
       databaseUrl: await createTestDatabase(),
       natsUrl: nats.url,
     });

@@ -1,6 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { connect, NatsConnection } from 'nats';
-import { JetStreamTransport } from '@lib/sync/transport/jetstream.transport';
+import { LibraryTrust } from '@lib/sync';
+import { JetStreamTransport, replyContext } from '@lib/sync/transport/jetstream.transport';
 import { LibrarySubjects } from '@lib/sync/transport/subjects';
 import { waitFor } from '../support/device-harness';
 import { NatsServerProcess } from '../support/nats-server';
@@ -23,7 +24,15 @@ describe('peer requests', () => {
 
   it('a request waiting for its reply fails as soon as NATS goes away, and works again after', async () => {
     const device = randomUUID();
-    transport = new JetStreamTransport([nats.url], 'requester', new LibrarySubjects(randomUUID()), device);
+    const library = randomUUID();
+    const key = randomBytes(32);
+    transport = new JetStreamTransport(
+      [nats.url],
+      'requester',
+      new LibrarySubjects(library),
+      device,
+      LibraryTrust.inMemory(library, device, key),
+    );
     transport.start();
     await waitFor('the transport to connect', async () => transport!.connected, 15_000);
 
@@ -31,8 +40,14 @@ describe('peer requests', () => {
     responder = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     const seen: string[] = [];
     responder.subscribe('peer.slow', { callback: (_e, m) => seen.push(m.subject) });
+    // a member of the same library, answering sealed
+    const peer = LibraryTrust.inMemory(library, randomUUID(), key);
     responder.subscribe('peer.fast', {
-      callback: (_e, m) => m.respond(Buffer.from(JSON.stringify({ ok: true, result: 'pong' }))),
+      callback: (_e, m) => {
+        const request = peer.open(m.subject, m.data);
+        const reply = Buffer.from(JSON.stringify({ ok: true, result: 'pong' }));
+        m.respond(peer.seal(replyContext(m.subject, request.nonce), reply).data);
+      },
     });
     await responder.flush();
 

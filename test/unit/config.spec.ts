@@ -94,7 +94,8 @@ describe('parseConfig', () => {
   });
 
   it.each<[string, string, Record<string, string>]>([
-    ['LIBRARY_ID', 'missing', {}],
+    ['LIBRARY_KEY', 'not 32 bytes', { LIBRARY_ID: LIBRARY, LIBRARY_KEY: 'c2hvcnQ=' }],
+    ['LIBRARY_INVITE', 'not a token', { LIBRARY_INVITE: 'not-a-token' }],
     ['LIBRARY_ID', 'not a uuid', { LIBRARY_ID: 'my-library' }],
     ['DEVICE_ID', 'not a uuid', { LIBRARY_ID: LIBRARY, DEVICE_ID: 'laptop' }],
     ['DEVICE_NAME', 'too long', { LIBRARY_ID: LIBRARY, DEVICE_NAME: 'x'.repeat(201) }],

@@ -138,7 +138,55 @@ export interface PeerWatermarksTable {
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
+/** This device's own key pairs (one row): Ed25519 to sign, X25519 to receive keys. */
+export interface DeviceKeysTable {
+  singleton: ColumnType<boolean, boolean | undefined, never>;
+  sign_private: Buffer;
+  sign_public: Buffer;
+  box_private: Buffer;
+  box_public: Buffer;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+/** One epoch of the library key. */
+export interface LibraryKeysTable {
+  key_id: Buffer;
+  epoch: number;
+  secret: Buffer;
+  /** The members it was sent to when it was made by a rotation; null: the founding or pre-shared key. */
+  recipients: string[] | null;
+  created_by: string | null;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+/** A member device of the library, its pinned keys and its signed certificate (and removal). */
+export interface LibraryMembersTable {
+  device_id: string;
+  sign_public: Buffer;
+  box_public: Buffer;
+  added_by: string;
+  added_at: ColumnType<Date, Date | string, Date | string>;
+  certificate: Buffer;
+  removed_at: ColumnType<Date, Date | string, Date | string> | null;
+  removed_by: string | null;
+  removal: Buffer | null;
+}
+
+/** An invite this device issued. */
+export interface InvitesTable {
+  id: Buffer;
+  secret: Buffer;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+  used_by: string | null;
+  used_at: ColumnType<Date, Date | string, Date | string> | null;
+}
+
 export interface Database {
+  device_keys: DeviceKeysTable;
+  library_keys: LibraryKeysTable;
+  library_members: LibraryMembersTable;
+  invites: InvitesTable;
   peer_watermarks: PeerWatermarksTable;
   sync_local_state: SyncLocalStateTable;
   devices: DevicesTable;

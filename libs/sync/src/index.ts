@@ -24,3 +24,8 @@ export * from './transport/subjects';
 export * from './sync.signals';
 export * from './owned/owned-applier';
 export * from './shared/shared-applier';
+export * from './trust/crypto';
+export * from './trust/library-trust';
+export * from './trust/invites';
+export * from './trust/trust.repository';
+export * from './trust/setup';

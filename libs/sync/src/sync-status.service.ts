@@ -13,6 +13,9 @@ import type { BackfillProgress } from './backfill/backfill';
 export interface PeerStatus {
   deviceId: string;
   deviceName: string;
+  /** The fingerprint of its pinned signing key (null until one of its messages was opened here). */
+  fingerprint: string | null;
+  member: boolean;
   online: boolean;
   lastSeenAt: string | null;
   stateWatermark: string | null;
@@ -29,6 +32,9 @@ export interface SyncStatus {
   sharedLogSize: number;
   peers: PeerStatus[];
   /** Additions to docs/http.md's shape. */
+  /** This device's signing key fingerprint, and the library key's current epoch here. */
+  fingerprint: string;
+  keyEpoch: number;
   natsConnected: boolean;
   clockDriftHeld: number;
   deadLetters: number;
@@ -51,11 +57,14 @@ export class SyncStatusService {
 
   async status(): Promise<SyncStatus> {
     const peers = await this.devices.peers(this.db);
+    const fingerprints = this.engine.trust.fingerprints();
     return {
       deviceId: this.options.deviceId,
       deviceName: this.options.deviceName,
       libraryId: this.options.libraryId,
       phase: this.engine.phase,
+      fingerprint: this.engine.trust.fingerprint,
+      keyEpoch: this.engine.trust.currentEpoch,
       hlc: this.clock.current(),
       sharedLogSize: await this.shared.logSize(this.db),
       peers: await Promise.all(
@@ -64,6 +73,8 @@ export class SyncStatusService {
           .map(async (p) => ({
             deviceId: p.id,
             deviceName: p.name,
+            fingerprint: fingerprints.get(p.id) ?? null,
+            member: this.engine.trust.isMember(p.id),
             online: p.online,
             lastSeenAt: p.last_seen_at ? new Date(p.last_seen_at).toISOString() : null,
             stateWatermark: p.state_watermark,

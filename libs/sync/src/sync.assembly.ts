@@ -25,6 +25,10 @@ import type { SyncOptions, SyncPhase } from './sync.options';
 import { JetStreamTransport } from './transport/jetstream.transport';
 import { PublishLoop } from './transport/publisher';
 import { LibrarySubjects } from './transport/subjects';
+import { type LibraryTrust, UnknownEpochError } from './trust/library-trust';
+import { TrustSync } from './trust/trust-sync';
+import { InviteService } from './trust/invites';
+import type { JsMsg } from 'nats';
 
 export interface EngineDeps {
   db: Db;
@@ -34,6 +38,7 @@ export interface EngineDeps {
   sharedRepo: SharedRepository;
   devices: DevicesRepository;
   metrics: SyncMetrics;
+  trust: LibraryTrust;
 }
 
 /** What the parts ask of the engine's lifecycle. */
@@ -54,11 +59,21 @@ export type EngineParts = ReturnType<typeof assembleEngine>;
  * writes (through the engine) wake the publishers.
  */
 export function assembleEngine(deps: EngineDeps, engine: EngineState) {
-  const { db, options: o, clock, ownedRepo, sharedRepo, devices, metrics } = deps;
+  const { db, options: o, clock, ownedRepo, sharedRepo, devices, metrics, trust } = deps;
   const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
   const subjects = new LibrarySubjects(o.libraryId);
-  const transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId);
+  // everything put on NATS is sealed by the library's trust, everything received opened by it
+  const transport = new JetStreamTransport(
+    o.natsServers,
+    `${o.deviceName} (${o.deviceId})`,
+    subjects,
+    o.deviceId,
+    trust,
+  );
   const peers = new PeerClient(transport);
+  const trustSync = new TrustSync(db, trust, peers, metrics);
+  const invites = new InviteService(db, trust, subjects);
+  transport.onRefused = (subject, e, data) => trustSync.refused(subject, e, data);
   /** The other devices online now, with their watermarks. */
   const discover = async (): Promise<WatermarksReply[]> =>
     (await peers.discover()).filter((p) => p.deviceId !== o.deviceId);
@@ -66,7 +81,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics);
   const sharedApplier = new SharedApplier(db, clock, sharedRepo, devices, metrics);
   const pruner = new Pruner(db, devices, sharedRepo, metrics);
-  const removal = new PeerRemoval(db, devices, transport, pruner, self, engine.linked);
+  const removal = new PeerRemoval(db, devices, transport, pruner, trust, self, engine.linked);
   const stateTransfer = new StateTransfer(db, peers, devices, sharedApplier, self);
   const catchUp = new CatchUpService(db, peers, devices, ownedApplier, sharedApplier, self, stateTransfer);
   const catchUps = new CatchUpScheduler(
@@ -91,7 +106,9 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
       ownedHead: await ownedRepo.streamHead(db, o.deviceId),
       sharedHead: await sharedRepo.head(db),
     }),
+    () => trust.digest(),
     {
+      trustDigest: (id, digest) => trustSync.compare(id, digest),
       peerOnline: (id) => catchUps.schedule(id),
       acknowledged: () => void pruner.pruneAcknowledged(),
       peerAhead: (id, signature) => catchUps.peerAhead(id, signature),
@@ -101,12 +118,26 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const receiver = new LogReceiver(db, devices, ownedApplier, sharedApplier, metrics, o.deviceId, {
     applied: (origin) => presence.scheduleAck(origin),
     gap: (origin, kind) => catchUps.gap(origin, kind),
+    removed: (msg) => removal.received(msg),
   });
-  const decodeContext = { subjects, deviceId: o.deviceId, libraryId: o.libraryId, owned: ownedApplier };
+  const decodeContext = {
+    subjects,
+    deviceId: o.deviceId,
+    libraryId: o.libraryId,
+    owned: ownedApplier,
+    open: (subject: string, data: Uint8Array) => transport.open(subject, data),
+  };
+  const decode = (m: JsMsg) => {
+    const d = decodeLogMessage(m, decodeContext);
+    // a member's message under a key epoch we lack: ask it for the keys (the message is dead-lettered;
+    // what it carried comes back through catch-up once the key is here)
+    if (d.kind === 'rejected' && d.reason instanceof UnknownEpochError) trustSync.askSoon(d.reason.signer);
+    return d;
+  };
   const consumer = new ConsumeLoop(
     transport,
     engine.linked,
-    (m) => decodeLogMessage(m, decodeContext),
+    decode,
     (m, decoded) => receiver.receive(m, decoded),
     engine.relink,
   );
@@ -123,6 +154,8 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
 
   return {
     transport,
+    trustSync,
+    invites,
     discover,
     presence,
     catchUps,

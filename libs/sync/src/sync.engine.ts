@@ -13,6 +13,7 @@ import type { SyncOptions, SyncPhase } from './sync.options';
 import type { ChangeSignal } from './sync.signals';
 import { backoffDelay, sleep } from './transport/backoff';
 import type { HelloMessage } from './transport/messages';
+import type { LibraryTrust } from './trust/library-trust';
 
 /**
  * One device's sync engine: its lifecycle (start, link after every connection, start-up, stop).
@@ -41,10 +42,18 @@ export class SyncEngine {
     private readonly signal: ChangeSignal,
     readonly metrics: SyncMetrics,
     private readonly rpcServer: NatsRpcServer,
+    readonly trust: LibraryTrust,
   ) {
-    this.phase = options.enabled ? 'uninitialized' : 'disabled';
+    this.phase = !options.enabled ? 'disabled' : trust.removed ? 'removed' : 'uninitialized';
+    trust.onEvents({
+      removedSelf: (by) => {
+        this.logger.warn(`device ${by} removed this device from the library: sync stops, local data stays`);
+        void this.halt();
+      },
+      removed: () => undefined,
+    });
     this.parts = assembleEngine(
-      { db, options, clock, ownedRepo, sharedRepo, devices, metrics },
+      { db, options, clock, ownedRepo, sharedRepo, devices, metrics, trust },
       {
         phase: () => this.phase,
         linked: () => this.linked,
@@ -73,6 +82,10 @@ export class SyncEngine {
 
   async start(): Promise<void> {
     if (!this.options.enabled) return;
+    if (this.trust.removed) {
+      this.logger.warn('this device was removed from the library: it serves its local data and does not sync');
+      return;
+    }
     // presence from a previous run is stale: a peer's first heartbeat now counts as "came online".
     // Reset before anything is subscribed, so no heartbeat of this run is wiped.
     await this.devices.markAllPeersOffline(this.db);
@@ -96,6 +109,7 @@ export class SyncEngine {
         await this.parts.removal.announceAll();
         this.linked = true;
         this.rpcServer.serve(transport);
+        this.parts.invites.serve(transport.connection);
         this.parts.presence.subscribe();
         this.parts.ownedLoop.wake(true);
         this.parts.sharedLoop.wake(true);
@@ -147,6 +161,7 @@ export class SyncEngine {
       try {
         const drained =
           this.linked && this.parts.transport.connected && (await this.parts.transport.pending()) <= LIVE_BACKLOG;
+        if (this.stopped) return; // removed meanwhile
         if (drained && !this.parts.catchUps.running) {
           this.phase = 'ready';
           this.logger.log('ready');
@@ -159,6 +174,11 @@ export class SyncEngine {
     }
   }
 
+  /** A single-use invite for a new device (see InviteService). */
+  createInvite(ttlSeconds?: number): Promise<{ token: string; expiresAt: string }> {
+    return this.parts.invites.create(ttlSeconds);
+  }
+
   /** Removes a device from the library (see PeerRemoval). */
   removePeer(id: string): Promise<void> {
     return this.parts.removal.remove(id);
@@ -167,6 +187,13 @@ export class SyncEngine {
   /** Deletes change-log rows every active peer has acknowledged (see Pruner). */
   pruneAcknowledged(): Promise<number> {
     return this.parts.pruner.pruneAcknowledged();
+  }
+
+  /** Removed from the library: phase "removed" for good, and sync stops (the HTTP API goes on). */
+  private async halt(): Promise<void> {
+    this.phase = 'removed';
+    await this.stop();
+    this.phase = 'removed';
   }
 
   /** Stops consuming (in-flight messages stay unacknowledged and are redelivered), then closes. */

@@ -21,6 +21,7 @@ import { SyncStatusService } from './sync-status.service';
 import { SyncMetrics } from './metrics';
 import { NatsRpcServer } from './rpc/nats-rpc.server';
 import { PeerRpcController } from './rpc/peer-rpc.controller';
+import { LibraryTrust } from './trust/library-trust';
 
 export interface SyncModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
   inject?: unknown[];
@@ -53,6 +54,11 @@ const providers: Provider[] = [
     useFactory: (db: Db, c: ClockService, r: SharedRepository, s: ChangeSignal) => new SharedWriter(db, c, r, s),
   },
   { provide: SyncMetrics, useFactory: () => new SyncMetrics() },
+  {
+    provide: LibraryTrust,
+    inject: [DB, SYNC_OPTIONS],
+    useFactory: (db: Db, o: SyncOptions) => LibraryTrust.load(db, o.libraryId, o.deviceId),
+  },
   NatsRpcServer,
   {
     provide: SyncEngine,
@@ -66,6 +72,7 @@ const providers: Provider[] = [
       ChangeSignal,
       SyncMetrics,
       NatsRpcServer,
+      LibraryTrust,
     ],
     useFactory: (
       db: Db,
@@ -77,7 +84,8 @@ const providers: Provider[] = [
       s: ChangeSignal,
       m: SyncMetrics,
       rpc: NatsRpcServer,
-    ) => new SyncEngine(db, o, c, or, sr, d, s, m, rpc),
+      t: LibraryTrust,
+    ) => new SyncEngine(db, o, c, or, sr, d, s, m, rpc, t),
   },
   {
     provide: SyncStatusService,
@@ -109,6 +117,7 @@ const exported = [
   SyncEngine,
   SyncStatusService,
   NatsRpcServer,
+  LibraryTrust,
 ];
 
 /**

@@ -26,4 +26,4 @@ export interface SyncOptions {
 
 export const SYNC_OPTIONS = Symbol('SYNC_OPTIONS');
 
-export type SyncPhase = 'uninitialized' | 'backfilling' | 'catching_up' | 'ready' | 'disabled';
+export type SyncPhase = 'uninitialized' | 'backfilling' | 'catching_up' | 'ready' | 'disabled' | 'removed';

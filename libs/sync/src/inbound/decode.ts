@@ -3,6 +3,7 @@ import { RejectedMessageError } from '../errors';
 import type { OwnedApplier, PreparedState } from '../owned/owned-applier';
 import { describeZodError, LogMessage } from '../transport/messages';
 import type { LibrarySubjects } from '../transport/subjects';
+import type { Opened } from '../trust/library-trust';
 
 /** A log message after decoding: ours (skipped), refused (to dead-letter), or to apply. */
 export type Decoded =
@@ -15,6 +16,8 @@ export interface DecodeContext {
   deviceId: string;
   libraryId: string;
   owned: Pick<OwnedApplier, 'prepare'>;
+  /** Opens a sealed message (JetStreamTransport.open). */
+  open(subject: string, data: Uint8Array): Opened;
 }
 
 /**
@@ -26,8 +29,11 @@ export function decodeLogMessage(m: JsMsg, ctx: DecodeContext): Decoded {
   const subjectOrigin = ctx.subjects.originOf(m.subject);
   // our own broadcast coming back through the shared stream: nothing to apply, not worth parsing
   if (subjectOrigin === ctx.deviceId) return { kind: 'own' };
-  const raw = Buffer.from(m.data).toString('utf8');
+  let raw = '';
   try {
+    // a member's seal, signed by the device the subject names (else refused, with the reason)
+    const opened = ctx.open(m.subject, m.data);
+    raw = opened.plaintext.toString('utf8');
     const parsed = LogMessage.safeParse(JSON.parse(raw));
     if (!parsed.success) throw new RejectedMessageError('malformed', describeZodError(parsed.error));
     const msg = parsed.data;
@@ -40,6 +46,7 @@ export function decodeLogMessage(m: JsMsg, ctx: DecodeContext): Decoded {
       e instanceof RejectedMessageError
         ? e
         : new RejectedMessageError('malformed', `not JSON: ${(e as Error).message}`);
-    return { kind: 'rejected', origin: subjectOrigin, reason, raw };
+    // what did not open is kept as the bytes received
+    return { kind: 'rejected', origin: subjectOrigin, reason, raw: raw || Buffer.from(m.data).toString('base64') };
   }
 }

@@ -7,6 +7,7 @@ import type { OwnedApplier } from '../owned/owned-applier';
 import type { SharedApplier } from '../shared/shared-applier';
 import { DeadLetterRepository } from '../store/dead-letters.repository';
 import type { DevicesRepository } from '../store/devices.repository';
+import type { RemovedMessage } from '../transport/messages';
 import type { Decoded } from './decode';
 
 const DRIFT_RETRY_MS = 10_000;
@@ -17,6 +18,8 @@ export interface ReceiverEvents {
   applied(origin: string): void;
   /** Origin's stream skipped changes we never saw: catch up. */
   gap(origin: string, kind: 'state' | 'shared'): void;
+  /** A member announced a removal (and a new key epoch). */
+  removed(msg: RemovedMessage): Promise<void>;
 }
 
 /**
@@ -52,9 +55,7 @@ export class LogReceiver {
       if (msg.kind === 'hello') {
         await this.devices.upsertPeer(this.db, { id: msg.origin, name: msg.name, libraryId: msg.library });
       } else if (msg.kind === 'removed') {
-        if (msg.device === this.deviceId) this.logger.warn(`device ${msg.origin} removed this device from the library`);
-        else if (await this.devices.markRemoved(this.db, msg.device))
-          this.logger.log(`device ${msg.device} was removed from the library by ${msg.origin}`);
+        await this.events.removed(msg);
       } else if (msg.kind === 'state') {
         if (!(await this.owned.apply(decoded.state ?? msg))) this.events.gap(msg.origin, 'state');
         this.events.applied(msg.origin);

@@ -3,6 +3,7 @@ import type { Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import type { SyncMetrics } from '../metrics';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
+import type { Opened } from '../trust/library-trust';
 import { AckMessage, Heartbeat } from '../transport/messages';
 import type { DevicesRepository } from '../store/devices.repository';
 
@@ -13,6 +14,8 @@ export interface PresenceEvents {
   acknowledged(): void;
   /** A peer holds changes we lack; `signature` identifies what it claims (same value = no progress). */
   peerAhead(id: string, signature: string): void;
+  /** A peer's heartbeat carried its membership digest. */
+  trustDigest(id: string, digest: string | undefined): void;
 }
 
 /**
@@ -36,6 +39,7 @@ export class PresenceService {
     private readonly intervalMs: number,
     private readonly phase: () => string,
     private readonly heads: () => Promise<{ ownedHead: string | null; sharedHead: string | null }>,
+    private readonly trustDigest: () => string,
     private readonly events: PresenceEvents,
   ) {}
 
@@ -47,8 +51,8 @@ export class PresenceService {
   subscribe(): void {
     if (this.subscribed) return;
     const s = this.transport.subjects;
-    const a = this.transport.subscribeCore(s.presenceAll, (data) => void this.receiveHeartbeat(data));
-    const b = this.transport.subscribeCore(s.ack(this.self.id), (data) => void this.receiveAck(data));
+    const a = this.transport.subscribeCore(s.presenceAll, (m) => void this.receiveHeartbeat(m));
+    const b = this.transport.subscribeCore(s.ack(this.self.id), (m) => void this.receiveAck(m));
     this.subscribed = !!a && !!b;
     void this.tick();
   }
@@ -78,6 +82,7 @@ export class PresenceService {
       hlc: this.clock.current(),
       ...(await this.devices.watermarks(this.db)),
       ...(await this.heads()),
+      trust: this.trustDigest(),
     };
     this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));
   }
@@ -109,13 +114,15 @@ export class PresenceService {
     this.transport.publishCore(this.transport.subjects.ack(origin), Buffer.from(JSON.stringify(ack)));
   }
 
+  /** The message, when it parses, is of this library and names its signer as its origin. */
   private parse<T>(
     schema: { safeParse(x: unknown): { success: true; data: T } | { success: false } },
-    data: Uint8Array,
+    m: Opened,
   ): T | null {
     try {
-      const r = schema.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
-      if (r.success && (r.data as { library: string }).library === this.self.libraryId) return r.data;
+      const r = schema.safeParse(JSON.parse(m.plaintext.toString('utf8')));
+      const d = r.success ? (r.data as { library: string; origin: string }) : null;
+      if (d && d.library === this.self.libraryId && d.origin === m.signer) return r.success ? r.data : null;
     } catch {
       /* counted below */
     }
@@ -123,9 +130,10 @@ export class PresenceService {
     return null;
   }
 
-  private async receiveHeartbeat(data: Uint8Array): Promise<void> {
-    const hb = this.parse(Heartbeat, data);
+  private async receiveHeartbeat(m: Opened): Promise<void> {
+    const hb = this.parse(Heartbeat, m);
     if (!hb || hb.origin === this.self.id) return;
+    this.events.trustDigest(hb.origin, hb.trust);
     try {
       const before = await this.devices.get(this.db, hb.origin);
       if (before?.removed_at) return;
@@ -173,8 +181,8 @@ export class PresenceService {
     return claims.length ? claims.sort().join(',') : null;
   }
 
-  private async receiveAck(data: Uint8Array): Promise<void> {
-    const ack = this.parse(AckMessage, data);
+  private async receiveAck(m: Opened): Promise<void> {
+    const ack = this.parse(AckMessage, m);
     if (!ack || ack.target !== this.self.id) return;
     try {
       await this.devices.recordAcks(this.db, ack.origin, { shared: ack.shared, state: ack.state });

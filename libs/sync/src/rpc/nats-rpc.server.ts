@@ -2,18 +2,24 @@ import { Inject, Injectable } from '@nestjs/common';
 import { BaseRpcContext, CustomTransportStrategy, Server } from '@nestjs/microservices';
 import type { Msg, NatsConnection } from 'nats';
 import { lastValueFrom } from 'rxjs';
-import type { JetStreamTransport } from '../transport/jetstream.transport';
+import { RejectedMessageError } from '../errors';
+import { replyContext, type JetStreamTransport } from '../transport/jetstream.transport';
+import type { Opened } from '../trust/library-trust';
 import { SYNC_OPTIONS, type SyncOptions } from '../sync.options';
 import { RawJson, RpcReply } from './protocol';
 
-/** What a handler gets besides the request: the subject it came on and the reply size limit. */
-export class NatsRpcContext extends BaseRpcContext<[subject: string, maxPayload: number]> {
+/** What a handler gets besides the request: the subject, the reply size limit, and who asks. */
+export class NatsRpcContext extends BaseRpcContext<[subject: string, maxPayload: number, signer: string]> {
   getSubject(): string {
     return this.args[0];
   }
-  /** Largest reply the server accepts (with room for headers). */
+  /** Largest reply the server accepts (with room for headers and the seal). */
   getMaxPayload(): number {
     return this.args[1];
+  }
+  /** The member device whose signature the request carries. */
+  getSigner(): string {
+    return this.args[2];
   }
 }
 
@@ -21,8 +27,8 @@ export class NatsRpcContext extends BaseRpcContext<[subject: string, maxPayload:
  * Serves the application's @MessagePattern handlers to the library's peers over the device's own
  * NATS connection (the JetStreamTransport's; no second connection): a handler for `pattern` on
  * sync.<lib>.rpc.<device>.<pattern>, and also on sync.<lib>.rpc.all.<pattern> when its extras
- * say EVERY_DEVICE. Requests and replies are plain JSON in the envelope of protocol.ts, so devices
- * of every version answer each other.
+ * say EVERY_DEVICE. Requests and replies are the JSON of protocol.ts, sealed (LibraryTrust): a
+ * request that is not a member's gets no answer, and a reply is bound to the request it answers.
  *
  * The device starts without NATS: listen() returns at once. The handlers are subscribed as soon
  * as both the application listens and the engine has linked the transport (serve(), after every
@@ -98,15 +104,27 @@ export class NatsRpcServer extends Server implements CustomTransportStrategy {
 
   private async handle(pattern: string, msg: Msg): Promise<void> {
     if (!msg.reply) return;
+    const transport = this.transport!;
+    // only a member's sealed request is answered; anything else gets no reply at all
+    let opened: Opened;
+    try {
+      opened = transport.open(msg.subject, msg.data);
+    } catch (e) {
+      if (e instanceof RejectedMessageError) transport.onRefused(msg.subject, e, msg.data);
+      return;
+    }
+    // the reply goes under the request's key epoch: a member that missed a rotation can read it
+    const seal = (text: string) =>
+      transport.seal(replyContext(msg.subject, opened.nonce), Buffer.from(text), opened.keyId).data;
     let request: unknown;
     try {
-      request = JSON.parse(Buffer.from(msg.data).toString('utf8'));
+      request = JSON.parse(opened.plaintext.toString('utf8'));
     } catch {
-      reply(msg, { ok: false, error: 'request is not JSON' });
+      reply(msg, { ok: false, error: 'request is not JSON' }, seal);
       return;
     }
     const handler = this.getHandlerByPattern(pattern);
-    const context = new NatsRpcContext([msg.subject, this.transport!.maxPayload]);
+    const context = new NatsRpcContext([msg.subject, transport.maxPayload - 512, opened.signer]);
     await this.onProcessingStartHook(this.transportId, context, async () => {
       let body: RpcReply<unknown>;
       try {
@@ -116,21 +134,21 @@ export class NatsRpcServer extends Server implements CustomTransportStrategy {
         body = { ok: false, error: errorMessage(e) };
       }
       this.onProcessingEndHook?.(this.transportId, context);
-      reply(msg, body);
+      reply(msg, body, seal);
     });
   }
 }
 
-/** Sends a reply; one that cannot be sent (e.g. too large) is answered with an error instead. */
-function reply(msg: Msg, body: RpcReply<unknown>): void {
+/** Sends a sealed reply; one that cannot be sent (e.g. too large) is answered with an error instead. */
+function reply(msg: Msg, body: RpcReply<unknown>, seal: (text: string) => Uint8Array): void {
   try {
     const text =
       body.ok && body.result instanceof RawJson ? `{"ok":true,"result":${body.result.text}}` : JSON.stringify(body);
-    msg.respond(Buffer.from(text));
+    msg.respond(seal(text));
   } catch (e) {
     // say so rather than leave the requester waiting
     try {
-      msg.respond(Buffer.from(JSON.stringify({ ok: false, error: `reply failed: ${(e as Error).message}` })));
+      msg.respond(seal(JSON.stringify({ ok: false, error: `reply failed: ${(e as Error).message}` })));
     } catch {
       /* the connection is gone; the requester times out */
     }

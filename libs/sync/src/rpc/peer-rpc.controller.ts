@@ -17,9 +17,11 @@ import { DevicesRepository } from '../store/devices.repository';
 import { SharedRepository } from '../shared/shared.repository';
 import { SyncEngine } from '../sync.engine';
 import { SYNC_OPTIONS, type SyncOptions } from '../sync.options';
+import type { MembershipExport } from '../trust/library-trust';
 import type { NatsRpcContext } from './nats-rpc.server';
 import {
   EVERY_DEVICE,
+  MembershipRequest,
   OwnedPageReply,
   OwnedPageRequest,
   PEER_RPC,
@@ -70,7 +72,8 @@ export class PeerRpcErrorFilter implements RpcExceptionFilter {
 
 /**
  * What this device answers its peers (rpc/protocol.ts): its watermarks, pages of the owned
- * streams it holds, its own shared change log, and pages of the shared tables for a state transfer.
+ * streams it holds, its own shared change log, pages of the shared tables for a state transfer, and
+ * the library's membership and keys (to members only).
  */
 @Controller()
 @UseFilters(PeerRpcErrorFilter)
@@ -156,6 +159,15 @@ export class PeerRpcController implements PeerRpcHandlers<NatsRpcContext> {
     const changes = await this.shared.changesAfter(this.db, r.after, PAGE_ROWS);
     const page = fitPage(changes, budget(ctx));
     return { changes: page, done: changes.length < PAGE_ROWS && page.length === changes.length, complete: true };
+  }
+
+  /** What this device knows of the membership, for the member asking (its keys sealed to it). */
+  @MessagePattern(PEER_RPC.membership)
+  async membership(
+    @Payload(new RequestPipe(PEER_RPC_REQUESTS.membership)) _r: MembershipRequest,
+    @Ctx() ctx: NatsRpcContext,
+  ): Promise<MembershipExport> {
+    return this.engine.trust.exportFor(ctx.getSigner());
   }
 
   @MessagePattern(PEER_RPC.snapshot)

@@ -4,6 +4,7 @@ import { ownedModel } from '../models/registry';
 import type { Tombstone } from '../owned/owned.repository';
 import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow } from '../shared/shared.repository';
+import type { MembershipExport } from '../trust/library-trust';
 
 /**
  * The peer protocol: request-reply between the devices of a library over core NATS (each reply
@@ -17,6 +18,7 @@ export interface PeerRpc {
   ownedPage: { request: OwnedPageRequest; reply: OwnedPageReply };
   sharedChanges: { request: SharedChangesRequest; reply: SharedChangesReply };
   snapshot: { request: SnapshotRequest; reply: SnapshotReply };
+  membership: { request: MembershipRequest; reply: MembershipExport };
 }
 export type PeerMethod = keyof PeerRpc;
 
@@ -26,6 +28,7 @@ export const PEER_RPC = {
   ownedPage: 'owned.page',
   sharedChanges: 'shared.changes',
   snapshot: 'shared.snapshot',
+  membership: 'membership',
 } as const satisfies Record<PeerMethod, string>;
 
 /** The methods every device also answers on sync.<lib>.rpc.all.<pattern> (a handler's extras). */
@@ -50,6 +53,12 @@ export type PeerRpcHandlers<Context> = {
 };
 
 const uuid = z.string().uuid();
+
+// ---- membership: the members, removals and key epochs the answering device knows (the keys
+// sealed to the asking member's own key; refused to a device that is not a member)
+
+export const MembershipRequest = z.object({}).strict();
+export type MembershipRequest = z.infer<typeof MembershipRequest>;
 
 // ---- watermarks: a device's positions in every stream (also the discovery of online peers)
 
@@ -140,4 +149,5 @@ export const PEER_RPC_REQUESTS: { [M in PeerMethod]: z.ZodType<PeerRpc[M]['reque
   ownedPage: OwnedPageRequest,
   sharedChanges: SharedChangesRequest,
   snapshot: SnapshotRequest,
+  membership: MembershipRequest,
 };

@@ -60,6 +60,11 @@ export class DevicesRepository {
     });
   }
 
+  /** The library this database belongs to (null for a new database). */
+  storedLibrary(db: DbOrTx): Promise<string | null> {
+    return this.localState.get(db, 'library_id');
+  }
+
   /** Records a peer we heard of (a hello, a heartbeat, a change); never resurrects a removed one by itself. */
   async upsertPeer(db: DbOrTx, peer: { id: string; name: string; libraryId: string }): Promise<void> {
     await db

@@ -14,8 +14,34 @@ import {
   StorageType,
   Subscription,
 } from 'nats';
+import { RejectedMessageError } from '../errors';
+import type { Opened } from '../trust/library-trust';
 import { sleep } from './backoff';
 import type { LibrarySubjects } from './subjects';
+
+/** Seals what the device sends and opens what it receives (LibraryTrust; docs/design.md "Trust"). */
+export interface Sealer {
+  seal(context: string, plaintext: Uint8Array, keyId?: string): { data: Buffer; nonce: Buffer };
+  /** Throws a RejectedMessageError when the message is not from a member or was changed. */
+  open(context: string, data: Uint8Array): Opened;
+}
+
+/** A message refused at the boundary: what the transport reports to be counted and dead-lettered. */
+export type RefusedHandler = (subject: string, error: RejectedMessageError, data: Uint8Array) => void;
+
+/** The context a reply is sealed under: bound to the request's subject and nonce, so it answers only that request. */
+export const replyContext = (subject: string, requestNonce: Uint8Array): string =>
+  `reply|${subject}|${Buffer.from(requestNonce).toString('hex')}`;
+
+/** The device a subject says sent it, when the subject says one (log, presence, ack subjects). */
+function senderOf(subject: string): string | null {
+  const parts = subject.split('.');
+  if (parts[0] !== 'sync') return null;
+  if (parts[2] === 'log' && parts.length === 5) return parts[4];
+  if (parts[2] === 'presence' && parts.length === 4) return parts[3];
+  if (parts[2] === 'ack' && parts.length === 5) return parts[4];
+  return null;
+}
 
 const STREAM_MAX_AGE_MS = 30 * 24 * 3600_000;
 const DUPLICATE_WINDOW_MS = 2 * 60_000;
@@ -46,13 +72,33 @@ export class JetStreamTransport {
   private readonly abort = new AbortController();
   private readonly listeners: { connected: (() => void)[] } = { connected: [] };
   connected = false;
+  /** Told about every message refused at the boundary (not sealed by a member, changed, moved). */
+  onRefused: RefusedHandler = () => undefined;
 
   constructor(
     private readonly servers: string[],
     private readonly name: string,
     readonly subjects: LibrarySubjects,
     private readonly deviceId: string,
+    readonly sealer: Sealer,
   ) {}
+
+  /**
+   * Opens a message received on `subject`: sealed by a member and, on a subject that names its
+   * sender (log, presence, ack), signed by that sender. Throws a RejectedMessageError otherwise.
+   */
+  open(subject: string, data: Uint8Array, context = subject): Opened {
+    const opened = this.sealer.open(context, data);
+    const sender = senderOf(subject);
+    if (sender !== null && sender !== opened.signer)
+      throw new RejectedMessageError('origin_mismatch', `subject names ${sender}, signed by ${opened.signer}`);
+    return opened;
+  }
+
+  /** Seals a payload for `subject` (or for another context: a reply), under the current epoch or `keyId`'s. */
+  seal(context: string, payload: Uint8Array, keyId?: string): { data: Buffer; nonce: Buffer } {
+    return this.sealer.seal(context, payload, keyId);
+  }
 
   /** Largest message the server accepts, with room for headers. */
   get maxPayload(): number {
@@ -182,11 +228,11 @@ export class JetStreamTransport {
   }
 
   /** Publishes one log message, deduplicated by msgId within the stream's window. */
-  async publishLog(subject: string, payload: Uint8Array, msgId: string): Promise<void> {
+  async publishLog(subject: string, payload: Uint8Array, msgId: string, keyId?: string): Promise<void> {
     const js = this.conn().jetstream();
     const h = headers();
     h.set('Nats-Msg-Id', msgId);
-    await js.publish(subject, payload, {
+    await js.publish(subject, this.sealer.seal(subject, payload, keyId).data, {
       msgID: msgId,
       headers: h,
       expect: { streamName: this.subjects.stream },
@@ -238,7 +284,8 @@ export class JetStreamTransport {
 
   /** One request, one correlated reply; throws on timeout, no responder, or an error reply. */
   async request<T>(subject: string, payload: unknown, timeoutMs = 15_000): Promise<T> {
-    const sent = this.conn().request(subject, Buffer.from(JSON.stringify(payload)), { timeout: timeoutMs });
+    const sealed = this.sealer.seal(subject, Buffer.from(JSON.stringify(payload)));
+    const sent = this.conn().request(subject, sealed.data, { timeout: timeoutMs });
     sent.catch(() => undefined); // it may lose the race below
     let fail!: (e: Error) => void;
     const lost = new Promise<never>((_, reject) => (fail = reject));
@@ -249,22 +296,56 @@ export class JetStreamTransport {
     } finally {
       this.requestsInFlight.delete(fail);
     }
-    const body = JSON.parse(Buffer.from(reply.data).toString('utf8')) as { ok: boolean; result?: T; error?: string };
+    const body = this.openReply<T>(subject, sealed.nonce, reply.data);
     if (!body.ok) throw new Error(`${subject}: ${body.error}`);
     return body.result as T;
+  }
+
+  /** A reply to our request on `subject`: sealed by a member for that request (by the addressed device, if one). */
+  private openReply<T>(
+    subject: string,
+    nonce: Buffer,
+    data: Uint8Array,
+  ): { ok: boolean; result?: T; error?: string; signer: string } {
+    let opened: Opened;
+    try {
+      opened = this.sealer.open(replyContext(subject, nonce), data);
+    } catch (e) {
+      if (e instanceof RejectedMessageError) this.onRefused(`${subject} (reply)`, e, data);
+      throw e;
+    }
+    const parts = subject.split('.');
+    const addressed = parts[0] === 'sync' && parts[2] === 'rpc' ? parts[3] : 'all';
+    if (addressed !== 'all' && addressed !== opened.signer) {
+      const e = new RejectedMessageError('origin_mismatch', `a reply from ${addressed} signed by ${opened.signer}`);
+      this.onRefused(`${subject} (reply)`, e, data);
+      throw e;
+    }
+    return {
+      ...(JSON.parse(opened.plaintext.toString('utf8')) as { ok: boolean; result?: T; error?: string }),
+      signer: opened.signer,
+    };
   }
 
   /** Asks everyone listening on subject and collects the replies that arrive within windowMs. */
   async gather<T>(subject: string, payload: unknown, windowMs: number): Promise<T[]> {
     const out: T[] = [];
-    const replies = await this.conn().requestMany(subject, Buffer.from(JSON.stringify(payload)), {
+    const sealed = this.sealer.seal(subject, Buffer.from(JSON.stringify(payload)));
+    const replies = await this.conn().requestMany(subject, sealed.data, {
       strategy: RequestStrategy.Timer,
       maxWait: windowMs,
     });
     try {
       for await (const m of replies) {
-        const body = JSON.parse(Buffer.from(m.data).toString('utf8')) as { ok: boolean; result?: T };
-        if (body.ok) out.push(body.result as T);
+        let body;
+        try {
+          body = this.openReply<T>(subject, sealed.nonce, m.data);
+        } catch {
+          continue; // refused (counted): not one of ours
+        }
+        // a reply that names a device must come from that device
+        const named = (body.result as { deviceId?: unknown } | undefined)?.deviceId;
+        if (body.ok && (named === undefined || named === body.signer)) out.push(body.result as T);
       }
     } catch {
       /* no responders: an empty answer */
@@ -273,13 +354,28 @@ export class JetStreamTransport {
   }
 
   publishCore(subject: string, payload: Uint8Array): void {
-    if (this.nc && this.connected) this.nc.publish(subject, payload);
+    if (this.nc && this.connected) this.nc.publish(subject, this.sealer.seal(subject, payload).data);
   }
 
-  /** A core NATS subscription that survives reconnects (the client resubscribes). */
-  subscribeCore(subject: string, fn: (data: Uint8Array, subject: string) => void): Subscription | null {
+  /**
+   * A core NATS subscription that survives reconnects (the client resubscribes). Only messages
+   * that open reach fn; the others are reported to onRefused.
+   */
+  subscribeCore(subject: string, fn: (opened: Opened, subject: string) => void): Subscription | null {
     if (!this.nc) return null;
-    return this.nc.subscribe(subject, { callback: (err, msg) => !err && fn(msg.data, msg.subject) });
+    return this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        let opened: Opened;
+        try {
+          opened = this.open(msg.subject, msg.data);
+        } catch (e) {
+          if (e instanceof RejectedMessageError) this.onRefused(msg.subject, e, msg.data);
+          return;
+        }
+        fn(opened, msg.subject);
+      },
+    });
   }
 
   async stop(): Promise<void> {

@@ -72,8 +72,29 @@ export type SharedMessage = z.infer<typeof SharedMessage>;
 export const HelloMessage = z.object({ ...base, kind: z.literal('hello'), name: z.string().max(200) }).strict();
 export type HelloMessage = z.infer<typeof HelloMessage>;
 
-/** A device removed from the library by an operator: it no longer holds back pruning anywhere. */
-export const RemovedMessage = z.object({ ...base, kind: z.literal('removed'), device: uuid }).strict();
+/** A library key epoch made by a rotation, sealed to each recipient's X25519 key (base64). */
+export const RotationWire = z
+  .object({
+    keyId: z.string().regex(/^[0-9a-f]{16}$/),
+    epoch: z.number().int().min(1),
+    recipients: z.array(uuid).max(10_000),
+    wrapped: z.record(uuid, z.string().max(200)),
+  })
+  .strict();
+
+/**
+ * A device removed from the library by a member: its signed removal (base64) and the library key's
+ * new epoch, which the removed device cannot open. It no longer holds back pruning anywhere.
+ */
+export const RemovedMessage = z
+  .object({
+    ...base,
+    kind: z.literal('removed'),
+    device: uuid,
+    removal: z.string().max(200),
+    rotation: RotationWire.nullable(),
+  })
+  .strict();
 export type RemovedMessage = z.infer<typeof RemovedMessage>;
 
 export const LogMessage = z.discriminatedUnion('kind', [StateMessage, SharedMessage, HelloMessage, RemovedMessage]);
@@ -94,6 +115,8 @@ export const Heartbeat = z
     /** The sender's own streams: its newest committed owned change and shared change. */
     ownedHead: cursor.nullable(),
     sharedHead: hlc.nullable(),
+    /** A hash of the members and key epochs the sender knows: a difference asks it for them. */
+    trust: z.string().max(64).optional(),
   })
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;

@@ -38,6 +38,10 @@ export class LibrarySubjects {
   rpcAll(method: string): string {
     return `sync.${this.libraryId}.rpc.all.${method}`;
   }
+  /** Where a member answers the devices presenting its invites. */
+  join(inviter: string): string {
+    return `sync.${this.libraryId}.join.${inviter}`;
+  }
   durable(device: string): string {
     return `device_${device.replace(/-/g, '')}`;
   }
