@@ -1,5 +1,5 @@
+import { Exit, runUntilExit as runToExit } from '../support/exit';
 import { randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -80,42 +80,12 @@ async function stopWithin(
   }
 }
 
-interface Exit {
-  code: number | null;
-  stderr: string;
-  stdout: string;
-}
-
 /** Runs dist/main.js that is expected to end by itself at start (bad configuration). */
 function runUntilExit(env: Record<string, string>, timeoutMs = 30_000): Promise<Exit> {
   const merged: Record<string, string> = { ...(process.env as Record<string, string>), ...UNSET, ...env };
-  for (const k of Object.keys(merged)) if (merged[k] === '') delete merged[k];
   // jest's own flags (--experimental-vm-modules) are not the device's, and would add warnings to stderr
   delete merged.NODE_OPTIONS;
-  // cwd: an empty directory, so that no .env file supplies what the test leaves out
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: tempDataDir('process-cwd-'),
-    env: merged,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(`did not exit within ${timeoutMs} ms; stdout: ${stdout.slice(-500)} stderr: ${stderr.slice(-500)}`),
-      );
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      // 'exit' may precede the last 'data' events; 'close' follows them
-      child.once('close', () => resolve({ code, stdout, stderr }));
-      if (child.stdout.closed && child.stderr.closed) resolve({ code, stdout, stderr });
-    });
-  });
+  return runToExit(merged, timeoutMs);
 }
 
 /** Exit 1 and one line on stderr that names the variable. */
