@@ -64,7 +64,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const subjects = new LibrarySubjects(o.libraryId);
   // everything put on NATS is sealed by the library's trust, everything received opened by it
   const transport = new JetStreamTransport(
-    o.natsServers,
+    o.nats ?? o.natsServers,
     `${o.deviceName} (${o.deviceId})`,
     subjects,
     o.deviceId,

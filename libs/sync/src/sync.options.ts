@@ -1,3 +1,5 @@
+import type { NatsHub } from './transport/nats-hub';
+
 /** Everything the sync engine needs to know about the device it runs in. */
 export interface SyncOptions {
   deviceId: string;
@@ -5,6 +7,8 @@ export interface SyncOptions {
   libraryId: string;
   /** NATS servers (with JetStream); the engine connects in the background and keeps retrying. */
   natsServers: string[];
+  /** The device's shared NATS connection (several libraries on one device); without it the engine connects on its own. */
+  nats?: NatsHub;
   /** false: the device serves its data but neither sends nor receives changes (phase "disabled"). */
   enabled: boolean;
   /** A remote stamp further ahead than this is held, not applied (docs/design.md "Clocks"). */

@@ -1,9 +1,7 @@
 import { Logger } from '@nestjs/common';
 import {
   AckPolicy,
-  connect,
   DeliverPolicy,
-  Events,
   headers,
   JsMsg,
   NatsConnection,
@@ -16,7 +14,7 @@ import {
 } from 'nats';
 import { RejectedMessageError } from '../errors';
 import type { Opened } from '../trust/library-trust';
-import { sleep } from './backoff';
+import { NatsHub, ScopedConnection } from './nats-hub';
 import type { LibrarySubjects } from './subjects';
 
 /** Seals what the device sends and opens what it receives (LibraryTrust; docs/design.md "Trust"). */
@@ -67,21 +65,46 @@ export class JetStreamTransport {
   /** Rejecters of the requests waiting for a reply (failed at once when the connection drops). */
   private readonly requestsInFlight = new Set<(e: Error) => void>();
   private readonly logger = new Logger('Transport');
-  private nc: NatsConnection | null = null;
+  private readonly hub: NatsHub;
+  /** This transport made its hub (given servers, not a hub) and closes it when it stops. */
+  private readonly ownsHub: boolean;
+  private scoped: ScopedConnection | null = null;
+  private unlisten: (() => void) | null = null;
   private stopped = false;
-  private readonly abort = new AbortController();
   private readonly listeners: { connected: (() => void)[] } = { connected: [] };
-  connected = false;
   /** Told about every message refused at the boundary (not sealed by a member, changed, moved). */
   onRefused: RefusedHandler = () => undefined;
 
+  /**
+   * `nats`: the device's shared connection (NatsHub), or servers to connect to on its own (tools,
+   * tests, a device with one library).
+   */
   constructor(
-    private readonly servers: string[],
-    private readonly name: string,
+    nats: NatsHub | string[],
+    name: string,
     readonly subjects: LibrarySubjects,
     private readonly deviceId: string,
     readonly sealer: Sealer,
-  ) {}
+  ) {
+    this.ownsHub = Array.isArray(nats);
+    this.hub = Array.isArray(nats) ? new NatsHub(nats, name) : nats;
+  }
+
+  /** Connected, and not stopped. */
+  get connected(): boolean {
+    return !this.stopped && this.hub.connected && !!this.hub.connection;
+  }
+
+  /** The connection as this transport uses it (null until the first one): for servers answering requests on it. */
+  private get nc(): NatsConnection | null {
+    const nc = this.hub.connection;
+    if (!nc || this.stopped) return null;
+    if (this.scoped?.target !== nc) {
+      this.scoped?.release();
+      this.scoped = new ScopedConnection(nc);
+    }
+    return this.scoped.connection;
+  }
 
   /**
    * Opens a message received on `subject`: sealed by a member and, on a subject that names its
@@ -102,7 +125,7 @@ export class JetStreamTransport {
 
   /** Largest message the server accepts, with room for headers. */
   get maxPayload(): number {
-    const max = this.nc?.info?.max_payload ?? 1024 * 1024;
+    const max = this.hub.connection?.info?.max_payload ?? 1024 * 1024;
     return max - Math.min(16 * 1024, Math.floor(max / 4));
   }
 
@@ -116,64 +139,25 @@ export class JetStreamTransport {
     this.listeners.connected.push(fn);
   }
 
-  /** Connects in the background: an unreachable NATS never blocks the device. */
+  /** Connects in the background (or joins the shared connection): an unreachable NATS never blocks the device. */
   start(): void {
-    void this.connectLoop();
-  }
-
-  private async connectLoop(): Promise<void> {
-    let logged = false;
-    while (!this.stopped && !this.nc) {
-      try {
-        const nc = await connect({
-          servers: this.servers,
-          name: this.name,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 500,
-          reconnectJitter: 250,
-          pingInterval: 5000,
-          maxPingOut: 3,
-          timeout: 5000,
-        });
-        if (this.stopped) {
-          await nc.close();
-          return;
-        }
-        this.nc = nc;
-        this.connected = true;
-        this.logger.log(`connected to NATS ${nc.getServer()}`);
-        void this.watchStatus(nc);
-        this.emitConnected();
-      } catch (e) {
-        if (!logged) this.logger.warn(`NATS unreachable (${(e as Error).message}); serving locally and retrying`);
-        logged = true;
-        await sleep(1000, this.abort.signal);
-      }
-    }
-  }
-
-  private emitConnected(): void {
-    for (const fn of this.listeners.connected) fn();
-  }
-
-  private async watchStatus(nc: NatsConnection): Promise<void> {
-    for await (const s of nc.status()) {
-      if (s.type === Events.Disconnect) {
-        this.connected = false;
-        this.logger.warn('NATS disconnected; retrying');
-        // a reply to a request sent before the disconnect may never come: fail them now
+    if (this.stopped || this.unlisten) return;
+    this.unlisten = this.hub.listen({
+      connected: () => {
+        if (!this.stopped) for (const fn of this.listeners.connected) fn();
+      },
+      // a reply to a request sent before the disconnect may never come: fail them now
+      disconnected: () => {
         for (const fail of [...this.requestsInFlight]) fail(new Error('NATS disconnected while waiting for the reply'));
-      } else if (s.type === Events.Reconnect) {
-        this.connected = true;
-        this.logger.log(`NATS reconnected to ${nc.getServer()}`);
-        this.emitConnected();
-      }
-    }
+      },
+    });
+    this.hub.start();
   }
 
   private conn(): NatsConnection {
-    if (!this.nc || !this.connected) throw new Error('NATS is not connected');
-    return this.nc;
+    const nc = this.nc;
+    if (!nc || !this.connected) throw new Error('NATS is not connected');
+    return nc;
   }
 
   /** Creates the library's stream if it does not exist. */
@@ -378,13 +362,14 @@ export class JetStreamTransport {
     });
   }
 
+  /** Ends this transport's subscriptions and requests; closes the connection only when it is its own. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const fail of [...this.requestsInFlight]) fail(new Error('the transport is stopping'));
-    this.abort.abort();
-    const nc = this.nc;
-    this.nc = null;
-    this.connected = false;
-    if (nc) await nc.close().catch(() => undefined);
+    this.unlisten?.();
+    this.unlisten = null;
+    this.scoped?.release();
+    this.scoped = null;
+    if (this.ownsHub) await this.hub.close();
   }
 }
