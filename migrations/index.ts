@@ -2,10 +2,12 @@ import type { Migration } from 'kysely';
 import * as m20261125000000 from './20261125000000_initial';
 import * as m20261126000000 from './20261126000000_peer_watermarks';
 import * as m20261202000000 from './20261202000000_trust';
+import * as m20261203000000 from './20261203000000_libraries';
 
 /** Every migration, in order. Listed statically so the same set runs from ts (tests) and dist. */
 export const migrations: Record<string, Migration> = {
   '20261125000000_initial': m20261125000000,
   '20261126000000_peer_watermarks': m20261126000000,
   '20261202000000_trust': m20261202000000,
+  '20261203000000_libraries': m20261203000000,
 };

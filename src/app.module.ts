@@ -1,6 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { Db, DbModule } from '@lib/db';
-import { SyncModule } from '@lib/sync';
+import { NatsHub, SyncModule } from '@lib/sync';
 import type { DeviceConfig } from './config/config';
 import { LibraryModule } from './library/library.module';
 import { MetricsModule } from './metrics/metrics.module';
@@ -13,6 +13,7 @@ export class AppModule {
     deviceId: string,
     db: Db,
     embedded = false,
+    nats?: NatsHub,
   ): DynamicModule {
     return {
       module: AppModule,
@@ -23,6 +24,7 @@ export class AppModule {
           deviceName: config.deviceName,
           libraryId: config.libraryId,
           natsServers: config.natsServers,
+          nats,
           enabled: config.syncEnabled,
           maxClockDriftMs: config.maxClockDriftMs,
           heartbeatIntervalMs: config.heartbeatIntervalMs,

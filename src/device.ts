@@ -2,85 +2,97 @@ import type { AddressInfo } from 'node:net';
 import { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { Db, migrateToLatest, openDatabase } from '@lib/db';
-import { DevicesRepository, IdentityError, NatsRpcServer, setUpTrust } from '@lib/sync';
+import { Db, openStore } from '@lib/db';
+import { migrateToLatest } from '@lib/db';
+import { DevicesRepository, NatsHub, TrustRepository } from '@lib/sync';
 import type { DeviceConfig } from './config/config';
-import { AppModule } from './app.module';
 import { configureHttp } from './library/http/configure-http';
+import { DeviceModule } from './libraries/device.module';
+import { LibraryHost } from './libraries/library-host';
 
 export interface RunningDevice {
-  app: INestApplication;
-  db: Db;
+  /** The device's HTTP application (its own routes, and the libraries' behind them). */
+  http: INestApplication;
+  /** The device's libraries. */
+  host: LibraryHost;
+  /** The default library's application (its engine, writers, status); throws when there is none. */
+  readonly app: INestApplication;
+  /** The default library's database; throws when there is none. */
+  readonly db: Db;
   deviceId: string;
-  libraryId: string;
+  /** The default library (null while the device holds none). */
+  readonly libraryId: string;
   port: number;
   embedded: boolean;
-  /** Stops syncing, closes the HTTP server, then the database. */
+  /** Stops syncing every library, closes the HTTP server, then the database. */
   close(): Promise<void>;
 }
 
 /**
- * Starts one device: open the database, migrate, resolve the device id, then serve HTTP and sync.
- * Used by main.ts and by tests that run several devices in one process.
+ * Starts one device: open its store, migrate, resolve the device id and keys, open its
+ * libraries (the one of LIBRARY_ID first), then serve HTTP. Used by main.ts and by tests that run
+ * several devices in one process.
  */
 export async function startDevice(
   config: DeviceConfig,
   logger?: LoggerService | LogLevel[] | false,
 ): Promise<RunningDevice> {
-  const { db, embedded } = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const logLevels = logger ?? ['log', 'warn', 'error'];
+  const nats = new NatsHub(config.natsServers, `${config.deviceName}`);
+  let host: LibraryHost | null = null;
   try {
-    await migrateToLatest(db);
-    const devices = new DevicesRepository();
-    const libraryId = config.libraryId ?? (await devices.storedLibrary(db));
-    if (!libraryId)
-      throw new IdentityError('LIBRARY_ID', 'required (a uuid) on a new database, unless LIBRARY_INVITE is given');
-    const deviceId = await devices.resolveSelf(db, {
-      configuredId: config.deviceId,
-      name: config.deviceName,
-      libraryId,
+    await migrateToLatest(store.root);
+    const deviceId = await new DevicesRepository().resolveDevice(store.root, config.deviceId);
+    await new TrustRepository().identity(store.root); // this device's key pairs, made once
+    host = new LibraryHost(store, config, deviceId, nats, logLevels);
+    await host.load();
+    await host.openAtStart();
+    const http = await NestFactory.create<NestExpressApplication>(DeviceModule.forHost(host, store.root, nats), {
+      bodyParser: false,
+      logger: logLevels,
+      abortOnError: false,
+      // keep-alive connections must not hold a graceful stop past its deadline
+      forceCloseConnections: true,
     });
-    await setUpTrust(db, {
-      libraryId,
-      deviceId,
-      deviceName: config.deviceName,
-      libraryKey: config.libraryKey,
-      invite: config.libraryInvite,
-      natsServers: config.natsServers,
-    });
-    const resolved = { ...config, libraryId };
-    const app = await NestFactory.create<NestExpressApplication>(
-      AppModule.forDevice(resolved, deviceId, db, embedded),
-      {
-        bodyParser: false,
-        logger: logger ?? ['log', 'warn', 'error'],
-        abortOnError: false,
-        // keep-alive connections must not hold a graceful stop past its deadline
-        forceCloseConnections: true,
-      },
-    );
-    configureHttp(app);
-    // peer requests: the sync module's handlers, served on the engine's NATS connection. Listening
-    // before the engine starts (app.listen bootstraps it) answers peers from its first link on.
-    app.connectMicroservice({ strategy: app.get(NatsRpcServer) }, { inheritAppConfig: false });
-    await app.startAllMicroservices();
-    await app.listen(config.port, '0.0.0.0');
-    const port = (app.getHttpServer().address() as AddressInfo).port;
+    configureHttp(http);
+    http.use(host.dispatch);
+    await http.listen(config.port, '0.0.0.0');
+    const port = (http.getHttpServer().address() as AddressInfo).port;
+    const h = host;
+    const defaultOf = () => {
+      const id = h.defaultLibrary;
+      if (!id) throw new Error('this device holds no library');
+      return id;
+    };
     let closing: Promise<void> | null = null;
     return {
-      app,
-      db,
+      http,
+      host,
+      get app() {
+        return h.appOf(defaultOf())!;
+      },
+      get db() {
+        return h.dbOf(defaultOf())!;
+      },
+      get libraryId() {
+        return h.defaultLibrary as string;
+      },
       deviceId,
-      libraryId,
       port,
-      embedded,
+      embedded: store.embedded,
       close: () =>
         (closing ??= (async () => {
-          await app.close();
-          await db.destroy();
+          await http.close();
+          await h.closeAll();
+          await nats.close();
+          await store.close();
         })()),
     };
   } catch (e) {
-    await db.destroy().catch(() => undefined);
+    await host?.closeAll().catch(() => undefined);
+    await nats.close();
+    await store.close().catch(() => undefined);
     throw e;
   }
 }

@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     throw e;
   }
   console.log(
-    `device ${config.deviceName} (${device.deviceId}) of library ${device.libraryId} listening on http://127.0.0.1:${device.port}`,
+    `device ${config.deviceName} (${device.deviceId}) ${device.host.defaultLibrary ? `of library ${device.host.defaultLibrary}` : 'holding no library yet'} listening on http://127.0.0.1:${device.port}`,
   );
 
   const stop = (signal: string) => {

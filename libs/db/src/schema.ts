@@ -182,7 +182,18 @@ export interface InvitesTable {
   used_at: ColumnType<Date, Date | string, Date | string> | null;
 }
 
+/** device_libraries: the libraries this device holds (root schema only). */
+export interface DeviceLibrariesTable {
+  library_id: string;
+  name: Generated<string>;
+  /** `public` (the device's first library), a schema `lib_<hex>`, or a PGlite directory name. */
+  location: string;
+  open: Generated<boolean>;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
+  device_libraries: DeviceLibrariesTable;
   device_keys: DeviceKeysTable;
   library_keys: LibraryKeysTable;
   library_members: LibraryMembersTable;

@@ -184,6 +184,21 @@ export class SyncEngine {
     return this.parts.removal.remove(id);
   }
 
+  /**
+   * Announces that this device leaves the library (see PeerRemoval.leave), waiting up to
+   * `deadlineMs` for the connection. Throws when the members could not be told.
+   */
+  async leave(deadlineMs = 5000): Promise<void> {
+    if (!this.options.enabled) throw new Error('sync is disabled on this device');
+    if (this.trust.removed) return;
+    const until = Date.now() + deadlineMs;
+    while (!(this.linked && this.parts.transport.connected)) {
+      if (this.stopped || Date.now() > until) throw new Error('NATS is not connected');
+      await sleep(100, this.abort.signal);
+    }
+    await this.parts.removal.leave();
+  }
+
   /** Deletes change-log rows every active peer has acknowledged (see Pruner). */
   pruneAcknowledged(): Promise<number> {
     return this.parts.pruner.pruneAcknowledged();

@@ -1,6 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Response } from 'express';
-import { ConflictError, DomainError, InvalidInputError, NotFoundError, NotOwnerError } from '@lib/sync';
+import { ConflictError, DomainError, InvalidInputError, JoinError, NotFoundError, NotOwnerError } from '@lib/sync';
 
 const REASON: Record<number, string> = {
   400: 'Bad Request',
@@ -34,6 +34,7 @@ export class HttpErrorFilter implements ExceptionFilter {
     if (e instanceof NotFoundError) return [404, e.message];
     if (e instanceof ConflictError) return [409, e.message];
     if (e instanceof DomainError) return [400, e.message];
+    if (e instanceof JoinError) return [400, e.message.replace(/^LIBRARY_INVITE: /, 'invite: ')];
     if (e instanceof HttpException) {
       const body = e.getResponse();
       const msg = typeof body === 'string' ? body : (body as { message?: unknown }).message;

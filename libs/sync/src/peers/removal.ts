@@ -47,6 +47,26 @@ export class PeerRemoval {
   }
 
   /**
+   * This device leaves the library: it announces its own removal, signed by itself (no rotation:
+   * it must not know the next key; the first member that takes the removal rotates, see
+   * `received`). Throws when the announcement could not be published.
+   */
+  async leave(): Promise<void> {
+    const removal = this.trust.departure();
+    const msg: RemovedMessage = {
+      v: 1,
+      kind: 'removed',
+      library: this.self.libraryId,
+      origin: this.self.id,
+      device: this.self.id,
+      removal: removal.bytes.toString('base64'),
+      rotation: null,
+    };
+    const subject = this.transport.subjects.log('removed', this.self.id);
+    await this.transport.publishLog(subject, Buffer.from(JSON.stringify(msg)), `${ANNOUNCED}${this.self.id}:left`);
+  }
+
+  /**
    * Keeps the announcement, so it is repeated after every connection. It is sealed under the
    * epoch the rotation replaces (`sealUnder`): the one its recipients hold.
    */

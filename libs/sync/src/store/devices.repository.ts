@@ -60,6 +60,22 @@ export class DevicesRepository {
     });
   }
 
+  /**
+   * The device's own id, from its root database: the stored one, else DEVICE_ID, else a new one
+   * (kept). A DEVICE_ID that differs from the stored id is refused.
+   */
+  async resolveDevice(db: Db, configuredId: string | null): Promise<string> {
+    return db.transaction().execute(async (tx) => {
+      await sql`select pg_advisory_xact_lock(${sql.lit(RESOLVE_SELF_LOCK)})`.execute(tx);
+      const stored = (await this.localState.getForUpdate(tx, ['device_id'])).device_id ?? null;
+      if (stored && configuredId && stored !== configuredId)
+        throw new IdentityError('DEVICE_ID', `this database belongs to device ${stored}, not ${configuredId}`);
+      const id = stored ?? configuredId ?? randomUUID();
+      await this.localState.setMissing(tx, { device_id: id });
+      return id;
+    });
+  }
+
   /** The library this database belongs to (null for a new database). */
   storedLibrary(db: DbOrTx): Promise<string | null> {
     return this.localState.get(db, 'library_id');

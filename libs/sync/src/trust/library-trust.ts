@@ -286,6 +286,11 @@ export class LibraryTrust {
     return { removal, rotation: await this.rotate() };
   }
 
+  /** This device's removal of itself, signed by it: what it announces when it leaves the library. */
+  departure(): Removal {
+    return issueRemoval(this.libraryId, this.deviceId, this.deviceId, this.keys.signPrivate);
+  }
+
   /** A new epoch of the library key, sealed to each remaining member's X25519 key. */
   async rotate(): Promise<Rotation> {
     const secret = randomBytes(32);

@@ -1,0 +1,70 @@
+import { Controller, DynamicModule, Get, Inject, Module, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { sql } from 'kysely';
+import type { Db } from '@lib/db';
+import type { NatsHub } from '@lib/sync';
+import { errorBody } from '../library/http/http-error.filter';
+import { DeviceMetricsController, LibrariesController } from './libraries.controller';
+import { LibraryHost } from './library-host';
+
+const ROOT_DB = Symbol('ROOT_DB');
+const NATS_HUB = Symbol('NATS_HUB');
+/** A database that has not answered by then counts as down (a busy PGlite queues the probe). */
+const DATABASE_PROBE_TIMEOUT_MS = 5000;
+
+/**
+ * GET /health: healthy while the device's database answers. NATS is reported but never makes the
+ * device unhealthy: an unreachable NATS only delays sync. `sync` is the default library's phase.
+ */
+@Controller()
+export class DeviceHealthController {
+  constructor(
+    @Inject(ROOT_DB) private readonly db: Db,
+    @Inject(NATS_HUB) private readonly nats: NatsHub,
+    @Inject(LibraryHost) private readonly host: LibraryHost,
+  ) {}
+
+  @Get('health')
+  async health(@Res({ passthrough: true }) res: Response) {
+    const database = await probe(this.db);
+    const id = this.host.defaultLibrary;
+    const sync = id ? this.host.view(id).phase : 'disabled';
+    const nats = !this.host.syncEnabled ? 'disabled' : this.nats.connected ? 'connected' : 'disconnected';
+    const body = { status: database === 'ok' ? 'ok' : 'unavailable', database, sync, nats };
+    if (database === 'ok') return body;
+    res.status(503);
+    return { ...errorBody(503, `database: ${database}`), ...body };
+  }
+}
+
+async function probe(db: Db): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`no answer within ${DATABASE_PROBE_TIMEOUT_MS} ms`), DATABASE_PROBE_TIMEOUT_MS);
+  });
+  const answer = sql`select 1`.execute(db).then(
+    () => 'ok',
+    (e: unknown) => `error: ${(e as Error)?.message ?? String(e)}`,
+  );
+  try {
+    return await Promise.race([answer, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The device's own HTTP routes: its libraries, health and metrics; every other route is a library's. */
+@Module({})
+export class DeviceModule {
+  static forHost(host: LibraryHost, root: Db, nats: NatsHub): DynamicModule {
+    return {
+      module: DeviceModule,
+      controllers: [LibrariesController, DeviceHealthController, DeviceMetricsController],
+      providers: [
+        { provide: LibraryHost, useValue: host },
+        { provide: ROOT_DB, useValue: root },
+        { provide: NATS_HUB, useValue: nats },
+      ],
+    };
+  }
+}
