@@ -23,6 +23,7 @@ export class AppModule {
           deviceName: config.deviceName,
           libraryId: config.libraryId,
           natsServers: config.natsServers,
+          natsAuth: config.natsAuth,
           enabled: config.syncEnabled,
           maxClockDriftMs: config.maxClockDriftMs,
           heartbeatIntervalMs: config.heartbeatIntervalMs,

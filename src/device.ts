@@ -46,6 +46,7 @@ export async function startDevice(
       libraryKey: config.libraryKey,
       invite: config.libraryInvite,
       natsServers: config.natsServers,
+      natsAuth: config.natsAuth,
     });
     const resolved = { ...config, libraryId };
     const app = await NestFactory.create<NestExpressApplication>(

@@ -21,6 +21,7 @@ export * from './rpc/peer-rpc.controller';
 export * from './metrics';
 export * from './transport/messages';
 export * from './transport/subjects';
+export * from './transport/nats-auth';
 export * from './sync.signals';
 export * from './owned/owned-applier';
 export * from './shared/shared-applier';

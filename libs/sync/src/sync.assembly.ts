@@ -63,13 +63,10 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const self = { id: o.deviceId, name: o.deviceName, libraryId: o.libraryId };
   const subjects = new LibrarySubjects(o.libraryId);
   // everything put on NATS is sealed by the library's trust, everything received opened by it
-  const transport = new JetStreamTransport(
-    o.natsServers,
-    `${o.deviceName} (${o.deviceId})`,
-    subjects,
-    o.deviceId,
-    trust,
-  );
+  const transport = new JetStreamTransport(o.natsServers, `${o.deviceName} (${o.deviceId})`, subjects, o.deviceId, {
+    sealer: trust,
+    auth: o.natsAuth,
+  });
   const peers = new PeerClient(transport);
   const trustSync = new TrustSync(db, trust, peers, metrics);
   const invites = new InviteService(db, trust, subjects);

@@ -1,3 +1,5 @@
+import type { NatsAuth } from './transport/nats-auth';
+
 /** Everything the sync engine needs to know about the device it runs in. */
 export interface SyncOptions {
   deviceId: string;
@@ -5,6 +7,8 @@ export interface SyncOptions {
   libraryId: string;
   /** NATS servers (with JetStream); the engine connects in the background and keeps retrying. */
   natsServers: string[];
+  /** Credentials of this device's NATS user, when the servers require them (never logged). */
+  natsAuth?: NatsAuth | null;
   /** false: the device serves its data but neither sends nor receives changes (phase "disabled"). */
   enabled: boolean;
   /** A remote stamp further ahead than this is held, not applied (docs/design.md "Clocks"). */

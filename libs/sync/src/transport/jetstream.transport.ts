@@ -17,7 +17,8 @@ import {
 import { RejectedMessageError } from '../errors';
 import type { Opened } from '../trust/library-trust';
 import { sleep } from './backoff';
-import type { LibrarySubjects } from './subjects';
+import { deviceConnectOptions, type NatsAuth } from './nats-auth';
+import { senderOf, type LibrarySubjects } from './subjects';
 
 /** Seals what the device sends and opens what it receives (LibraryTrust; docs/design.md "Trust"). */
 export interface Sealer {
@@ -26,22 +27,18 @@ export interface Sealer {
   open(context: string, data: Uint8Array): Opened;
 }
 
+/** How the transport seals and connects: the sealer, and the credentials of this device's NATS user. */
+export interface TransportOptions {
+  sealer: Sealer;
+  auth?: NatsAuth | null;
+}
+
 /** A message refused at the boundary: what the transport reports to be counted and dead-lettered. */
 export type RefusedHandler = (subject: string, error: RejectedMessageError, data: Uint8Array) => void;
 
 /** The context a reply is sealed under: bound to the request's subject and nonce, so it answers only that request. */
 export const replyContext = (subject: string, requestNonce: Uint8Array): string =>
   `reply|${subject}|${Buffer.from(requestNonce).toString('hex')}`;
-
-/** The device a subject says sent it, when the subject says one (log, presence, ack subjects). */
-function senderOf(subject: string): string | null {
-  const parts = subject.split('.');
-  if (parts[0] !== 'sync') return null;
-  if (parts[2] === 'log' && parts.length === 5) return parts[4];
-  if (parts[2] === 'presence' && parts.length === 4) return parts[3];
-  if (parts[2] === 'ack' && parts.length === 5) return parts[4];
-  return null;
-}
 
 const STREAM_MAX_AGE_MS = 30 * 24 * 3600_000;
 const DUPLICATE_WINDOW_MS = 2 * 60_000;
@@ -74,14 +71,21 @@ export class JetStreamTransport {
   connected = false;
   /** Told about every message refused at the boundary (not sealed by a member, changed, moved). */
   onRefused: RefusedHandler = () => undefined;
+  readonly sealer: Sealer;
+  private readonly auth: NatsAuth | null;
 
+  /** `options`: the sealer alone, or with the device's NATS credentials. */
   constructor(
     private readonly servers: string[],
     private readonly name: string,
     readonly subjects: LibrarySubjects,
     private readonly deviceId: string,
-    readonly sealer: Sealer,
-  ) {}
+    options: Sealer | TransportOptions,
+  ) {
+    const o = 'sealer' in options ? options : { sealer: options };
+    this.sealer = o.sealer;
+    this.auth = o.auth ?? null;
+  }
 
   /**
    * Opens a message received on `subject`: sealed by a member and, on a subject that names its
@@ -134,6 +138,8 @@ export class JetStreamTransport {
           pingInterval: 5000,
           maxPingOut: 3,
           timeout: 5000,
+          // credentials, and an inbox of this device's own (its NATS user may read only that one)
+          ...deviceConnectOptions(this.deviceId, this.auth),
         });
         if (this.stopped) {
           await nc.close();
@@ -163,6 +169,12 @@ export class JetStreamTransport {
         this.logger.warn('NATS disconnected; retrying');
         // a reply to a request sent before the disconnect may never come: fail them now
         for (const fail of [...this.requestsInFlight]) fail(new Error('NATS disconnected while waiting for the reply'));
+      } else if (s.type === Events.Error && s.data === 'PERMISSIONS_VIOLATION') {
+        // this device's NATS user lacks a permission (deploy/nats/authorization.cjs): say which
+        const p = (s as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+        this.logger.warn(
+          `NATS refused ${p ? `${p.operation} on ${p.subject}` : 'an operation'}: permissions violation`,
+        );
       } else if (s.type === Events.Reconnect) {
         this.connected = true;
         this.logger.log(`NATS reconnected to ${nc.getServer()}`);
