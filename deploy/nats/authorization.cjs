@@ -17,13 +17,14 @@ const { readFileSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 
 /**
- * The devices of docker-compose.yml (fixed DEVICE_IDs). `password` is a nats.conf value: a
+ * The devices of docker-compose.yml (fixed DEVICE_IDs, its LIBRARY_ID). `password` is a nats.conf value: a
  * `$VARIABLE` is read from the NATS server's environment (compose passes it from .env).
  */
+const LIBRARY = '6f1c2b1e-8d4a-4c3e-9b7f-2a5d0e9c4b11';
 const DEVICES = [
-  { name: 'device-a', id: '0a0a0a0a-0000-4000-8000-00000000000a', password: '$NATS_PASSWORD_A' },
-  { name: 'device-b', id: '0b0b0b0b-0000-4000-8000-00000000000b', password: '$NATS_PASSWORD_B' },
-  { name: 'device-c', id: '0c0c0c0c-0000-4000-8000-00000000000c', password: '$NATS_PASSWORD_C' },
+  { name: 'device-a', id: '0a0a0a0a-0000-4000-8000-00000000000a', password: '$NATS_PASSWORD_A', libraries: [LIBRARY] },
+  { name: 'device-b', id: '0b0b0b0b-0000-4000-8000-00000000000b', password: '$NATS_PASSWORD_B', libraries: [LIBRARY] },
+  { name: 'device-c', id: '0c0c0c0c-0000-4000-8000-00000000000c', password: '$NATS_PASSWORD_C', libraries: [LIBRARY] },
 ];
 
 /** An operator's user (the nats CLI, monitoring scripts): every subject. */
@@ -32,38 +33,48 @@ const ADMIN = { name: 'admin', password: '$NATS_ADMIN_PASSWORD' };
 const compact = (deviceId) => deviceId.replace(/-/g, '');
 
 /**
- * What device `deviceId` may do. Stream names (SYNC_<library>) are one token each, and NATS
- * wildcards match whole tokens only, so the stream is `*`; the consumer is the device's own.
+ * What device `deviceId` may do in `libraries` (every library when none is given). A stream name
+ * (SYNC_<library>) is one token and NATS wildcards match whole tokens only: without the library
+ * list the stream is `*`, and a device could create a stream of its own that captures subjects it
+ * may not subscribe to. Give the libraries wherever they are known.
  */
-function devicePermissions(deviceId) {
+function devicePermissions(deviceId, libraries = []) {
   const self = deviceId.toLowerCase();
   const durable = `device_${compact(self)}`;
+  const libs = libraries.length ? libraries.map((l) => l.toLowerCase()) : ['*'];
+  const streams = libraries.length ? libs.map((l) => `SYNC_${compact(l)}`) : ['*'];
   return {
     publish: [
-      `sync.*.log.*.${self}`,
-      `sync.*.presence.${self}`,
-      `sync.*.ack.*.${self}`,
-      // requests to a peer or to every device (rpc.all; methods may have dots: owned.page), and
-      // invites presented to a member
-      'sync.*.rpc.>',
-      'sync.*.join.*',
+      ...libs.flatMap((l) => [
+        `sync.${l}.log.*.${self}`,
+        `sync.${l}.presence.${self}`,
+        `sync.${l}.ack.*.${self}`,
+        // requests to a peer or to every device (rpc.all; methods may have dots: owned.page), and
+        // invites presented to a member
+        `sync.${l}.rpc.>`,
+        `sync.${l}.join.*`,
+      ]),
       // JetStream: the library's stream (info, create), its own durable consumer, its acks
       '$JS.API.INFO',
-      '$JS.API.STREAM.INFO.*',
-      '$JS.API.STREAM.CREATE.*',
-      `$JS.API.CONSUMER.INFO.*.${durable}`,
-      `$JS.API.CONSUMER.CREATE.*.${durable}`,
-      `$JS.API.CONSUMER.CREATE.*.${durable}.>`,
-      `$JS.API.CONSUMER.DURABLE.CREATE.*.${durable}`,
-      `$JS.API.CONSUMER.MSG.NEXT.*.${durable}`,
-      `$JS.ACK.*.${durable}.>`,
+      ...streams.flatMap((s) => [
+        `$JS.API.STREAM.INFO.${s}`,
+        `$JS.API.STREAM.CREATE.${s}`,
+        `$JS.API.CONSUMER.INFO.${s}.${durable}`,
+        `$JS.API.CONSUMER.CREATE.${s}.${durable}`,
+        `$JS.API.CONSUMER.CREATE.${s}.${durable}.>`,
+        `$JS.API.CONSUMER.DURABLE.CREATE.${s}.${durable}`,
+        `$JS.API.CONSUMER.MSG.NEXT.${s}.${durable}`,
+        `$JS.ACK.${s}.${durable}.>`,
+      ]),
     ],
     subscribe: [
-      'sync.*.presence.*',
-      `sync.*.ack.${self}.*`,
-      `sync.*.rpc.${self}.>`,
-      'sync.*.rpc.all.>',
-      `sync.*.join.${self}`,
+      ...libs.flatMap((l) => [
+        `sync.${l}.presence.*`,
+        `sync.${l}.ack.${self}.*`,
+        `sync.${l}.rpc.${self}.>`,
+        `sync.${l}.rpc.all.>`,
+        `sync.${l}.join.${self}`,
+      ]),
       // replies to its requests, JetStream's included (pull fetches deliver there)
       `_INBOX_${compact(self)}.>`,
     ],
@@ -77,10 +88,10 @@ const confValue = (password) => (/^\$[A-Za-z_][A-Za-z0-9_]*$/.test(password) ? p
 const list = (subjects, indent) =>
   `[\n${subjects.map((s) => `${indent}  ${JSON.stringify(s)}`).join('\n')}\n${indent}]`;
 
-/** The `authorization { users = [...] }` block for `devices` ({name, id, password}) and an optional admin. */
+/** The `authorization { users = [...] }` block for `devices` ({name, id, password, libraries?}) and an optional admin. */
 function authorizationBlock(devices, admin = null) {
   const users = devices.map((d) => {
-    const p = devicePermissions(d.id);
+    const p = devicePermissions(d.id, d.libraries);
     return [
       '    {',
       `      # ${d.name} (${d.id})`,
@@ -125,4 +136,4 @@ if (require.main === module) {
   }
 }
 
-module.exports = { DEVICES, ADMIN, devicePermissions, authorizationBlock, natsConf };
+module.exports = { LIBRARY, DEVICES, ADMIN, devicePermissions, authorizationBlock, natsConf };

@@ -3,7 +3,7 @@ import { connect, Events, type NatsConnection, type Status } from 'nats';
 import { decodeInvite, inboxPrefixOf, LibrarySubjects, type NatsAuth } from '@lib/sync';
 import { authorizationBlock, type DeviceUser } from '../../deploy/nats/authorization.cjs';
 import { digestOf, must, waitConverged } from '../support/api';
-import { Cluster } from '../support/cluster';
+import { Cluster, startProcess } from '../support/cluster';
 import { type TestDevice, waitFor } from '../support/device-harness';
 
 /**
@@ -15,19 +15,21 @@ import { type TestDevice, waitFor } from '../support/device-harness';
  */
 describe('NATS authorization', () => {
   let cluster: Cluster;
-  const users: DeviceUser[] = ['a', 'b', 'joiner'].map((name) => ({
+  const libraryId = randomUUID();
+  const users: DeviceUser[] = ['a', 'b', 'joiner', 'process'].map((name) => ({
     name: `device-${name}`,
     id: randomUUID(),
     password: `pw-${randomUUID()}`,
+    libraries: [libraryId],
   }));
-  const [A, B, J] = users;
+  const [A, B, J, P] = users;
   const admin = { name: 'admin', password: `pw-${randomUUID()}` };
   const authOf = (u: DeviceUser): NatsAuth => ({ kind: 'password', user: u.name, pass: u.password });
   const clients: NatsConnection[] = [];
   let b: TestDevice;
 
   beforeAll(async () => {
-    cluster = await new Cluster({ natsSettings: authorizationBlock(users, admin) }).start();
+    cluster = await new Cluster({ libraryId, natsSettings: authorizationBlock(users, admin) }).start();
   });
   afterAll(async () => {
     for (const nc of clients) await nc.close().catch(() => undefined);
@@ -95,6 +97,16 @@ describe('NATS authorization', () => {
       libraryInvite: decodeInvite(invite.token),
     });
     await waitConverged([a, b, j], { tags: 2, entries: 1 });
+
+    // a device process given its credentials in NATS_URL (taken out of the address it logs)
+    const p = await cluster.process('process', {
+      DEVICE_ID: P.id,
+      NATS_URL: cluster.natsUrl.replace('nats://', `nats://${P.name}:${encodeURIComponent(P.password)}@`),
+    });
+    await startProcess(p);
+    await waitConverged([a, p], { tags: 2, entries: 1 });
+    expect(p.logTail(200)).not.toContain(P.password);
+    expect(p.logTail(200)).not.toMatch(/permissions violation/i);
   });
 
   it("a client holding A's credentials cannot publish as B, nor read what is B's", async () => {
@@ -119,6 +131,10 @@ describe('NATS authorization', () => {
     nc.publish(subjects.ack(A.id, B.id), junk);
     // JetStream refuses nothing here: the server drops it before the stream sees it
     await expect(nc.jetstream().publish(subjects.log('state', B.id), junk, { timeout: 2000 })).rejects.toThrow();
+    // nor take B's messages from B's consumer, nor capture B's inbox in a stream of its own
+    nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${subjects.stream}.${subjects.durable(B.id)}`, Buffer.from('{"batch":1}'));
+    const jsmA = await nc.jetstreamManager({ checkAPI: false });
+    await expect(jsmA.streams.add({ name: 'CAPTURE', subjects: [`${inboxPrefixOf(B.id)}.>`] })).rejects.toThrow();
     nc.subscribe(subjects.rpc(B.id, 'watermarks'));
     nc.subscribe(`${inboxPrefixOf(B.id)}.>`);
     await nc.flush();
@@ -127,6 +143,8 @@ describe('NATS authorization', () => {
         violation(errors, 'publish', subjects.log('state', B.id)),
         violation(errors, 'publish', subjects.presence(B.id)),
         violation(errors, 'publish', subjects.ack(A.id, B.id)),
+        violation(errors, 'publish', `$JS.API.CONSUMER.MSG.NEXT.${subjects.stream}.${subjects.durable(B.id)}`),
+        violation(errors, 'publish', '$JS.API.STREAM.CREATE.CAPTURE'),
         violation(errors, 'subscription', subjects.rpc(B.id, 'watermarks')),
         violation(errors, 'subscription', `${inboxPrefixOf(B.id)}.>`),
       ].every(Boolean),

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { isUuid, parseConfig, readDotEnv } from '../../src/config/config';
-import { DEVICES, natsConf } from '../../deploy/nats/authorization.cjs';
+import { DEVICES, LIBRARY, natsConf } from '../../deploy/nats/authorization.cjs';
 
 /**
  * docker-compose.yml runs a three-device cluster. Nothing here starts Docker: the file is parsed
@@ -215,6 +215,8 @@ describe('docker-compose.yml', () => {
         const user = DEVICES.find((u) => u.name === d.env.NATS_USER);
         expect(user).toBeDefined();
         expect(d.env.DEVICE_ID).toBe(user!.id);
+        expect(user!.libraries).toEqual([d.env.LIBRARY_ID]);
+        expect(d.env.LIBRARY_ID).toBe(LIBRARY);
         // the device's NATS_PASSWORD and the server's password of its user are the same variable
         const variable = user!.password.replace(/^\$/, '');
         expect(interpolated(d.env.NATS_PASSWORD)).toBe(variable);
