@@ -25,6 +25,7 @@ export class AppModule {
           libraryId: config.libraryId,
           natsServers: config.natsServers,
           nats,
+          natsAuth: config.natsAuth,
           enabled: config.syncEnabled,
           maxClockDriftMs: config.maxClockDriftMs,
           heartbeatIntervalMs: config.heartbeatIntervalMs,

@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Db, openStore } from '@lib/db';
 import { migrateToLatest } from '@lib/db';
-import { DevicesRepository, NatsHub, TrustRepository } from '@lib/sync';
+import { deviceConnectOptions, DevicesRepository, NatsHub, TrustRepository } from '@lib/sync';
 import type { DeviceConfig } from './config/config';
 import { configureHttp } from './library/http/configure-http';
 import { DeviceModule } from './libraries/device.module';
@@ -39,11 +39,13 @@ export async function startDevice(
 ): Promise<RunningDevice> {
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const logLevels = logger ?? ['log', 'warn', 'error'];
-  const nats = new NatsHub(config.natsServers, `${config.deviceName}`);
+  let nats: NatsHub | null = null;
   let host: LibraryHost | null = null;
   try {
     await migrateToLatest(store.root);
     const deviceId = await new DevicesRepository().resolveDevice(store.root, config.deviceId);
+    // the device's one NATS connection, with its credentials and an inbox of its own
+    nats = new NatsHub(config.natsServers, config.deviceName, deviceConnectOptions(deviceId, config.natsAuth));
     await new TrustRepository().identity(store.root); // this device's key pairs, made once
     host = new LibraryHost(store, config, deviceId, nats, logLevels);
     await host.load();
@@ -60,6 +62,7 @@ export async function startDevice(
     await http.listen(config.port, '0.0.0.0');
     const port = (http.getHttpServer().address() as AddressInfo).port;
     const h = host;
+    const hub = nats;
     const defaultOf = () => {
       const id = h.defaultLibrary;
       if (!id) throw new Error('this device holds no library');
@@ -85,13 +88,13 @@ export async function startDevice(
         (closing ??= (async () => {
           await http.close();
           await h.closeAll();
-          await nats.close();
+          await hub.close();
           await store.close();
         })()),
     };
   } catch (e) {
     await host?.closeAll().catch(() => undefined);
-    await nats.close();
+    await nats?.close();
     await store.close().catch(() => undefined);
     throw e;
   }

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeInvite, type InviteToken } from '@lib/sync';
+import { decodeInvite, type InviteToken, type NatsAuth } from '@lib/sync';
 
 /** Every setting of a device, parsed and validated once at start (docs/http.md "Starting a device"). */
 export interface DeviceConfig {
@@ -17,7 +17,10 @@ export interface DeviceConfig {
   /** Unset means: embedded PGlite under dataDir. */
   databaseUrl: string | null;
   dataDir: string;
+  /** NATS_URL without credentials (safe to log). */
   natsServers: string[];
+  /** NATS_CREDS, NATS_USER and NATS_PASSWORD, NATS_TOKEN, or user:password@ in NATS_URL; null: none. */
+  natsAuth: NatsAuth | null;
   port: number;
   syncEnabled: boolean;
   maxClockDriftMs: number;
@@ -120,20 +123,7 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
 
   const dataDir = get('DATA_DIR') ?? join('.', 'data', deviceName.replace(/[^A-Za-z0-9._-]/g, '_'));
 
-  const natsRaw = get('NATS_URL') ?? 'nats://127.0.0.1:4222';
-  const natsServers = natsRaw
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (natsServers.length === 0) throw new ConfigError('NATS_URL', 'no server given');
-  for (const s of natsServers) {
-    try {
-      const u = new URL(s.includes('://') ? s : `nats://${s}`);
-      if (!u.hostname) throw new Error('no host');
-    } catch {
-      throw new ConfigError('NATS_URL', `not a server address: "${s}"`);
-    }
-  }
+  const { natsServers, natsAuth } = parseNats(get);
 
   return {
     deviceId: deviceId?.toLowerCase() ?? null,
@@ -144,6 +134,7 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
     databaseUrl,
     dataDir,
     natsServers,
+    natsAuth,
     port: parseInteger('PORT', get('PORT'), 3000, 0, 65535),
     syncEnabled: parseBool('SYNC_ENABLED', get('SYNC_ENABLED'), true),
     maxClockDriftMs: parseInteger(
@@ -162,4 +153,71 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
       600_000,
     ),
   };
+}
+
+/** NATS_URL's servers, stripped of credentials, and the one way of authenticating that is given. */
+function parseNats(get: (k: string) => string | undefined): { natsServers: string[]; natsAuth: NatsAuth | null } {
+  const natsRaw = get('NATS_URL') ?? 'nats://127.0.0.1:4222';
+  const inUrl = new Set<string>();
+  const natsServers: string[] = [];
+  for (const s of natsRaw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    let u: URL;
+    try {
+      u = new URL(s.includes('://') ? s : `nats://${s}`);
+      if (!u.hostname) throw new Error('no host');
+    } catch {
+      // the message must not repeat a password the address may hold
+      throw new ConfigError('NATS_URL', `not a server address: "${s.replace(/^([^@/]*\/\/)?[^@/]*@/, '$1***@')}"`);
+    }
+    if (u.username || u.password) {
+      // nats://user:password@host, or nats://token@host
+      inUrl.add(JSON.stringify([decodeURIComponent(u.username), decodeURIComponent(u.password)]));
+      natsServers.push(s.replace(/^([^@/]*\/\/)?[^@/]*@/, '$1'));
+    } else natsServers.push(s);
+  }
+  if (natsServers.length === 0) throw new ConfigError('NATS_URL', 'no server given');
+  if (inUrl.size > 1) throw new ConfigError('NATS_URL', 'its servers name different credentials');
+
+  const given: NatsAuth[] = [];
+  const sources: string[] = [];
+  const credsFile = get('NATS_CREDS');
+  if (credsFile !== undefined) {
+    try {
+      readFileSync(credsFile);
+    } catch (e) {
+      throw new ConfigError('NATS_CREDS', `cannot read ${credsFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    given.push({ kind: 'creds', credsFile });
+    sources.push('NATS_CREDS');
+  }
+  const user = get('NATS_USER');
+  const pass = get('NATS_PASSWORD');
+  if ((user === undefined) !== (pass === undefined))
+    throw new ConfigError(
+      user === undefined ? 'NATS_USER' : 'NATS_PASSWORD',
+      'give NATS_USER and NATS_PASSWORD together',
+    );
+  if (user !== undefined && pass !== undefined) {
+    given.push({ kind: 'password', user, pass });
+    sources.push('NATS_USER');
+  }
+  const token = get('NATS_TOKEN');
+  if (token !== undefined) {
+    given.push({ kind: 'token', token });
+    sources.push('NATS_TOKEN');
+  }
+  for (const entry of inUrl) {
+    const [urlUser, urlPass] = JSON.parse(entry) as [string, string];
+    given.push(urlPass ? { kind: 'password', user: urlUser, pass: urlPass } : { kind: 'token', token: urlUser });
+    sources.push('NATS_URL');
+  }
+  if (given.length > 1)
+    throw new ConfigError(
+      sources[sources.length - 1],
+      `${sources.join(' and ')} are given: use one way to authenticate to NATS: NATS_CREDS, NATS_USER and NATS_PASSWORD, NATS_TOKEN, or user:password@ in NATS_URL`,
+    );
+  return { natsServers, natsAuth: given[0] ?? null };
 }

@@ -240,6 +240,7 @@ export class LibraryHost {
       libraryKey: source.key ?? null,
       invite: source.invite ?? null,
       natsServers: this.config.natsServers,
+      natsAuth: this.config.natsAuth,
     });
   }
 

@@ -109,6 +109,7 @@ export class Cluster {
       maxClockDriftMs: d.config.maxClockDriftMs,
       heartbeatIntervalMs: d.config.heartbeatIntervalMs,
       backfillPauseMs: d.config.backfillPauseMs,
+      natsAuth: d.config.natsAuth,
       ...o,
       databaseUrl: d.config.databaseUrl,
       dataDir: d.config.dataDir,

@@ -4,7 +4,7 @@ import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevice, RunningDevice } from '../../src/device';
 import type { DeviceConfig } from '../../src/config/config';
-import type { InviteToken } from '@lib/sync';
+import type { InviteToken, NatsAuth } from '@lib/sync';
 import { natsUrl, tempDataDir } from './databases';
 import { portOpen } from './services';
 
@@ -96,6 +96,8 @@ export interface TestDeviceOptions {
   dataDir?: string;
   deviceId?: string | null;
   natsUrl?: string;
+  /** The device's NATS credentials (servers with authorization). */
+  natsAuth?: NatsAuth | null;
   syncEnabled?: boolean;
   maxClockDriftMs?: number;
   heartbeatIntervalMs?: number;
@@ -116,6 +118,7 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     databaseUrl: o.databaseUrl,
     dataDir: o.dataDir ?? tempDataDir(`${name}-`),
     natsServers: [o.natsUrl ?? natsUrl()],
+    natsAuth: o.natsAuth ?? null,
     port: 0,
     syncEnabled: o.syncEnabled ?? true,
     maxClockDriftMs: o.maxClockDriftMs ?? 5 * 60_000,

@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { isUuid, parseConfig } from '../../src/config/config';
+import { isUuid, parseConfig, readDotEnv } from '../../src/config/config';
+import { DEVICES, LIBRARY, natsConf } from '../../deploy/nats/authorization.cjs';
 
 /**
  * docker-compose.yml runs a three-device cluster. Nothing here starts Docker: the file is parsed
@@ -47,12 +48,24 @@ const KNOWN_VARIABLES = [
   'DATABASE_URL',
   'DATA_DIR',
   'NATS_URL',
+  'NATS_CREDS',
+  'NATS_USER',
+  'NATS_PASSWORD',
+  'NATS_TOKEN',
   'PORT',
   'SYNC_ENABLED',
   'SYNC_MAX_CLOCK_DRIFT_MS',
   'SYNC_HEARTBEAT_INTERVAL_MS',
   'SYNC_BACKFILL_PAUSE_MS',
 ];
+
+/** `${VAR:?message}` (compose interpolation) → VAR, else null. */
+const interpolated = (value: string): string | null =>
+  /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[?-][^}]*)?\}$/.exec(value)?.[1] ?? null;
+/** .env.example: what `cp .env.example .env` gives compose to interpolate. */
+const envExample = readDotEnv(join(ROOT, '.env.example'));
+const withEnvExample = (env: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(env).map(([k, v]) => [k, envExample[interpolated(v) ?? ''] ?? v]));
 
 const deviceNames = Object.keys(services).filter((name) => services[name].build !== undefined);
 const devices = deviceNames.map((name) => ({ name, service: services[name], env: environmentOf(services[name]) }));
@@ -84,7 +97,7 @@ describe('docker-compose.yml', () => {
     for (const d of devices) {
       for (const key of Object.keys(d.env)) expect(KNOWN_VARIABLES).toContain(key);
       // the device's own parser: a value it would reject ends the container at start
-      const config = parseConfig(d.env, mkdtempSync(join(tmpdir(), 'compose-env-')));
+      const config = parseConfig(withEnvExample(d.env), mkdtempSync(join(tmpdir(), 'compose-env-')));
       expect(config.libraryId).toBe(d.env.LIBRARY_ID.toLowerCase());
       expect(config.syncEnabled).toBe(true);
     }
@@ -176,5 +189,49 @@ describe('docker-compose.yml', () => {
     expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim/m);
     expect(dockerfile).toMatch(/npm ci/);
     expect(dockerfile).toMatch(/npm run build/);
+  });
+
+  describe('NATS authorization (deploy/nats)', () => {
+    const conf = readFileSync(join(ROOT, 'deploy', 'nats', 'nats.conf'), 'utf8');
+
+    it('runs every NATS server with deploy/nats/nats.conf, as generated from the device list', () => {
+      expect(conf).toBe(natsConf());
+      for (const name of natsNames) {
+        const cmd = commandOf(services[name]);
+        expect(cmd[cmd.indexOf('-c') + 1]).toBe('/etc/nats/nats.conf');
+        expect(services[name].volumes).toContain('./deploy/nats/nats.conf:/etc/nats/nats.conf:ro');
+        // every password variable nats.conf reads is passed, from .env
+        const env = environmentOf(services[name]);
+        for (const [, variable] of conf.matchAll(/password: \$([A-Za-z_][A-Za-z0-9_]*)/g)) {
+          expect(interpolated(env[variable] ?? '')).toBe(variable);
+          expect(envExample[variable]).toBeTruthy();
+        }
+      }
+    });
+
+    it("logs every device in as the NATS user made for its fixed DEVICE_ID, with that user's password", () => {
+      const natsEnv = environmentOf(services[natsNames[0]]);
+      const ids = devices.map((d) => {
+        const user = DEVICES.find((u) => u.name === d.env.NATS_USER);
+        expect(user).toBeDefined();
+        expect(d.env.DEVICE_ID).toBe(user!.id);
+        expect(user!.libraries).toEqual([d.env.LIBRARY_ID]);
+        expect(d.env.LIBRARY_ID).toBe(LIBRARY);
+        // the device's NATS_PASSWORD and the server's password of its user are the same variable
+        const variable = user!.password.replace(/^\$/, '');
+        expect(interpolated(d.env.NATS_PASSWORD)).toBe(variable);
+        expect(interpolated(natsEnv[variable])).toBe(variable);
+        const config = parseConfig(withEnvExample(d.env), mkdtempSync(join(tmpdir(), 'compose-env-')));
+        expect(config.natsAuth).toEqual({ kind: 'password', user: user!.name, pass: envExample[variable] });
+        return d.env.DEVICE_ID;
+      });
+      expect(new Set(ids).size).toBe(devices.length);
+    });
+
+    it('gives .env.example a value for every variable compose requires', () => {
+      const text = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8');
+      for (const [, variable] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*):\?/g))
+        expect(envExample[variable]).toBeTruthy();
+    });
   });
 });

@@ -31,6 +31,7 @@ describe('parseConfig', () => {
       databaseUrl: null,
       dataDir: join('.', 'data', hostname().replace(/[^A-Za-z0-9._-]/g, '_')),
       natsServers: ['nats://127.0.0.1:4222'],
+      natsAuth: null,
       port: 3000,
       syncEnabled: true,
       maxClockDriftMs: 5 * 60_000,
@@ -103,6 +104,16 @@ describe('parseConfig', () => {
     ['DATABASE_URL', 'not postgres', { LIBRARY_ID: LIBRARY, DATABASE_URL: 'mysql://root@db/x' }],
     ['NATS_URL', 'empty list', { LIBRARY_ID: LIBRARY, NATS_URL: ' , ' }],
     ['NATS_URL', 'no host', { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://' }],
+    ['NATS_CREDS', 'unreadable file', { LIBRARY_ID: LIBRARY, NATS_CREDS: '/nonexistent/device.creds' }],
+    ['NATS_PASSWORD', 'user without password', { LIBRARY_ID: LIBRARY, NATS_USER: 'device-a' }],
+    ['NATS_USER', 'password without user', { LIBRARY_ID: LIBRARY, NATS_PASSWORD: 'secret' }],
+    ['NATS_TOKEN', 'two methods', { LIBRARY_ID: LIBRARY, NATS_USER: 'a', NATS_PASSWORD: 'b', NATS_TOKEN: 't' }],
+    ['NATS_URL', 'password in URL and variables', { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://a:b@n1', NATS_TOKEN: 't' }],
+    [
+      'NATS_URL',
+      'servers with different credentials',
+      { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://a:b@n1,nats://a:c@n2' },
+    ],
     ['PORT', 'not a number', { LIBRARY_ID: LIBRARY, PORT: 'http' }],
     ['PORT', 'negative', { LIBRARY_ID: LIBRARY, PORT: '-1' }],
     ['PORT', 'above 65535', { LIBRARY_ID: LIBRARY, PORT: '70000' }],
@@ -115,6 +126,50 @@ describe('parseConfig', () => {
     expect(e.variable).toBe(variable);
     expect(e.message.startsWith(`${variable}:`)).toBe(true);
     expect(e.message).not.toContain('\n');
+  });
+
+  describe('NATS credentials', () => {
+    it('reads NATS_USER and NATS_PASSWORD', () => {
+      const c = parseConfig({ LIBRARY_ID: LIBRARY, NATS_USER: 'device-a', NATS_PASSWORD: 's3cret' }, emptyDir());
+      expect(c.natsAuth).toEqual({ kind: 'password', user: 'device-a', pass: 's3cret' });
+    });
+
+    it('reads NATS_TOKEN', () => {
+      expect(parseConfig({ LIBRARY_ID: LIBRARY, NATS_TOKEN: 'tok' }, emptyDir()).natsAuth).toEqual({
+        kind: 'token',
+        token: 'tok',
+      });
+    });
+
+    it('reads NATS_CREDS when the file can be read', () => {
+      const file = join(emptyDir(), 'device.creds');
+      writeFileSync(file, '-----BEGIN NATS USER JWT-----\nx\n------END NATS USER JWT------\n');
+      expect(parseConfig({ LIBRARY_ID: LIBRARY, NATS_CREDS: file }, emptyDir()).natsAuth).toEqual({
+        kind: 'creds',
+        credsFile: file,
+      });
+    });
+
+    it('takes user:password@ out of NATS_URL, so the server list never holds it', () => {
+      const c = parseConfig(
+        { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://device-a:p%40ss@n1:4222, device-a:p%40ss@n2:4222' },
+        emptyDir(),
+      );
+      expect(c.natsServers).toEqual(['nats://n1:4222', 'n2:4222']);
+      expect(c.natsAuth).toEqual({ kind: 'password', user: 'device-a', pass: 'p@ss' });
+      expect(JSON.stringify(c.natsServers)).not.toContain('p%40ss');
+    });
+
+    it('reads a token in NATS_URL (nats://token@host)', () => {
+      const c = parseConfig({ LIBRARY_ID: LIBRARY, NATS_URL: 'nats://tok@n1:4222' }, emptyDir());
+      expect(c.natsServers).toEqual(['nats://n1:4222']);
+      expect(c.natsAuth).toEqual({ kind: 'token', token: 'tok' });
+    });
+
+    it('never repeats a password in its messages', () => {
+      const e = errorOf({ LIBRARY_ID: LIBRARY, NATS_URL: 'nats://a:hunter2@n1', NATS_TOKEN: 't' });
+      expect(e.message).not.toContain('hunter2');
+    });
   });
 
   describe('.env file', () => {

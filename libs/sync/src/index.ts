@@ -22,6 +22,7 @@ export * from './metrics';
 export * from './transport/messages';
 export * from './transport/subjects';
 export * from './transport/nats-hub';
+export * from './transport/nats-auth';
 export * from './sync.signals';
 export * from './owned/owned-applier';
 export * from './shared/shared-applier';

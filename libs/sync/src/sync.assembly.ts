@@ -68,7 +68,10 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     `${o.deviceName} (${o.deviceId})`,
     subjects,
     o.deviceId,
-    trust,
+    {
+      sealer: trust,
+      auth: o.natsAuth,
+    },
   );
   const peers = new PeerClient(transport);
   const trustSync = new TrustSync(db, trust, peers, metrics);

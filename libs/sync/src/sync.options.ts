@@ -1,4 +1,5 @@
 import type { NatsHub } from './transport/nats-hub';
+import type { NatsAuth } from './transport/nats-auth';
 
 /** Everything the sync engine needs to know about the device it runs in. */
 export interface SyncOptions {
@@ -9,6 +10,8 @@ export interface SyncOptions {
   natsServers: string[];
   /** The device's shared NATS connection (several libraries on one device); without it the engine connects on its own. */
   nats?: NatsHub;
+  /** Credentials of this device's NATS user, when the servers require them (never logged). */
+  natsAuth?: NatsAuth | null;
   /** false: the device serves its data but neither sends nor receives changes (phase "disabled"). */
   enabled: boolean;
   /** A remote stamp further ahead than this is held, not applied (docs/design.md "Clocks"). */

@@ -5,6 +5,7 @@ import type { SyncMetrics } from '../metrics';
 import type { JetStreamTransport } from '../transport/jetstream.transport';
 import type { Opened } from '../trust/library-trust';
 import { AckMessage, Heartbeat } from '../transport/messages';
+import { senderOf } from '../transport/subjects';
 import type { DevicesRepository } from '../store/devices.repository';
 
 export interface PresenceEvents {
@@ -51,8 +52,8 @@ export class PresenceService {
   subscribe(): void {
     if (this.subscribed) return;
     const s = this.transport.subjects;
-    const a = this.transport.subscribeCore(s.presenceAll, (m) => void this.receiveHeartbeat(m));
-    const b = this.transport.subscribeCore(s.ack(this.self.id), (m) => void this.receiveAck(m));
+    const a = this.transport.subscribeCore(s.presenceAll, (m, subject) => void this.receiveHeartbeat(m, subject));
+    const b = this.transport.subscribeCore(s.acksFor(this.self.id), (m, subject) => void this.receiveAck(m, subject));
     this.subscribed = !!a && !!b;
     void this.tick();
   }
@@ -111,18 +112,23 @@ export class PresenceService {
       shared: peer.shared_watermark,
       state: peer.state_watermark,
     };
-    this.transport.publishCore(this.transport.subjects.ack(origin), Buffer.from(JSON.stringify(ack)));
+    this.transport.publishCore(this.transport.subjects.ack(origin, this.self.id), Buffer.from(JSON.stringify(ack)));
   }
 
-  /** The message, when it parses, is of this library and names its signer as its origin. */
+  /**
+   * The message, when it parses, is of this library and names its signer as its origin, who is
+   * also the sender its subject names (the subject is what NATS authorization confines).
+   */
   private parse<T>(
     schema: { safeParse(x: unknown): { success: true; data: T } | { success: false } },
     m: Opened,
+    subject: string,
   ): T | null {
     try {
       const r = schema.safeParse(JSON.parse(m.plaintext.toString('utf8')));
       const d = r.success ? (r.data as { library: string; origin: string }) : null;
-      if (d && d.library === this.self.libraryId && d.origin === m.signer) return r.success ? r.data : null;
+      if (d && d.library === this.self.libraryId && d.origin === m.signer && d.origin === senderOf(subject))
+        return r.success ? r.data : null;
     } catch {
       /* counted below */
     }
@@ -130,8 +136,8 @@ export class PresenceService {
     return null;
   }
 
-  private async receiveHeartbeat(m: Opened): Promise<void> {
-    const hb = this.parse(Heartbeat, m);
+  private async receiveHeartbeat(m: Opened, subject: string): Promise<void> {
+    const hb = this.parse(Heartbeat, m, subject);
     if (!hb || hb.origin === this.self.id) return;
     this.events.trustDigest(hb.origin, hb.trust);
     try {
@@ -181,8 +187,8 @@ export class PresenceService {
     return claims.length ? claims.sort().join(',') : null;
   }
 
-  private async receiveAck(m: Opened): Promise<void> {
-    const ack = this.parse(AckMessage, m);
+  private async receiveAck(m: Opened, subject: string): Promise<void> {
+    const ack = this.parse(AckMessage, m, subject);
     if (!ack || ack.target !== this.self.id) return;
     try {
       await this.devices.recordAcks(this.db, ack.origin, { shared: ack.shared, state: ack.state });

@@ -14,8 +14,9 @@ import {
 } from 'nats';
 import { RejectedMessageError } from '../errors';
 import type { Opened } from '../trust/library-trust';
+import { deviceConnectOptions, type NatsAuth } from './nats-auth';
 import { NatsHub, ScopedConnection } from './nats-hub';
-import type { LibrarySubjects } from './subjects';
+import { senderOf, type LibrarySubjects } from './subjects';
 
 /** Seals what the device sends and opens what it receives (LibraryTrust; docs/design.md "Trust"). */
 export interface Sealer {
@@ -24,22 +25,18 @@ export interface Sealer {
   open(context: string, data: Uint8Array): Opened;
 }
 
+/** How the transport seals and connects: the sealer, and the credentials of this device's NATS user. */
+export interface TransportOptions {
+  sealer: Sealer;
+  auth?: NatsAuth | null;
+}
+
 /** A message refused at the boundary: what the transport reports to be counted and dead-lettered. */
 export type RefusedHandler = (subject: string, error: RejectedMessageError, data: Uint8Array) => void;
 
 /** The context a reply is sealed under: bound to the request's subject and nonce, so it answers only that request. */
 export const replyContext = (subject: string, requestNonce: Uint8Array): string =>
   `reply|${subject}|${Buffer.from(requestNonce).toString('hex')}`;
-
-/** The device a subject says sent it, when the subject says one (log, presence, ack subjects). */
-function senderOf(subject: string): string | null {
-  const parts = subject.split('.');
-  if (parts[0] !== 'sync') return null;
-  if (parts[2] === 'log' && parts.length === 5) return parts[4];
-  if (parts[2] === 'presence' && parts.length === 4) return parts[3];
-  if (parts[2] === 'ack' && parts.length === 5) return parts[4];
-  return null;
-}
 
 const STREAM_MAX_AGE_MS = 30 * 24 * 3600_000;
 const DUPLICATE_WINDOW_MS = 2 * 60_000;
@@ -74,20 +71,26 @@ export class JetStreamTransport {
   private readonly listeners: { connected: (() => void)[] } = { connected: [] };
   /** Told about every message refused at the boundary (not sealed by a member, changed, moved). */
   onRefused: RefusedHandler = () => undefined;
+  readonly sealer: Sealer;
+  private readonly auth: NatsAuth | null;
 
   /**
    * `nats`: the device's shared connection (NatsHub), or servers to connect to on its own (tools,
-   * tests, a device with one library).
+   * tests, a device with one library). `options`: the sealer alone, or with the device's NATS
+   * credentials (used when it connects on its own).
    */
   constructor(
     nats: NatsHub | string[],
     name: string,
     readonly subjects: LibrarySubjects,
     private readonly deviceId: string,
-    readonly sealer: Sealer,
+    options: Sealer | TransportOptions,
   ) {
+    const o = 'sealer' in options ? options : { sealer: options };
+    this.sealer = o.sealer;
+    this.auth = o.auth ?? null;
     this.ownsHub = Array.isArray(nats);
-    this.hub = Array.isArray(nats) ? new NatsHub(nats, name) : nats;
+    this.hub = Array.isArray(nats) ? new NatsHub(nats, name, deviceConnectOptions(deviceId, this.auth)) : nats;
   }
 
   /** Connected, and not stopped. */

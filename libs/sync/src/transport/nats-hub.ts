@@ -54,7 +54,6 @@ export class NatsHub {
     while (!this.closed && !this.nc) {
       try {
         const nc = await connect({
-          ...this.options,
           servers: this.servers,
           name: this.name,
           maxReconnectAttempts: -1,
@@ -63,6 +62,8 @@ export class NatsHub {
           pingInterval: 5000,
           maxPingOut: 3,
           timeout: 5000,
+          // credentials, and an inbox of this device's own (deviceConnectOptions)
+          ...this.options,
         });
         if (this.closed) {
           await nc.close();
@@ -87,6 +88,12 @@ export class NatsHub {
         this.connected = false;
         this.logger.warn('NATS disconnected; retrying');
         for (const l of [...this.listeners]) l.disconnected();
+      } else if (s.type === Events.Error && s.data === 'PERMISSIONS_VIOLATION') {
+        // this device's NATS user lacks a permission (deploy/nats/authorization.cjs): say which
+        const p = (s as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+        this.logger.warn(
+          `NATS refused ${p ? `${p.operation} on ${p.subject}` : 'an operation'}: permissions violation`,
+        );
       } else if (s.type === Events.Reconnect) {
         this.connected = true;
         this.logger.log(`NATS reconnected to ${nc.getServer()}`);

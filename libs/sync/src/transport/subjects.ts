@@ -1,6 +1,18 @@
+/** The device a subject says sent it, when the subject says one (log, presence, ack subjects). */
+export function senderOf(subject: string): string | null {
+  const parts = subject.split('.');
+  if (parts[0] !== 'sync') return null;
+  if (parts[2] === 'log' && parts.length === 5) return parts[4];
+  if (parts[2] === 'presence' && parts.length === 4) return parts[3];
+  if (parts[2] === 'ack' && parts.length === 5) return parts[4];
+  return null;
+}
+
 /**
  * Subject and stream names of a library. Log messages (kept in JetStream) live under
- * sync.<library>.log.<kind>.<origin>; presence and acks are core NATS, never stored.
+ * sync.<library>.log.<kind>.<origin>; presence and acks are core NATS, never stored. Every subject
+ * a device publishes on names that device (or is a request), so NATS authorization can confine it
+ * (deploy/nats/authorization.cjs).
  */
 export class LibrarySubjects {
   constructor(readonly libraryId: string) {}
@@ -28,8 +40,13 @@ export class LibrarySubjects {
   presence(device: string): string {
     return `sync.${this.libraryId}.presence.${device}`;
   }
-  ack(target: string): string {
-    return `sync.${this.libraryId}.ack.${target}`;
+  /** An ack to `target` from `sender`: the subject names its sender, so NATS can confine who sends it. */
+  ack(target: string, sender: string): string {
+    return `sync.${this.libraryId}.ack.${target}.${sender}`;
+  }
+  /** Every ack sent to `target`. */
+  acksFor(target: string): string {
+    return `sync.${this.libraryId}.ack.${target}.*`;
   }
   rpc(device: string, method: string): string {
     return `sync.${this.libraryId}.rpc.${device}.${method}`;

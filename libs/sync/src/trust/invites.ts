@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, type ConnectionOptions, type Msg, type NatsConnection } from 'nats';
 import type { Db } from '@lib/db';
 import { InvalidInputError } from '../errors';
+import { inboxPrefixOf } from '../transport/nats-auth';
 import type { LibrarySubjects } from '../transport/subjects';
 import { type Certificate, parseCertificate } from './certificates';
 import {
@@ -214,6 +215,8 @@ export async function joinByInvite(
           servers: o.servers,
           name: `${o.deviceName} (joining)`,
           timeout: 5000,
+          // the joiner's NATS user (pre-provisioned) reads only its own inbox, as a member's does
+          inboxPrefix: inboxPrefixOf(o.deviceId),
           ...o.connectOptions,
         });
         const reply = Buffer.from((await nc.request(subject, data, { timeout: 10_000 })).data);

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import type { ConnectionOptions } from 'nats';
 import type { Db } from '@lib/db';
+import { natsAuthOptions, type NatsAuth } from '../transport/nats-auth';
 import { keyIdOf } from './crypto';
 import { type InviteToken, joinByInvite } from './invites';
 import { LibraryTrust } from './library-trust';
@@ -16,6 +17,8 @@ export interface TrustSetupOptions {
   /** LIBRARY_INVITE: join by invite. */
   invite: InviteToken | null;
   natsServers: string[];
+  /** This device's NATS credentials, for presenting an invite on servers that require them. */
+  natsAuth?: NatsAuth | null;
   connectOptions?: Partial<ConnectionOptions>;
   /** How long an invite's member may take to answer. Default 60 s. */
   joinDeadlineMs?: number;
@@ -50,7 +53,7 @@ export async function setUpTrust(db: Db, o: TrustSetupOptions): Promise<'stored'
         deviceId: o.deviceId,
         deviceName: o.deviceName,
         servers: o.natsServers,
-        connectOptions: o.connectOptions,
+        connectOptions: { ...natsAuthOptions(o.natsAuth), ...o.connectOptions },
         deadlineMs: o.joinDeadlineMs,
       },
       keys,
