@@ -126,7 +126,6 @@ afterAll(async () => {
 describe('device process: bad configuration ends it at start', () => {
   it.each<[string, string, Record<string, string>]>([
     ['LIBRARY_ID', 'not a uuid', { LIBRARY_ID: 'not-a-uuid' }],
-    ['LIBRARY_ID', 'missing', { LIBRARY_ID: '' }],
     ['PORT', 'not a number', { PORT: 'eighty' }],
     ['SYNC_ENABLED', 'not a boolean', { SYNC_ENABLED: 'sometimes' }],
     ['DEVICE_ID', 'not a uuid', { DEVICE_ID: 'laptop' }],
@@ -180,7 +179,7 @@ describe('device process on Postgres', () => {
     expect(code).toBe(0);
   });
 
-  it('generates DEVICE_ID once and keeps it across restarts; refuses another DEVICE_ID or LIBRARY_ID for that database', async () => {
+  it('generates DEVICE_ID once and keeps it across restarts; refuses another DEVICE_ID; another LIBRARY_ID is a second library', async () => {
     const databaseUrl = await createTestDatabase();
     const libraryId = randomUUID();
     const p = device({ DATABASE_URL: databaseUrl, LIBRARY_ID: libraryId });
@@ -203,10 +202,32 @@ describe('device process on Postgres', () => {
       }),
       'DEVICE_ID',
     );
-    expectConfigFailure(
-      await runUntilExit({ DATABASE_URL: databaseUrl, LIBRARY_ID: randomUUID(), NATS_URL: natsUrl() }),
-      'LIBRARY_ID',
-    );
+    // another LIBRARY_ID opens a second library beside the first, as the default one (API.md "Libraries")
+    const second = randomUUID();
+    const q = device({ DATABASE_URL: databaseUrl, LIBRARY_ID: second });
+    await q.start(await freePort());
+    const status = (await q.req('GET', '/sync/status')).body;
+    expect([status.deviceId, status.libraryId]).toEqual([first, second]);
+    const listed = (await q.req('GET', '/libraries')).body.items.map((l: { libraryId: string }) => l.libraryId);
+    expect(listed.sort()).toEqual([libraryId, second].sort());
+    expect((await stopWithin(q, 'SIGTERM')).code).toBe(0);
+  });
+
+  it('without LIBRARY_ID on a new database: serves /health and /libraries, and says it holds no library', async () => {
+    const p = device({ DATABASE_URL: await createTestDatabase(), LIBRARY_ID: '' });
+    await p.start(await freePort());
+    expect((await p.req('GET', '/libraries')).body).toEqual({ items: [], nextCursor: null });
+    const none = await p.req('GET', '/tags');
+    expect(none.status).toBe(404);
+    expect(none.body.message).toMatch(/holds no library/);
+    const created = await p.req('POST', '/libraries', { name: 'first' });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'first', open: true, default: true });
+    expect((await p.req('POST', '/tags', { name: 'now' })).status).toBe(201);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+    // the library it created is open again after a restart, as the default
+    await p.start(await freePort());
+    expect((await p.req('GET', '/tags')).body.items.map((t: { name: string }) => t.name)).toEqual(['now']);
   });
 
   it('accepts its own DEVICE_ID when given explicitly', async () => {
