@@ -83,7 +83,7 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
         status: 'unavailable',
       });
     } finally {
-      await lost.app.close().catch(() => undefined);
+      await lost.close().catch(() => undefined);
     }
   });
 });

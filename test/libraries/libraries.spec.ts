@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { Api, must, statusOf, waitPhase } from '../support/api';
 import { Cluster } from '../support/cluster';
-import { HttpResult, LONG, TestDevice, waitFor } from '../support/device-harness';
+import { HttpResult, LONG, waitFor } from '../support/device-harness';
 import { createTag } from '../support/fixtures';
 
 /**

@@ -92,7 +92,7 @@ export class SyncEngine {
     this.unsubscribe.push(this.signal.on('owned', () => this.parts.ownedLoop.wake()));
     this.unsubscribe.push(this.signal.on('shared', () => this.parts.sharedLoop.wake()));
     this.parts.presence.start();
-    this.parts.pruner.start(this.options.pruneIntervalMs ?? 5000);
+    this.parts.pruner.start(this.options.pruneIntervalMs ?? 30_000);
     this.parts.transport.onConnected(() => void this.link());
     this.parts.transport.start();
   }

@@ -27,7 +27,7 @@ export interface SyncOptions {
    * 2; must be 1 when the database has a single session (embedded PGlite).
    */
   backfillWriters?: number;
-  /** How often the change log is pruned even without new acknowledgements. Default 5000. */
+  /** How often the change log is pruned even without new acknowledgements (they prune it too). Default 30000. */
   pruneIntervalMs?: number;
 }
 

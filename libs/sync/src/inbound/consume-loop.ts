@@ -5,7 +5,10 @@ import { isNotFound, JetStreamTransport } from '../transport/jetstream.transport
 import type { Decoded } from './decode';
 
 const FETCH_BATCH = 128;
+/** A pull waits this long for messages while they keep coming (they are handed over as they arrive)... */
 const FETCH_EXPIRES_MS = 1000;
+/** ...and this long once a pull came back empty: an idle library costs one pull per this period. */
+const IDLE_FETCH_EXPIRES_MS = 10_000;
 
 /** A backlog of one fetch is live traffic, not catching up. */
 export const LIVE_BACKLOG = FETCH_BATCH;
@@ -35,6 +38,7 @@ export class ConsumeLoop {
 
   private async run(): Promise<void> {
     let attempt = 0;
+    let idle = false;
     while (!this.stopped) {
       if (!this.transport.connected || !this.linked()) {
         await sleep(200, this.abort.signal);
@@ -42,9 +46,16 @@ export class ConsumeLoop {
       }
       try {
         let transient = false;
-        await this.transport.fetch(FETCH_BATCH, FETCH_EXPIRES_MS, this.decode, async (m, decoded) => {
-          if (!(await this.receive(m, decoded))) transient = true;
-        });
+        const n: number = await this.transport.fetch(
+          FETCH_BATCH,
+          idle ? IDLE_FETCH_EXPIRES_MS : FETCH_EXPIRES_MS,
+          this.decode,
+          async (m, decoded) => {
+            if (!(await this.receive(m, decoded))) transient = true;
+          },
+          this.abort.signal,
+        );
+        idle = n === 0;
         if (transient) await sleep(backoffDelay(attempt++), this.abort.signal);
         else attempt = 0;
       } catch (e) {

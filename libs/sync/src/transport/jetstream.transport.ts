@@ -244,10 +244,14 @@ export class JetStreamTransport {
     expiresMs: number,
     decode: (m: JsMsg) => T,
     onMessage: (m: JsMsg, decoded: T) => Promise<void>,
+    signal?: AbortSignal,
   ): Promise<number> {
     const js = this.conn().jetstream();
     const consumer = await js.consumers.get(this.subjects.stream, this.subjects.durable(this.deviceId));
     const batch = await consumer.fetch({ max_messages: max, expires: expiresMs });
+    // stopping ends a pull that is still waiting, rather than wait for it to expire
+    const cancel = () => batch.stop();
+    signal?.addEventListener('abort', cancel, { once: true });
     const messages = batch[Symbol.asyncIterator]();
     const take = () => messages.next().then((r) => (r.done ? null : { m: r.value, decoded: decode(r.value) }));
     let n = 0;
@@ -264,6 +268,7 @@ export class JetStreamTransport {
       }
     } finally {
       // a message decoded but not handled stays unacknowledged: the server redelivers it
+      signal?.removeEventListener('abort', cancel);
       batch.stop();
     }
     return n;
