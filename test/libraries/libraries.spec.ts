@@ -101,7 +101,15 @@ describe('libraries on one device', () => {
     await waitPhase(lib(a, other));
     await waitPhase(lib(b, other));
 
-    const closed = await b.req('POST', `/libraries/${other}/close`);
+    // writes racing the close: each one either commits (and syncs once reopened) or gets 409
+    const racing = Array.from({ length: 40 }, (_, i) =>
+      b.req('POST', `/libraries/${other}/tags`, { name: `race-${i}` }),
+    );
+    const closing = b.req('POST', `/libraries/${other}/close`);
+    const raced = await Promise.all(racing);
+    const closed = await closing;
+    expect(raced.every((r) => r.status === 201 || r.status === 409)).toBe(true);
+    const committed = raced.filter((r) => r.status === 201).map((r) => r.body.name as string);
     expect(closed.status).toBe(200);
     expect(closed.body).toMatchObject({ libraryId: other, open: false });
     const refused = await b.req('GET', `/libraries/${other}/tags`);
