@@ -139,6 +139,17 @@ describe('libraries on one device', () => {
       async () => (await tagNames(lib(b2, other))).includes('while-closed'),
       LONG,
     );
+    // and what B committed while the close raced it reaches A
+    await waitFor(
+      'A to hold every write B committed during the close',
+      async () => {
+        const names = await tagNames(lib(a, other));
+        return committed.every((n) => names.includes(n));
+      },
+      LONG,
+    );
+    const onB = await tagNames(lib(b2, other));
+    expect(onB.filter((n) => n.startsWith('race-')).sort()).toEqual([...committed].sort());
 
     // bad input: each with a clear message, nothing changes
     const bad: [string, string, unknown, number, RegExp][] = [
