@@ -58,12 +58,12 @@ export async function startDevice(
         forceCloseConnections: true,
       },
     );
-    configureHttp(app);
+    configureHttp(app, config);
     // peer requests: the sync module's handlers, served on the engine's NATS connection. Listening
     // before the engine starts (app.listen bootstraps it) answers peers from its first link on.
     app.connectMicroservice({ strategy: app.get(NatsRpcServer) }, { inheritAppConfig: false });
     await app.startAllMicroservices();
-    await app.listen(config.port, '0.0.0.0');
+    await app.listen(config.port, config.host);
     const port = (app.getHttpServer().address() as AddressInfo).port;
     let closing: Promise<void> | null = null;
     return {
