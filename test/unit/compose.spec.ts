@@ -52,7 +52,19 @@ const KNOWN_VARIABLES = [
   'SYNC_MAX_CLOCK_DRIFT_MS',
   'SYNC_HEARTBEAT_INTERVAL_MS',
   'SYNC_BACKFILL_PAUSE_MS',
+  'HOST',
+  'API_TOKEN',
 ];
+
+/** `${VAR:?message}` and `${VAR}`: compose fills them from the environment or .env. */
+const INTERPOLATION = /^\$\{([A-Z_][A-Z0-9_]*)(?::?[?-][^}]*)?\}$/;
+
+/** The environment as compose would pass it, with a stand-in value for each interpolated variable. */
+function interpolated(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [k, INTERPOLATION.test(v) ? `stand-in-${v.match(INTERPOLATION)![1]}` : v]),
+  );
+}
 
 const deviceNames = Object.keys(services).filter((name) => services[name].build !== undefined);
 const devices = deviceNames.map((name) => ({ name, service: services[name], env: environmentOf(services[name]) }));
@@ -84,10 +96,32 @@ describe('docker-compose.yml', () => {
     for (const d of devices) {
       for (const key of Object.keys(d.env)) expect(KNOWN_VARIABLES).toContain(key);
       // the device's own parser: a value it would reject ends the container at start
-      const config = parseConfig(d.env, mkdtempSync(join(tmpdir(), 'compose-env-')));
+      const config = parseConfig(interpolated(d.env), mkdtempSync(join(tmpdir(), 'compose-env-')));
       expect(config.libraryId).toBe(d.env.LIBRARY_ID.toLowerCase());
       expect(config.syncEnabled).toBe(true);
     }
+  });
+
+  it('listens on every interface of its container, so it requires API_TOKEN, which comes from .env', () => {
+    const example = readFileSync(join(ROOT, '.env.example'), 'utf8');
+    expect(example).toMatch(/^API_TOKEN=$/m);
+    for (const d of devices) {
+      expect(d.env.HOST).toBe('0.0.0.0');
+      // no secret in the file: compose refuses to start without API_TOKEN in the environment or .env
+      expect(d.env.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?[^}]+\}$/);
+      expect(parseConfig(interpolated(d.env), mkdtempSync(join(tmpdir(), 'compose-env-'))).apiToken).toBeTruthy();
+      expect(() => parseConfig({ ...d.env, API_TOKEN: '' }, mkdtempSync(join(tmpdir(), 'compose-env-')))).toThrow(
+        /API_TOKEN/,
+      );
+    }
+  });
+
+  it('publishes device ports on the loopback of the host only', () => {
+    for (const d of devices)
+      for (const p of d.service.ports ?? []) {
+        const hostIp = typeof p === 'object' ? p.host_ip : String(p).split(':').slice(0, -2).join(':');
+        expect(hostIp).toBe('127.0.0.1');
+      }
   });
 
   it('points every device at its own database on the Postgres service, created by the init script', () => {
