@@ -15,7 +15,7 @@ const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 const { Client } = require('pg');
 const { connect } = require('nats');
-const { freePort, portOpen } = require('../scripts/lib/local.cjs');
+const { freePort, portOpen, LOCAL_API_ENV } = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const BASELINE = process.env.BENCH_RPC_BASELINE ? resolve(process.env.BENCH_RPC_BASELINE) : null;
@@ -59,7 +59,7 @@ async function startDevice(root, env) {
   const log = openSync(join(dir, 'device.log'), 'a');
   const p = spawn(process.execPath, [join(root, 'dist', 'main.js')], {
     cwd: root,
-    env: { ...process.env, DEVICE_NAME: 'bench-rpc', PORT: String(port), ...env },
+    env: { ...process.env, ...LOCAL_API_ENV, DEVICE_NAME: 'bench-rpc', PORT: String(port), ...env },
     stdio: ['ignore', log, log],
   });
   children.push(p);

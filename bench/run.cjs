@@ -10,7 +10,7 @@ const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { Client } = require('pg');
-const { freePort, portOpen, scratchDatabases } = require('../scripts/lib/local.cjs');
+const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -118,7 +118,11 @@ async function startDevice(name, env) {
         : []),
       join(ROOT, 'dist', 'main.js'),
     ],
-    { cwd: ROOT, env: { ...process.env, DEVICE_NAME: name, PORT: String(port), ...env }, stdio: ['ignore', log, log] },
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...LOCAL_API_ENV, DEVICE_NAME: name, PORT: String(port), ...env },
+      stdio: ['ignore', log, log],
+    },
   );
   children.push(p);
   const url = `http://127.0.0.1:${port}`;

@@ -16,7 +16,7 @@ const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { freePort, portOpen, scratchDatabases } = require('./lib/local.cjs');
+const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('./lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.CHAOS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -71,7 +71,7 @@ async function device(name, embedded) {
 }
 async function start(d) {
   const log = openSync(join(dir, `${d.name}.log`), 'a');
-  const env = { ...process.env, ...d.env };
+  const env = { ...process.env, ...LOCAL_API_ENV, ...d.env };
   delete env.DATABASE_URL; // only what this device's env says
   if (d.env.DATABASE_URL) env.DATABASE_URL = d.env.DATABASE_URL;
   d.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env, stdio: ['ignore', log, log] });

@@ -7,6 +7,8 @@
 // - NATS_URL from the environment, else nats://127.0.0.1:4222; when no server answers there a
 //   local `nats-server -js` is started with its store under ./data/nats
 // - Ctrl-C (SIGINT) or SIGTERM stops the devices gracefully, then the NATS server it started
+// - the devices listen on 127.0.0.1; API_TOKEN (from the environment or ./.env), when set, is
+//   given to every device and sent by this script (README "Who may call the API")
 //
 // Logs go to ./data/<name>.log (and ./data/nats.log); `--logs` streams them here as well.
 'use strict';
@@ -16,6 +18,7 @@ const { randomBytes, randomUUID } = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
+const { apiToken, authHeaders } = require('./lib/api-token.cjs');
 
 const ROOT = path.join(__dirname, '..');
 const DATA = path.join(ROOT, 'data');
@@ -207,10 +210,18 @@ async function ensureNats(natsUrl) {
   );
 }
 
-async function health(url) {
+/** Up: /health answers (it needs no token) and, with a token, the token is accepted. */
+async function health(url, token) {
   try {
     const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-    return res.status === 200;
+    if (res.status !== 200) return false;
+    if (!token) return true;
+    const status = await fetch(`${url}/sync/status`, {
+      headers: authHeaders(token),
+      signal: AbortSignal.timeout(2000),
+    });
+    if (status.status === 401) throw new Error(`${url} refuses API_TOKEN`);
+    return status.status === 200;
   } catch {
     return false; // not listening yet
   }
@@ -253,6 +264,10 @@ async function main() {
   // the cluster is embedded by definition: nothing from the caller's shell may redirect a device
   for (const k of ['DEVICE_ID', 'DATABASE_URL', 'DATA_DIR', 'PORT', 'DEVICE_NAME', 'LIBRARY_ID', 'LIBRARY_INVITE'])
     delete base[k];
+  // local devices: loopback, with the one token this script also sends ('' overrides ./.env)
+  const token = apiToken(ROOT);
+  Object.assign(base, { HOST: '127.0.0.1', API_TOKEN: token ?? '', API_ALLOWED_ORIGINS: '' });
+  if (token) say('API_TOKEN is set: the devices require it (open http://127.0.0.1:3001/?token=… in a browser)');
   // the devices share the pre-shared key (LIBRARY_KEY from the environment, else ./data/library-key)
   const key = process.env.LIBRARY_KEY || libraryKey();
   const devices = DEVICES.map((d) =>
@@ -282,7 +297,7 @@ async function main() {
         `${d.name} at ${d.url}/health`,
         async () => {
           if (d.child.exitCode !== null) throw new Error(`${d.name} exited at start:\n${tail(d.logFile)}`);
-          return health(d.url);
+          return health(d.url, token);
         },
         HEALTH_TIMEOUT_MS,
       );

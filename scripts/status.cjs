@@ -5,9 +5,13 @@
 //   npm run status -- http://host:3001 3002  given devices (a bare port means 127.0.0.1)
 //   npm run status -- --watch                refresh every second (Ctrl-C to leave)
 //
+// With API_TOKEN in the environment or in ./.env, it is sent as `Authorization: Bearer`.
+//
 // One row per device: phase, clock, shared log size, peers online/total and what each peer still
 // has to receive from it; a device that is backfilling also gets a progress bar per model.
 'use strict';
+
+const { apiToken, authHeaders } = require('./lib/api-token.cjs');
 
 const DEFAULT_URLS = ['http://127.0.0.1:3001', 'http://127.0.0.1:3002', 'http://127.0.0.1:3003'];
 const REQUEST_TIMEOUT_MS = 2000;
@@ -25,9 +29,13 @@ function parseArgs(argv) {
   return opts;
 }
 
-async function fetchStatus(url) {
+async function fetchStatus(url, token = apiToken()) {
   try {
-    const res = await fetch(`${url}/sync/status`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    const res = await fetch(`${url}/sync/status`, {
+      headers: authHeaders(token),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    if (res.status === 401) return { url, error: token ? 'HTTP 401 (wrong API_TOKEN)' : 'HTTP 401 (set API_TOKEN)' };
     if (res.status !== 200) return { url, error: `HTTP ${res.status}` };
     return { url, status: await res.json() };
   } catch (e) {
@@ -116,7 +124,7 @@ function render(results) {
 }
 
 async function snapshot(urls) {
-  return render(await Promise.all(urls.map(fetchStatus)));
+  return render(await Promise.all(urls.map((u) => fetchStatus(u))));
 }
 
 async function main() {
@@ -126,7 +134,7 @@ async function main() {
     return;
   }
   if (!opts.watch) {
-    const results = await Promise.all(opts.urls.map(fetchStatus));
+    const results = await Promise.all(opts.urls.map((u) => fetchStatus(u)));
     console.log(render(results));
     if (results.every((r) => r.error)) process.exitCode = 1;
     return;

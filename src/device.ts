@@ -57,9 +57,9 @@ export async function startDevice(
       // keep-alive connections must not hold a graceful stop past its deadline
       forceCloseConnections: true,
     });
-    configureHttp(http);
+    configureHttp(http, config);
     http.use(host.dispatch);
-    await http.listen(config.port, '0.0.0.0');
+    await http.listen(config.port, config.host);
     const port = (http.getHttpServer().address() as AddressInfo).port;
     const h = host;
     const hub = nats;

@@ -19,11 +19,14 @@ async function main(): Promise<void> {
     device = await startDevice(config);
   } catch (e) {
     if (e instanceof DatabaseConnectError || e instanceof IdentityError || e instanceof JoinError) fail(e.message);
-    if ((e as NodeJS.ErrnoException)?.code === 'EADDRINUSE') fail(`PORT: ${config.port} is already in use`);
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (code === 'EADDRINUSE') fail(`PORT: ${config.port} is already in use`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+      fail(`HOST: cannot listen on ${config.host} (${code})`);
     throw e;
   }
   console.log(
-    `device ${config.deviceName} (${device.deviceId}) ${device.host.defaultLibrary ? `of library ${device.host.defaultLibrary}` : 'holding no library yet'} listening on http://127.0.0.1:${device.port}`,
+    `device ${config.deviceName} (${device.deviceId}) ${device.host.defaultLibrary ? `of library ${device.host.defaultLibrary}` : 'holding no library yet'} listening on ${listenUrl(config.host, device.port)}${config.apiToken ? ' (API_TOKEN required)' : ''}`,
   );
 
   const stop = (signal: string) => {
@@ -42,6 +45,12 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** The URL to open: a wildcard address is reached on loopback; IPv6 goes in brackets. */
+function listenUrl(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '::') return `http://127.0.0.1:${port} (and every interface)`;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 function fail(message: string): never {

@@ -4,6 +4,12 @@
 const net = require('node:net');
 const { Client } = require('pg');
 
+/**
+ * The environment of a device a script starts for itself: loopback, no token. '' overrides what a
+ * user's shell or ./.env says (HOST=0.0.0.0 would require a token; an API_TOKEN would 401 the script).
+ */
+const LOCAL_API_ENV = Object.freeze({ HOST: '127.0.0.1', API_TOKEN: '', API_ALLOWED_ORIGINS: '' });
+
 /** A TCP port nothing listens on right now. */
 function freePort() {
   return new Promise((resolve) => {
@@ -58,4 +64,4 @@ function scratchDatabases(adminUrl) {
   };
 }
 
-module.exports = { freePort, portOpen, scratchDatabases };
+module.exports = { freePort, portOpen, scratchDatabases, LOCAL_API_ENV };

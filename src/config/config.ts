@@ -1,7 +1,9 @@
 import { hostname } from 'node:os';
 import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { decodeInvite, type InviteToken, type NatsAuth } from '@lib/sync';
+import { isLoopbackHost, normalizeOrigin } from '../library/http/api-access';
 
 /** Every setting of a device, parsed and validated once at start (docs/http.md "Starting a device"). */
 export interface DeviceConfig {
@@ -22,6 +24,12 @@ export interface DeviceConfig {
   /** NATS_CREDS, NATS_USER and NATS_PASSWORD, NATS_TOKEN, or user:password@ in NATS_URL; null: none. */
   natsAuth: NatsAuth | null;
   port: number;
+  /** HOST: the address the HTTP API listens on (default 127.0.0.1: this machine only). */
+  host: string;
+  /** API_TOKEN: the secret every route but the health routes needs; required off loopback. */
+  apiToken: string | null;
+  /** API_ALLOWED_ORIGINS: browser origins allowed besides the device's own, normalized. */
+  apiAllowedOrigins: string[];
   syncEnabled: boolean;
   maxClockDriftMs: number;
   /** Heartbeat period; a peer missing three is offline (SYNC_HEARTBEAT_INTERVAL_MS, default 2000). */
@@ -39,6 +47,10 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/** A DNS name to listen on (resolved by the system), when HOST is not an IP address. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (s: string): boolean => UUID.test(s);
@@ -125,6 +137,27 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
 
   const { natsServers, natsAuth } = parseNats(get);
 
+  // `[::1]` as in a URL, `::1` to listen on
+  const host = (get('HOST') ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1');
+  if (!isIP(host) && !HOST_NAME.test(host)) throw new ConfigError('HOST', `not an address to listen on: "${host}"`);
+  // never echoed: a token in a message would end up in logs
+  const apiToken = get('API_TOKEN') ?? null;
+  if (apiToken === null && !isLoopbackHost(host))
+    throw new ConfigError(
+      'API_TOKEN',
+      `required when HOST (${host}) is not a loopback address: set a long random secret (openssl rand -hex 32)`,
+    );
+  const apiAllowedOrigins = (get('API_ALLOWED_ORIGINS') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((o) => {
+      // as copied from an address bar: `https://photos.example/` is that origin
+      const origin = normalizeOrigin(o.replace(/\/$/, ''));
+      if (origin === null) throw new ConfigError('API_ALLOWED_ORIGINS', `not an origin (scheme://host[:port]): "${o}"`);
+      return origin;
+    });
+
   return {
     deviceId: deviceId?.toLowerCase() ?? null,
     deviceName,
@@ -136,6 +169,9 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
     natsServers,
     natsAuth,
     port: parseInteger('PORT', get('PORT'), 3000, 0, 65535),
+    host,
+    apiToken,
+    apiAllowedOrigins,
     syncEnabled: parseBool('SYNC_ENABLED', get('SYNC_ENABLED'), true),
     maxClockDriftMs: parseInteger(
       'SYNC_MAX_CLOCK_DRIFT_MS',

@@ -353,7 +353,7 @@ export class LibraryHost {
       new ExpressAdapter(express()),
       { bodyParser: false, logger: this.logger$, abortOnError: false },
     );
-    configureHttp(app);
+    configureHttp(app, null);
     app.get(SyncMetrics).registry.setDefaultLabels({ library: libraryId });
     app.connectMicroservice({ strategy: app.get(NatsRpcServer) }, { inheritAppConfig: false });
     await app.startAllMicroservices();

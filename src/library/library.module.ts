@@ -11,6 +11,7 @@ import { MetadataController } from './metadata/metadata.controller';
 import { MetadataService } from './metadata/metadata.service';
 import { HealthService } from './status/health.service';
 import { StatusController } from './status/status.controller';
+import { StatusPageController } from './status/status-page.controller';
 import { TagsController } from './tags/tags.controller';
 import { TagsService } from './tags/tags.service';
 import { VolumesController } from './volumes/volumes.controller';
@@ -20,6 +21,7 @@ import { VolumesService } from './volumes/volumes.service';
 @Module({
   controllers: [
     StatusController,
+    StatusPageController,
     VolumesController,
     LocationsController,
     EntriesController,

@@ -2,10 +2,14 @@ import { Exit, runUntilExit as runToExit } from '../support/exit';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { createEmptyDatabase, createTestDatabase, dropTestDatabases, natsUrl, tempDataDir } from '../support/databases';
-import { DeviceProcess, waitFor } from '../support/device-harness';
+import { DeviceProcess, http, waitFor } from '../support/device-harness';
+import { portOpen } from '../support/services';
+import { rawRequest } from '../support/raw-http';
 
 /**
  * The device as a real process (dist/main.js), exactly as docs/http.md "Starting a device" promises:
@@ -26,6 +30,9 @@ const UNSET = {
   PORT: '',
   SYNC_ENABLED: '',
   SYNC_MAX_CLOCK_DRIFT_MS: '',
+  HOST: '',
+  API_TOKEN: '',
+  API_ALLOWED_ORIGINS: '',
 };
 
 function freePort(): Promise<number> {
@@ -280,5 +287,77 @@ describe('device process on embedded PGlite (DATA_DIR)', () => {
       color: '#ff0000',
     });
     expect((await stopWithin(p, 'SIGINT')).code).toBe(0);
+  });
+});
+
+/** An IPv4 address of this machine that is not loopback, if it has one. */
+function externalIPv4(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+}
+
+describe('device process: who may call the API', () => {
+  const TOKEN = `process-token-${randomUUID()}`;
+
+  it('listens on 127.0.0.1 only by default', async () => {
+    const p = device({ DATABASE_URL: await createTestDatabase() });
+    const port = await freePort();
+    await p.start(port);
+    expect((await p.req('GET', '/sync/status')).status).toBe(200);
+    const ip = externalIPv4();
+    if (ip) expect(await portOpen(ip, port, 1000)).toBe(false);
+    else console.warn('no non-loopback IPv4 address on this machine: the interface check is skipped');
+    expect(p.logTail(50)).toContain(`listening on http://127.0.0.1:${port}`);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+  });
+
+  it.each(['0.0.0.0', '::'])('HOST=%s without API_TOKEN: exit 1 naming API_TOKEN', async (host) => {
+    const exit = await runUntilExit({
+      LIBRARY_ID: randomUUID(),
+      DATA_DIR: tempDataDir('process-'),
+      NATS_URL: natsUrl(),
+      HOST: host,
+    });
+    expectConfigFailure(exit, 'API_TOKEN');
+  });
+
+  it('a bad API_ALLOWED_ORIGINS: exit 1 naming it, and the token appears nowhere', async () => {
+    const exit = await runUntilExit({
+      LIBRARY_ID: randomUUID(),
+      DATA_DIR: tempDataDir('process-'),
+      NATS_URL: natsUrl(),
+      HOST: '0.0.0.0',
+      API_TOKEN: TOKEN,
+      API_ALLOWED_ORIGINS: 'photos.example.com',
+    });
+    expectConfigFailure(exit, 'API_ALLOWED_ORIGINS');
+    expect(exit.stdout + exit.stderr).not.toContain(TOKEN);
+  });
+
+  it('HOST=0.0.0.0 with API_TOKEN: serves every interface, 401 without the token, 200 with it; never logs it', async () => {
+    const p = device({ DATABASE_URL: await createTestDatabase(), HOST: '0.0.0.0', API_TOKEN: TOKEN });
+    const port = await freePort();
+    await p.start(port); // waits on /health, which needs no token
+    const bare = await http(p.url, 'GET', '/sync/status');
+    expect(bare.status).toBe(401);
+    expect(bare.body).toMatchObject({ statusCode: 401, error: 'Unauthorized' });
+    expect((await p.req('GET', '/sync/status')).status).toBe(200);
+    expect((await p.req('POST', '/tags', { name: 'with token' })).status).toBe(201);
+    // a login and a wrong token: neither ends up in the log
+    expect((await rawRequest(`${p.url}/?token=${TOKEN}`, 'GET', {})).status).toBe(303);
+    expect(
+      (await http(p.url, 'GET', '/sync/status', undefined, 5000, { authorization: `Bearer ${TOKEN}x` })).status,
+    ).toBe(401);
+    const ip = externalIPv4();
+    if (ip) {
+      const remote = `http://${ip}:${port}`;
+      expect((await http(remote, 'GET', '/sync/status')).status).toBe(401);
+      expect((await http(remote, 'GET', '/sync/status', undefined, 5000, p.headers)).status).toBe(200);
+    }
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+    const log = readFileSync(p.logFile, 'utf8');
+    expect(log).toContain('API_TOKEN required');
+    expect(log).not.toContain(TOKEN);
   });
 });

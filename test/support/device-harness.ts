@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { LoggerService } from '@nestjs/common';
 import { ChildProcess, spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,17 +14,18 @@ export interface HttpResult<T = any> {
   body: T;
 }
 
-/** JSON over HTTP against a device (docs/http.md). */
+/** JSON over HTTP against a device (docs/http.md), with extra headers (Authorization, Origin, Cookie). */
 export async function http<T = any>(
   base: string,
   method: string,
   path: string,
   body?: unknown,
   timeoutMs = 30000,
+  headers: Record<string, string> = {},
 ): Promise<HttpResult<T>> {
   const res = await fetch(`${base}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     signal: AbortSignal.timeout(timeoutMs),
   });
@@ -37,8 +39,12 @@ export async function http<T = any>(
   return { status: res.status, body: parsed as T };
 }
 
+/** `Authorization: Bearer <token>`, or nothing without a token. */
+export const bearer = (token: string | null | undefined): Record<string, string> =>
+  token ? { authorization: `Bearer ${token}` } : {};
+
 /** Every item of a paged list. */
-export async function listAll<T = any>(base: string, path: string): Promise<T[]> {
+export async function listAll<T = any>(base: string, path: string, headers: Record<string, string> = {}): Promise<T[]> {
   const out: T[] = [];
   let cursor: string | null = null;
   for (;;) {
@@ -47,6 +53,9 @@ export async function listAll<T = any>(base: string, path: string): Promise<T[]>
       base,
       'GET',
       `${path}${sep}limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      undefined,
+      30000,
+      headers,
     );
     if (r.status !== 200) throw new Error(`GET ${path} -> ${r.status} ${JSON.stringify(r.body)}`);
     out.push(...r.body.items);
@@ -102,8 +111,14 @@ export interface TestDeviceOptions {
   maxClockDriftMs?: number;
   heartbeatIntervalMs?: number;
   backfillPauseMs?: number;
+  /** HOST (default 127.0.0.1), API_TOKEN (default none), API_ALLOWED_ORIGINS (default none). */
+  host?: string;
+  apiToken?: string | null;
+  apiAllowedOrigins?: string[];
   /** Nest log levels (default warnings and errors). */
   logLevels?: ('log' | 'error' | 'warn' | 'debug' | 'verbose' | 'fatal')[];
+  /** A logger of the test's own (to read what the device logs); wins over logLevels. */
+  logger?: LoggerService;
 }
 
 /** A device as a Nest application inside the test process. */
@@ -120,18 +135,22 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     natsServers: [o.natsUrl ?? natsUrl()],
     natsAuth: o.natsAuth ?? null,
     port: 0,
+    host: o.host ?? '127.0.0.1',
+    apiToken: o.apiToken ?? null,
+    apiAllowedOrigins: o.apiAllowedOrigins ?? [],
     syncEnabled: o.syncEnabled ?? true,
     maxClockDriftMs: o.maxClockDriftMs ?? 5 * 60_000,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 2000,
     backfillPauseMs: o.backfillPauseMs ?? 0,
   };
-  const device = await startDevice(config, o.logLevels ?? ['error', 'warn']);
+  const device = await startDevice(config, o.logger ?? o.logLevels ?? ['error', 'warn']);
   const url = `http://127.0.0.1:${device.port}`;
   return Object.assign(device, {
     url,
     config: { ...config, libraryId: device.libraryId },
-    req: <T = any>(method: string, path: string, body?: unknown) => http<T>(url, method, path, body),
-    list: <T = any>(path: string) => listAll<T>(url, path),
+    req: <T = any>(method: string, path: string, body?: unknown) =>
+      http<T>(url, method, path, body, 30000, bearer(config.apiToken)),
+    list: <T = any>(path: string) => listAll<T>(url, path, bearer(config.apiToken)),
   });
 }
 
@@ -157,7 +176,15 @@ export class DeviceProcess {
   async start(port: number, timeoutMs = 60000): Promise<void> {
     this.port = port;
     const log = openSync(this.logFile, 'a');
-    const env: Record<string, string> = { ...(process.env as Record<string, string>), ...this.env, PORT: String(port) };
+    // HOST and API_TOKEN of the test's own shell must not change how the device answers
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      HOST: '',
+      API_TOKEN: '',
+      API_ALLOWED_ORIGINS: '',
+      ...this.env,
+      PORT: String(port),
+    };
     for (const k of Object.keys(env)) if (env[k] === '') delete env[k];
     this.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
       cwd: ROOT,
@@ -176,12 +203,17 @@ export class DeviceProcess {
     );
   }
 
+  /** Sent with every request: the process's API_TOKEN. */
+  get headers(): Record<string, string> {
+    return bearer(this.env.API_TOKEN);
+  }
+
   req<T = any>(method: string, path: string, body?: unknown): Promise<HttpResult<T>> {
-    return http<T>(this.url, method, path, body);
+    return http<T>(this.url, method, path, body, 30000, this.headers);
   }
 
   list<T = any>(path: string): Promise<T[]> {
-    return listAll<T>(this.url, path);
+    return listAll<T>(this.url, path, this.headers);
   }
 
   /** Sends a signal and resolves with the exit code (or signal name) once the process is gone. */

@@ -57,6 +57,8 @@ const KNOWN_VARIABLES = [
   'SYNC_MAX_CLOCK_DRIFT_MS',
   'SYNC_HEARTBEAT_INTERVAL_MS',
   'SYNC_BACKFILL_PAUSE_MS',
+  'HOST',
+  'API_TOKEN',
 ];
 
 /** `${VAR:?message}` (compose interpolation) → VAR, else null. */
@@ -65,7 +67,12 @@ const interpolated = (value: string): string | null =>
 /** .env.example: what `cp .env.example .env` gives compose to interpolate. */
 const envExample = readDotEnv(join(ROOT, '.env.example'));
 const withEnvExample = (env: Record<string, string>): Record<string, string> =>
-  Object.fromEntries(Object.entries(env).map(([k, v]) => [k, envExample[interpolated(v) ?? ''] ?? v]));
+  Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [
+      k,
+      interpolated(v) === null ? v : envExample[interpolated(v)!] || `stand-in-${interpolated(v)}`,
+    ]),
+  );
 
 const deviceNames = Object.keys(services).filter((name) => services[name].build !== undefined);
 const devices = deviceNames.map((name) => ({ name, service: services[name], env: environmentOf(services[name]) }));
@@ -101,6 +108,28 @@ describe('docker-compose.yml', () => {
       expect(config.libraryId).toBe(d.env.LIBRARY_ID.toLowerCase());
       expect(config.syncEnabled).toBe(true);
     }
+  });
+
+  it('listens on every interface of its container, so it requires API_TOKEN, which comes from .env', () => {
+    const example = readFileSync(join(ROOT, '.env.example'), 'utf8');
+    expect(example).toMatch(/^API_TOKEN=$/m);
+    for (const d of devices) {
+      expect(d.env.HOST).toBe('0.0.0.0');
+      // no secret in the file: compose refuses to start without API_TOKEN in the environment or .env
+      expect(d.env.API_TOKEN).toMatch(/^\$\{API_TOKEN:\?[^}]+\}$/);
+      expect(parseConfig(withEnvExample(d.env), mkdtempSync(join(tmpdir(), 'compose-env-'))).apiToken).toBeTruthy();
+      expect(() => parseConfig({ ...d.env, API_TOKEN: '' }, mkdtempSync(join(tmpdir(), 'compose-env-')))).toThrow(
+        /API_TOKEN/,
+      );
+    }
+  });
+
+  it('publishes device ports on the loopback of the host only', () => {
+    for (const d of devices)
+      for (const p of d.service.ports ?? []) {
+        const hostIp = typeof p === 'object' ? p.host_ip : String(p).split(':').slice(0, -2).join(':');
+        expect(hostIp).toBe('127.0.0.1');
+      }
   });
 
   it('points every device at its own database on the Postgres service, created by the init script', () => {
@@ -228,10 +257,12 @@ describe('docker-compose.yml', () => {
       expect(new Set(ids).size).toBe(devices.length);
     });
 
-    it('gives .env.example a value for every variable compose requires', () => {
+    it('names in .env.example every variable compose requires (API_TOKEN left empty: the user sets it)', () => {
       const text = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8');
-      for (const [, variable] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*):\?/g))
-        expect(envExample[variable]).toBeTruthy();
+      for (const [, variable] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*):\?/g)) {
+        expect(Object.keys(envExample)).toContain(variable);
+        if (variable !== 'API_TOKEN') expect(envExample[variable]).toBeTruthy();
+      }
     });
   });
 });

@@ -33,6 +33,9 @@ describe('parseConfig', () => {
       natsServers: ['nats://127.0.0.1:4222'],
       natsAuth: null,
       port: 3000,
+      host: '127.0.0.1',
+      apiToken: null,
+      apiAllowedOrigins: [],
       syncEnabled: true,
       maxClockDriftMs: 5 * 60_000,
       heartbeatIntervalMs: 2000,
@@ -50,6 +53,9 @@ describe('parseConfig', () => {
         DATA_DIR: '/var/lib/device',
         NATS_URL: 'nats://n1:4222, nats://n2:4222 ,n3:4222',
         PORT: '3105',
+        HOST: '0.0.0.0',
+        API_TOKEN: ' s3cret-token ',
+        API_ALLOWED_ORIGINS: 'https://Photos.Example.com, http://localhost:8080/',
         SYNC_ENABLED: 'false',
         SYNC_MAX_CLOCK_DRIFT_MS: '1000',
         SYNC_HEARTBEAT_INTERVAL_MS: '500',
@@ -65,6 +71,9 @@ describe('parseConfig', () => {
       dataDir: '/var/lib/device',
       natsServers: ['nats://n1:4222', 'nats://n2:4222', 'n3:4222'],
       port: 3105,
+      host: '0.0.0.0',
+      apiToken: 's3cret-token',
+      apiAllowedOrigins: ['https://photos.example.com', 'http://localhost:8080'],
       syncEnabled: false,
       maxClockDriftMs: 1000,
       heartbeatIntervalMs: 500,
@@ -121,6 +130,14 @@ describe('parseConfig', () => {
     ['SYNC_MAX_CLOCK_DRIFT_MS', 'not an integer', { LIBRARY_ID: LIBRARY, SYNC_MAX_CLOCK_DRIFT_MS: '5m' }],
     ['SYNC_HEARTBEAT_INTERVAL_MS', 'below 100', { LIBRARY_ID: LIBRARY, SYNC_HEARTBEAT_INTERVAL_MS: '10' }],
     ['SYNC_BACKFILL_PAUSE_MS', 'not an integer', { LIBRARY_ID: LIBRARY, SYNC_BACKFILL_PAUSE_MS: 'soon' }],
+    ['API_TOKEN', 'missing off loopback', { LIBRARY_ID: LIBRARY, HOST: '0.0.0.0' }],
+    ['API_TOKEN', 'blank off loopback', { LIBRARY_ID: LIBRARY, HOST: '192.168.1.20', API_TOKEN: '  ' }],
+    ['API_TOKEN', 'missing on ::', { LIBRARY_ID: LIBRARY, HOST: '::' }],
+    ['API_TOKEN', 'missing on a host name', { LIBRARY_ID: LIBRARY, HOST: 'nas.local' }],
+    ['HOST', 'not an address', { LIBRARY_ID: LIBRARY, HOST: 'http://0.0.0.0' }],
+    ['API_ALLOWED_ORIGINS', 'a path', { LIBRARY_ID: LIBRARY, API_ALLOWED_ORIGINS: 'https://a.example/app' }],
+    ['API_ALLOWED_ORIGINS', 'no scheme', { LIBRARY_ID: LIBRARY, API_ALLOWED_ORIGINS: 'a.example' }],
+    ['API_ALLOWED_ORIGINS', 'null', { LIBRARY_ID: LIBRARY, API_ALLOWED_ORIGINS: 'https://a.example,null' }],
   ])('rejects %s (%s) with a one-line message naming it', (variable, _why, env) => {
     const e = errorOf(env);
     expect(e.variable).toBe(variable);
@@ -170,6 +187,22 @@ describe('parseConfig', () => {
       const e = errorOf({ LIBRARY_ID: LIBRARY, NATS_URL: 'nats://a:hunter2@n1', NATS_TOKEN: 't' });
       expect(e.message).not.toContain('hunter2');
     });
+  });
+
+  it.each(['127.0.0.1', '127.3.4.5', 'localhost', '::1', '[::1]'])(
+    'HOST=%s is loopback: no API_TOKEN needed',
+    (host) => {
+      expect(parseConfig({ LIBRARY_ID: LIBRARY, HOST: host }, emptyDir())).toMatchObject({
+        host: host.replace(/[[\]]/g, ''),
+        apiToken: null,
+      });
+    },
+  );
+
+  it('never puts API_TOKEN into its messages', () => {
+    const e = errorOf({ LIBRARY_ID: LIBRARY, HOST: '0.0.0.0', API_TOKEN: 'tok', API_ALLOWED_ORIGINS: 'nope' });
+    expect(e.variable).toBe('API_ALLOWED_ORIGINS');
+    expect(e.message).not.toContain('tok');
   });
 
   describe('.env file', () => {

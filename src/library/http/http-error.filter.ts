@@ -4,6 +4,7 @@ import { ConflictError, DomainError, InvalidInputError, JoinError, NotFoundError
 
 const REASON: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',

@@ -1,0 +1,24 @@
+import { randomBytes } from 'node:crypto';
+import { Controller, Get, Header, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { SyncStatusService } from '@lib/sync';
+import { renderStatusPage } from './status-page';
+
+/** GET /: the status page (docs/http.md "Health and sync state"); its login is api-guard.ts's. */
+@Controller()
+export class StatusPageController {
+  constructor(private readonly sync: SyncStatusService) {}
+
+  @Get()
+  @Header('content-type', 'text/html; charset=utf-8')
+  @Header('cache-control', 'no-store')
+  async page(@Res({ passthrough: true }) res: Response): Promise<string> {
+    const nonce = randomBytes(16).toString('base64');
+    // only its own script runs, it talks only to this device, and no other site may frame it
+    res.setHeader(
+      'Content-Security-Policy',
+      `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`,
+    );
+    return renderStatusPage(await this.sync.status(), nonce);
+  }
+}
