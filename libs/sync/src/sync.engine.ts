@@ -89,8 +89,18 @@ export class SyncEngine {
     // presence from a previous run is stale: a peer's first heartbeat now counts as "came online".
     // Reset before anything is subscribed, so no heartbeat of this run is wiped.
     await this.devices.markAllPeersOffline(this.db);
-    this.unsubscribe.push(this.signal.on('owned', () => this.parts.ownedLoop.wake()));
-    this.unsubscribe.push(this.signal.on('shared', () => this.parts.sharedLoop.wake()));
+    this.unsubscribe.push(
+      this.signal.on('owned', () => {
+        this.parts.presence.headsChanged();
+        this.parts.ownedLoop.wake();
+      }),
+    );
+    this.unsubscribe.push(
+      this.signal.on('shared', () => {
+        this.parts.presence.headsChanged();
+        this.parts.sharedLoop.wake();
+      }),
+    );
     this.parts.presence.start();
     this.parts.pruner.start(this.options.pruneIntervalMs ?? 30_000);
     this.parts.transport.onConnected(() => void this.link());

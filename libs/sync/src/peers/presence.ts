@@ -19,6 +19,9 @@ export interface PresenceEvents {
   trustDigest(id: string, digest: string | undefined): void;
 }
 
+/** Heartbeats between two readings of this device's stream heads while it writes nothing. */
+const HEADS_REFRESH_BEATS = 10;
+
 /**
  * Heartbeats over core NATS carrying this device's watermarks, and explicit acks after applying
  * an origin's changes. A peer that misses three heartbeats is marked offline. Acks from either
@@ -28,6 +31,15 @@ export class PresenceService {
   private readonly logger = new Logger('Presence');
   private timer: NodeJS.Timeout | null = null;
   private readonly ackTimers = new Map<string, NodeJS.Timeout>();
+  /** When each peer's last heartbeat arrived (this run): only they can turn stale. */
+  private readonly heard = new Map<string, number>();
+  /** This device's stream heads as last read, and the local-write generation they were read at. */
+  private headsRead: {
+    value: { ownedHead: string | null; sharedHead: string | null };
+    gen: number;
+    beats: number;
+  } | null = null;
+  private headsGen = 0;
   private subscribed = false;
 
   constructor(
@@ -58,10 +70,36 @@ export class PresenceService {
     void this.tick();
   }
 
+  /** A local write moved this device's heads: the next heartbeat reads them again. */
+  headsChanged(): void {
+    this.headsGen++;
+  }
+
+  /**
+   * This device's stream heads: they move with its own writes (headsChanged), so a heartbeat reads
+   * them again only after one, and every HEADS_REFRESH_BEATS beats in any case (rows of its own
+   * that came back by backfill or catch-up, collected tombstones).
+   */
+  private async currentHeads(): Promise<{ ownedHead: string | null; sharedHead: string | null }> {
+    const r = this.headsRead;
+    if (r && r.gen === this.headsGen && r.beats < HEADS_REFRESH_BEATS) {
+      r.beats++;
+      return r.value;
+    }
+    const gen = this.headsGen;
+    const value = await this.heads();
+    this.headsRead = { value, gen, beats: 1 };
+    return value;
+  }
+
   private async tick(): Promise<void> {
     try {
       await this.beat();
-      const stale = await this.devices.markStaleOffline(this.db, new Date(Date.now() - 3 * this.intervalMs));
+      // peers are marked online only by their heartbeats: with none gone quiet, nobody is stale
+      const before = Date.now() - 3 * this.intervalMs;
+      if (![...this.heard.values()].some((t) => t < before)) return;
+      const stale = await this.devices.markStaleOffline(this.db, new Date(before));
+      for (const [id, t] of this.heard) if (t < before) this.heard.delete(id);
       for (const id of stale) {
         this.logger.log(`peer ${id} missed three heartbeats: offline`);
         this.metrics.peerOnline.set({ peer: id }, 0);
@@ -82,7 +120,7 @@ export class PresenceService {
       phase: this.phase(),
       hlc: this.clock.current(),
       ...(await this.devices.watermarks(this.db)),
-      ...(await this.heads()),
+      ...(await this.currentHeads()),
       trust: this.trustDigest(),
     };
     this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));
@@ -145,6 +183,7 @@ export class PresenceService {
       if (before?.removed_at) return;
       await this.devices.upsertPeer(this.db, { id: hb.origin, name: hb.name, libraryId: this.self.libraryId });
       await this.devices.markSeen(this.db, hb.origin, new Date());
+      this.heard.set(hb.origin, Date.now());
       await this.devices.recordAcks(this.db, hb.origin, {
         shared: hb.shared[this.self.id],
         state: hb.state[this.self.id],
