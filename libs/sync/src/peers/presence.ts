@@ -40,6 +40,11 @@ export class PresenceService {
     beats: number;
   } | null = null;
   private headsGen = 0;
+  private watermarksRead: {
+    value: { state: Record<string, string>; shared: Record<string, string> };
+    at: number;
+    beats: number;
+  } | null = null;
   private subscribed = false;
 
   constructor(
@@ -92,6 +97,19 @@ export class PresenceService {
     return value;
   }
 
+  /** What `watermarks` returned, read again once the repository says they may have moved (and every 10 beats). */
+  private async currentWatermarks(): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
+    const r = this.watermarksRead;
+    if (r && r.at === this.devices.watermarksMoved && r.beats < HEADS_REFRESH_BEATS) {
+      r.beats++;
+      return r.value;
+    }
+    const at = this.devices.watermarksMoved;
+    const value = await this.devices.watermarks(this.db);
+    this.watermarksRead = { value, at, beats: 1 };
+    return value;
+  }
+
   private async tick(): Promise<void> {
     try {
       await this.beat();
@@ -119,7 +137,7 @@ export class PresenceService {
       name: this.self.name,
       phase: this.phase(),
       hlc: this.clock.current(),
-      ...(await this.devices.watermarks(this.db)),
+      ...(await this.currentWatermarks()),
       ...(await this.currentHeads()),
       trust: this.trustDigest(),
     };
@@ -128,6 +146,8 @@ export class PresenceService {
 
   /** Tells `origin` soon (coalesced per origin) how far we have applied its streams. */
   scheduleAck(origin: string): void {
+    // something was applied (and committed): the next heartbeat reads the watermarks again
+    this.watermarksRead = null;
     if (this.ackTimers.has(origin)) return;
     this.ackTimers.set(
       origin,

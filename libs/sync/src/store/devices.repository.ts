@@ -83,6 +83,7 @@ export class DevicesRepository {
 
   /** Records a peer we heard of (a hello, a heartbeat, a change); never resurrects a removed one by itself. */
   async upsertPeer(db: DbOrTx, peer: { id: string; name: string; libraryId: string }): Promise<void> {
+    this.watermarksMoved++;
     await db
       .insertInto('devices')
       .values({ id: peer.id, name: peer.name, library_id: peer.libraryId, is_self: false, online: false })
@@ -92,6 +93,7 @@ export class DevicesRepository {
 
   /** Makes sure a device we received changes from is known, without knowing its name yet. */
   async ensurePeer(db: DbOrTx, id: string): Promise<void> {
+    this.watermarksMoved++;
     const self = await db
       .selectFrom('devices')
       .select(['id', 'library_id'])
@@ -112,6 +114,12 @@ export class DevicesRepository {
     return db.selectFrom('devices').selectAll().where('is_self', '=', false).orderBy('id').execute();
   }
 
+  /**
+   * Counts the calls that may move what `watermarks` returns (peers added or removed, watermarks
+   * raised), so that a reader can tell it is still current (PresenceService).
+   */
+  watermarksMoved = 0;
+
   /** How far we have applied each peer's streams: owner → state cursor, origin → shared stamp. */
   async watermarks(db: DbOrTx): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
     const state: Record<string, string> = {};
@@ -129,12 +137,14 @@ export class DevicesRepository {
 
   /** Raises a peer's state watermark (our applied position in its owned stream); never lowers it. */
   async raiseStateWatermark(db: DbOrTx, id: string, cursor: string): Promise<void> {
+    this.watermarksMoved++;
     await sql`update devices set state_watermark = ${cursor} where id = ${id} and (state_watermark is null or state_watermark < ${cursor})`.execute(
       db,
     );
   }
 
   async raiseSharedWatermark(db: DbOrTx, id: string, hlc: string): Promise<void> {
+    this.watermarksMoved++;
     await sql`update devices set shared_watermark = ${hlc} where id = ${id} and (shared_watermark is null or shared_watermark < ${hlc})`.execute(
       db,
     );
@@ -222,6 +232,7 @@ export class DevicesRepository {
 
   /** Takes a device out of the library: it no longer counts for pruning or tombstone collection. */
   async markRemoved(db: DbOrTx, id: string): Promise<boolean> {
+    this.watermarksMoved++;
     const res = await db
       .updateTable('devices')
       .set({ removed_at: new Date(), online: false })
