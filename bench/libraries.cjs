@@ -81,10 +81,10 @@ async function main() {
     NATS_URL: nats.url,
     LIBRARY_ID: randomUUID(),
     LIBRARY_KEY: randomBytes(32).toString('base64'),
-    HOST: '',
+    // on loopback without a token, whatever a .env in the working directory says (empty wins over it)
+    HOST: '127.0.0.1',
     API_TOKEN: '',
   };
-  for (const k of Object.keys(env)) if (env[k] === '') delete env[k];
   const profile = process.env.BENCH_PROFILE_DIR
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`, '--cpu-prof-name=libraries.cpuprofile']
     : [];
