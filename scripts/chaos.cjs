@@ -7,29 +7,54 @@
 //
 // Needs Postgres (CHAOS_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
 // `nats-server` on PATH; device c runs on embedded PGlite. CHAOS_SECONDS sets the write phase
-// (default 60). Exit code 0: converged and nothing lost; 1 otherwise. Logs stay in the printed dir
-// on failure.
+// (default 60). CHAOS_SEED (default: random) seeds every random choice of the run (which writes,
+// where, which ids); timing still varies, so a seed that failed once may pass on a rerun.
+// CHAOS_RUNS=N runs N times in a row (seeds CHAOS_SEED, +1, +2, ...) and prints every run's seed,
+// result and convergence time, and the seeds that failed. Exit code 0: converged and nothing
+// lost (every run); 1 otherwise. Logs stay in the printed dir on failure.
 'use strict';
 
 const { spawn } = require('node:child_process');
-const { randomBytes, randomUUID } = require('node:crypto');
+const { randomBytes } = require('node:crypto');
 const { mkdtempSync, openSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('./lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
+const RUNS = Number(process.env.CHAOS_RUNS || 1);
+const SEED = Number(process.env.CHAOS_SEED || Math.floor(random() * 2 ** 31));
+
+/** mulberry32: a small seeded generator, so that a run's random choices can be replayed. */
+function seeded(seed) {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(t ^ (t >>> 15), 1 | t);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = seeded(SEED);
+/** A uuid from the seeded generator (ids of the run's writes). */
+function seededUuid() {
+  const b = Buffer.from(Array.from({ length: 16 }, () => Math.floor(random() * 256)));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 const PG = process.env.CHAOS_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env.CHAOS_SECONDS || 60);
 const dir = mkdtempSync(join(tmpdir(), 'chaos-'));
-const library = randomUUID();
+const library = seededUuid();
 const libraryKey = randomBytes(32).toString('base64');
 const dbs = scratchDatabases(PG);
 let keep = false; // on failure the databases stay for inspection
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (m) => console.log(`[chaos ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
 const T0 = Date.now();
-const pick = (xs) => xs[Math.floor(Math.random() * xs.length)];
+const pick = (xs) => xs[Math.floor(random() * xs.length)];
 
 // --- the broker --------------------------------------------------------------------------------
 const nats = { port: 0, proc: null, store: join(dir, 'js') };
@@ -53,7 +78,7 @@ async function natsKill() {
 // --- devices -----------------------------------------------------------------------------------
 const devices = [];
 async function device(name, embedded) {
-  const d = { name, port: await freePort(), id: randomUUID(), env: {}, proc: null, up: false };
+  const d = { name, port: await freePort(), id: seededUuid(), env: {}, proc: null, up: false };
   d.env = {
     DEVICE_ID: d.id,
     DEVICE_NAME: name,
@@ -117,11 +142,11 @@ const stats = { ok: 0, refused: 0, unanswered: 0 };
 
 async function step(d) {
   const mine = locations.get(d.name) ?? [];
-  const roll = Math.random();
+  const roll = random();
   const myEntries = () => [...entries].filter(([, e]) => e.owner === d.name).map(([id]) => id);
   let req;
   if (mine.length === 0 || roll < 0.05) {
-    const id = randomUUID();
+    const id = seededUuid();
     req = [
       'POST',
       '/locations',
@@ -131,8 +156,8 @@ async function step(d) {
     ];
   } else if (roll < 0.45) {
     const loc = pick(mine);
-    const items = Array.from({ length: 1 + Math.floor(Math.random() * 300) }, (_, i) => ({
-      id: randomUUID(),
+    const items = Array.from({ length: 1 + Math.floor(random() * 300) }, (_, i) => ({
+      id: seededUuid(),
       locationId: loc,
       name: `f${i}.jpg`,
       path: `/x/f${i}.jpg`,
@@ -152,7 +177,7 @@ async function step(d) {
     req = [
       'PATCH',
       `/entries/${id}`,
-      { name: `renamed-${Math.random().toString(36).slice(2, 7)}.jpg` },
+      { name: `renamed-${random().toString(36).slice(2, 7)}.jpg` },
       () => undefined,
       [],
     ];
@@ -175,7 +200,7 @@ async function step(d) {
       [loc, ...[...entries].filter(([, e]) => e.location === loc).map(([id]) => id)],
     ];
   } else if (roll < 0.72) {
-    const id = randomUUID();
+    const id = seededUuid();
     req = [
       'POST',
       '/tags',
@@ -192,14 +217,14 @@ async function step(d) {
     req = [
       'PUT',
       `/entries/${pick([...entries.keys()])}/metadata`,
-      { favorite: Math.random() < 0.5, notes: `n${Math.floor(Math.random() * 100)}` },
+      { favorite: random() < 0.5, notes: `n${Math.floor(random() * 100)}` },
       () => undefined,
       [],
     ];
   } else if (tags.size && entries.size) {
     const t = pick([...tags]);
     const e = pick([...entries.keys()]);
-    req = [Math.random() < 0.7 ? 'PUT' : 'DELETE', `/tags/${t}/entries/${e}`, undefined, () => undefined, []];
+    req = [random() < 0.7 ? 'PUT' : 'DELETE', `/tags/${t}/entries/${e}`, undefined, () => undefined, []];
   } else return;
   const [method, path, body, onOk, ids] = req;
   try {
@@ -294,6 +319,7 @@ async function main() {
     `writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`,
   );
 
+  const writesDone = Date.now();
   const deadline = Date.now() + 180_000;
   let last = [];
   let waits = 0;
@@ -338,7 +364,9 @@ async function main() {
     }
     await sleep(1000);
   }
-  say(`converged: ${devices.length} devices report the same digest ${last[0].slice(0, 200)}…`);
+  say(
+    `converged in ${((Date.now() - writesDone) / 1000).toFixed(1)} s after the writes: ${devices.length} devices report the same digest ${last[0].slice(0, 200)}…`,
+  );
   let lost = 0;
   for (const d of devices) {
     const held = await allEntryIds(d);
@@ -358,21 +386,60 @@ async function main() {
   say(`every acknowledged entry is on every device (${entries.size}), nothing deleted came back`);
 }
 
-main()
-  .catch((e) => {
+/** CHAOS_RUNS > 1: one child run per seed, in a row, and a summary of them all. */
+async function runMany() {
+  const results = [];
+  for (let i = 0; i < RUNS; i++) {
+    const seed = SEED + i;
+    const started = Date.now();
+    const child = spawn(process.execPath, [__filename], {
+      env: { ...process.env, CHAOS_SEED: String(seed), CHAOS_RUNS: '1' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (b) => {
+      out += b;
+      process.stdout.write(b);
+    });
+    const code = await new Promise((r) => child.once('exit', (c) => r(c ?? 1)));
+    const converged = /converged in ([0-9.]+) s/.exec(out)?.[1] ?? null;
+    results.push({ seed, ok: code === 0, converged, seconds: ((Date.now() - started) / 1000).toFixed(0) });
+    console.log(`[chaos] run ${i + 1}/${RUNS} seed ${seed}: ${code === 0 ? 'ok' : 'FAILED'}`);
+  }
+  console.log('\nseed        result  converged after writes  run');
+  for (const r of results)
+    console.log(
+      `${String(r.seed).padEnd(11)} ${(r.ok ? 'ok' : 'FAILED').padEnd(7)} ${(r.converged ? `${r.converged} s` : '-').padEnd(23)} ${r.seconds} s`,
+    );
+  const failed = results.filter((r) => !r.ok).map((r) => r.seed);
+  console.log(failed.length ? `failed seeds: ${failed.join(' ')}` : `all ${RUNS} runs converged with nothing lost`);
+  process.exitCode = failed.length ? 1 : 0;
+  rmSync(dir, { recursive: true, force: true }); // this process's own, unused: each run has its own
+}
+
+if (RUNS > 1) {
+  runMany().catch((e) => {
     console.error(e);
     process.exitCode = 1;
-  })
-  .finally(async () => {
-    for (const d of devices)
-      if (d.proc && d.proc.exitCode === null) {
-        d.proc.kill('SIGCONT');
-        d.proc.kill('SIGKILL');
-      }
-    if (nats.proc) nats.proc.kill('SIGKILL');
-    await sleep(500);
-    if (keep) console.log(`databases kept: ${dbs.names.join(', ')}`);
-    else await dbs.dropAll();
-    if (!process.exitCode) rmSync(dir, { recursive: true, force: true });
-    else console.log(`logs kept in ${dir}`);
   });
+} else {
+  say(`seed ${SEED} (replay: CHAOS_SEED=${SEED} npm run chaos)`);
+  main()
+    .catch((e) => {
+      console.error(e);
+      process.exitCode = 1;
+    })
+    .finally(async () => {
+      for (const d of devices)
+        if (d.proc && d.proc.exitCode === null) {
+          d.proc.kill('SIGCONT');
+          d.proc.kill('SIGKILL');
+        }
+      if (nats.proc) nats.proc.kill('SIGKILL');
+      await sleep(500);
+      if (keep) console.log(`databases kept: ${dbs.names.join(', ')}`);
+      else await dbs.dropAll();
+      if (!process.exitCode) rmSync(dir, { recursive: true, force: true });
+      else console.log(`logs kept in ${dir}`);
+    });
+}
