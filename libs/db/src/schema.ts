@@ -192,6 +192,16 @@ export interface DeviceLibrariesTable {
   created_at: Generated<Date>;
 }
 
+/** Incremental range digests, kept by triggers (migration 20261204000000_anti_entropy). */
+export interface SyncRangesTable {
+  model: string;
+  owner: string;
+  bucket: number;
+  /** XOR of the bucket's row hashes (int8: read as a string). */
+  hash: string;
+  count: number;
+}
+
 export interface Database {
   device_libraries: DeviceLibrariesTable;
   device_keys: DeviceKeysTable;
@@ -213,4 +223,5 @@ export interface Database {
   shared_changes: SharedChangesTable;
   dead_letters: DeadLettersTable;
   sync_checkpoints: SyncCheckpointsTable;
+  sync_ranges: SyncRangesTable;
 }

@@ -1,4 +1,5 @@
 import type { Db } from '@lib/db';
+import { AntiEntropy } from './antientropy/anti-entropy';
 import { BackfillService } from './backfill/backfill';
 import { StateTransfer } from './backfill/state-transfer';
 import type { ClockService } from './clock/clock.service';
@@ -94,6 +95,20 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     async () => (await discover()).map((p) => p.deviceId),
     engine.catchUpAllowed,
   );
+  const heartbeatMs = o.heartbeatIntervalMs ?? 2000;
+  const antiEntropy = new AntiEntropy(
+    db,
+    peers,
+    ownedRepo,
+    sharedRepo,
+    clock,
+    metrics,
+    o.deviceId,
+    heartbeatMs,
+    () => engine.phase() === 'ready',
+    () => devices.watermarksMoved,
+    async (id) => (await devices.get(db, id))?.online ?? false,
+  );
   const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
   const backfill = new BackfillService(db, peers, stateTransfer, ownedApplier, devices, self, backfillOptions);
   const presence = new PresenceService(
@@ -103,7 +118,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     clock,
     metrics,
     self,
-    o.heartbeatIntervalMs ?? 2000,
+    heartbeatMs,
     engine.phase,
     async () => ({
       ownedHead: await ownedRepo.streamHead(db, o.deviceId),
@@ -115,7 +130,9 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
       peerOnline: (id) => catchUps.schedule(id),
       acknowledged: () => void pruner.pruneAcknowledged(),
       peerAhead: (id, signature) => catchUps.peerAhead(id, signature),
+      heartbeat: (hb) => void antiEntropy.heartbeat(hb),
     },
+    () => antiEntropy.current(true),
   );
 
   const receiver = new LogReceiver(db, devices, ownedApplier, sharedApplier, metrics, o.deviceId, {
@@ -161,6 +178,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     invites,
     discover,
     presence,
+    antiEntropy,
     catchUps,
     pruner,
     removal,
