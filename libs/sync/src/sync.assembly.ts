@@ -105,8 +105,8 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     metrics,
     o.deviceId,
     heartbeatMs,
-    () => engine.phase() === 'ready',
-    () => devices.watermarksMoved,
+    // quiet here: ready, and no catch-up applying a peer's pages
+    () => engine.phase() === 'ready' && !catchUps.running,
     async (id) => (await devices.get(db, id))?.online ?? false,
   );
   const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
@@ -136,7 +136,10 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   );
 
   const receiver = new LogReceiver(db, devices, ownedApplier, sharedApplier, metrics, o.deviceId, {
-    applied: (origin) => presence.scheduleAck(origin),
+    applied: (origin) => {
+      presence.scheduleAck(origin);
+      antiEntropy.changed();
+    },
     gap: (origin, kind) => catchUps.gap(origin, kind),
     removed: (msg) => removal.received(msg),
   });

@@ -52,7 +52,7 @@ export class AntiEntropy {
   private readonly logger = new Logger('AntiEntropy');
   private readonly repo = new RangesRepository();
   private readonly views = new Map<string, PeerView>();
-  /** Local writes and repairs; with the devices' watermark moves, our change generation. */
+  /** Our change generation: local writes, applied messages, repairs. */
   private changes = 0;
   private cache: { value: Record<string, string>; gen: number; beats: number } | null = null;
   private stopped = false;
@@ -68,19 +68,17 @@ export class AntiEntropy {
     private readonly heartbeatMs: number,
     /** This device is ready (not backfilling or catching up). */
     private readonly ready: () => boolean,
-    /** Bumped by every watermark raise (applies, catch-up, backfill). */
-    private readonly watermarksMoved: () => number,
     /** Whether a device is online now. */
     private readonly online: (id: string) => Promise<boolean>,
   ) {}
 
-  /** Something was written here (a local write): the digests are read again. */
+  /** Something was written or applied here: the digests are read again. */
   changed(): void {
     this.changes++;
   }
 
   private generation(): number {
-    return this.changes + this.watermarksMoved();
+    return this.changes;
   }
 
   /**
