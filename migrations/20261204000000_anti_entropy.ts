@@ -5,7 +5,11 @@ import { Kysely, sql } from 'kysely';
 // sync_ranges holds, per (model, owner, bucket), the XOR of the 64-bit hashes of the rows in that
 // bucket and their count. A bucket is the first 12 bits of the row's id (its first key column for
 // memberships): 4096 buckets. Shared models use the nil owner. Statement-level triggers with
-// transition tables keep it current with one grouped upsert per statement.
+// transition tables record each statement's grouped contribution (XOR of hashes, signed count per
+// bucket) in sync_range_deltas, append-only; sync_ranges_fold() folds the deltas into sync_ranges
+// (one grouped upsert), and is called before sync_ranges is read. Writers never lock a
+// sync_ranges row: transactions writing the same buckets (the backfill's writers, which order
+// their commits) would otherwise wait on each other's bucket rows, and could deadlock.
 //
 // A row's hash covers its canonical synced content: every synced column (owned rows, version
 // included), or keys, field values, field clocks and delete stamp (shared records; updated_hlc is
@@ -83,19 +87,29 @@ function contribution(t: TableSpec, rel: string, sign: 1 | -1): string {
       sync_row_hash_${t.table}(x) as h, ${sign} as c from ${rel} x`;
 }
 
-function upsert(source: string): string {
-  return `insert into sync_ranges (model, owner, bucket, hash, count)
-      select model, owner, bucket, bit_xor(h), sum(c)::int from (${source}) s
-      group by model, owner, bucket having bit_xor(h) <> 0 or sum(c) <> 0 order by model, owner, bucket
+/** The grouped contribution of `source`'s rows, in bucket order. */
+function grouped(source: string): string {
+  return `select model, owner, bucket, bit_xor(h) as hash, sum(c)::int as count from (${source}) s
+      group by model, owner, bucket having bit_xor(h) <> 0 or sum(c) <> 0 order by model, owner, bucket`;
+}
+
+/** Adds grouped rows to sync_ranges. */
+function upsert(groupedSql: string): string {
+  return `insert into sync_ranges (model, owner, bucket, hash, count) ${groupedSql}
       on conflict (model, owner, bucket) do update
       set hash = sync_ranges.hash # excluded.hash, count = sync_ranges.count + excluded.count;`;
+}
+
+/** Appends a statement's contribution to sync_range_deltas (no conflict, no row lock). */
+function delta(source: string): string {
+  return `insert into sync_range_deltas (model, owner, bucket, hash, count) ${grouped(source)};`;
 }
 
 function triggers(t: TableSpec): string {
   const fn = (event: string, source: string) => `
     create function sync_ranges_${t.table}_${event}() returns trigger language plpgsql as $$
     begin
-      ${upsert(source)}
+      ${delta(source)}
       return null;
     end $$;`;
   return `
@@ -122,6 +136,20 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       count int not null,
       primary key (model, owner, bucket)
     );
+    create table sync_range_deltas (
+      model text not null,
+      owner uuid not null,
+      bucket int not null,
+      hash bigint not null,
+      count int not null
+    );
+    -- folds the committed deltas into sync_ranges; one fold at a time (a fold is a short statement)
+    create function sync_ranges_fold() returns void language plpgsql as $$
+    begin
+      perform pg_advisory_xact_lock(hashtext('sync_ranges_fold'));
+      with d as (delete from sync_range_deltas returning model, owner, bucket, hash, count)
+      ${upsert(grouped('select model, owner, bucket, hash as h, count as c from d'))}
+    end $$;
     create function sync_h(t text) returns bigint language sql immutable strict as $$
       select ('x' || substr(md5(t), 1, 16))::bit(64)::bigint
     $$;
@@ -133,7 +161,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     $$;
     ${TABLES.map(hashFunction).join('\n')}
     ${TABLES.map(triggers).join('\n')}
-    ${TABLES.map((t) => upsert(contribution(t, t.table, 1))).join('\n')}
+    ${TABLES.map((t) => upsert(grouped(contribution(t, t.table, 1)))).join('\n')}
   `,
     )
     .execute(db);
@@ -151,8 +179,8 @@ export async function down(db: Kysely<unknown>): Promise<void> {
       drop function sync_ranges_${t.table}_ins(), sync_ranges_${t.table}_upd(), sync_ranges_${t.table}_del(),
         sync_row_hash_${t.table}(${t.table});`,
     ).join('\n')}
-    drop function sync_h(text), sync_bucket(uuid), sync_ts(timestamptz);
-    drop table sync_ranges;
+    drop function sync_h(text), sync_bucket(uuid), sync_ts(timestamptz), sync_ranges_fold();
+    drop table sync_ranges, sync_range_deltas;
   `,
     )
     .execute(db);

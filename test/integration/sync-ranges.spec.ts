@@ -35,6 +35,7 @@ const TABLES: { table: string; model: string; owner: string; bucket: string }[] 
 type RangeRow = { model: string; owner: string; bucket: number; hash: string; count: number };
 
 async function kept(db: Db): Promise<RangeRow[]> {
+  await sql`select sync_ranges_fold()`.execute(db);
   const r = await sql<RangeRow>`select model, owner::text as owner, bucket, hash::text as hash, count from sync_ranges
     where hash <> 0 or count <> 0 order by model, owner, bucket`.execute(db);
   return r.rows;
@@ -162,4 +163,33 @@ describe.each(DB_MODES)('sync_ranges (%s)', (mode) => {
       ['fff00000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff'],
     ]);
   });
+
+  (mode === 'postgres' ? it : it.skip)(
+    'writers of the same buckets never wait on each other (a later transaction may commit first)',
+    async () => {
+      const owner = OWNERS[1];
+      // ids of one bucket (the same first 12 bits)
+      const ids = (n: number) => Array.from({ length: n }, () => `abc${randomUUID().slice(3)}`);
+      const insert = (tx: Db, batch: string[]) =>
+        sql`insert into entries (id, device_id, location_id, name, path, kind, size_bytes, modified_at, version, updated_at)
+          select x, ${owner}::uuid, gen_random_uuid(), 'n', '/p', 'file', 1, now(), ${hlc(5, owner)}, now()
+          from unnest(${batch}::uuid[]) x`.execute(tx);
+      let wrote!: () => void;
+      const written = new Promise<void>((r) => (wrote = r));
+      let release!: () => void;
+      const mayCommit = new Promise<void>((r) => (release = r));
+      const first = db.transaction().execute(async (tx) => {
+        await insert(tx, ids(50));
+        wrote();
+        await mayCommit;
+      });
+      await written;
+      const second = db.transaction().execute((tx) => insert(tx, ids(50)));
+      const blocked = new Promise((_, reject) => setTimeout(() => reject(new Error('the second writer waited')), 5000));
+      await Promise.race([second, blocked]);
+      release();
+      await first;
+      expect(await kept(db)).toEqual(await recomputed(db));
+    },
+  );
 });

@@ -202,6 +202,9 @@ export interface SyncRangesTable {
   count: number;
 }
 
+/** What the triggers appended since the last sync_ranges_fold(): same columns, no key. */
+export type SyncRangeDeltasTable = SyncRangesTable;
+
 export interface Database {
   device_libraries: DeviceLibrariesTable;
   device_keys: DeviceKeysTable;
@@ -224,4 +227,5 @@ export interface Database {
   dead_letters: DeadLettersTable;
   sync_checkpoints: SyncCheckpointsTable;
   sync_ranges: SyncRangesTable;
+  sync_range_deltas: SyncRangeDeltasTable;
 }

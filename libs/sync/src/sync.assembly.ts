@@ -107,7 +107,6 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     heartbeatMs,
     // quiet here: ready, and no catch-up applying a peer's pages
     () => engine.phase() === 'ready' && !catchUps.running,
-    async (id) => (await devices.get(db, id))?.online ?? false,
   );
   const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
   const backfill = new BackfillService(db, peers, stateTransfer, ownedApplier, devices, self, backfillOptions);

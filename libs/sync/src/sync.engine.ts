@@ -109,6 +109,7 @@ export class SyncEngine {
       }),
     );
     this.parts.presence.start();
+    this.parts.antiEntropy.start();
     this.parts.pruner.start(this.options.pruneIntervalMs ?? 30_000);
     this.parts.transport.onConnected(() => void this.link());
     this.parts.transport.start();

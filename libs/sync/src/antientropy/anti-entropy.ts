@@ -56,6 +56,7 @@ export class AntiEntropy {
   private changes = 0;
   private cache: { value: Record<string, string>; gen: number; beats: number } | null = null;
   private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly db: Db,
@@ -68,8 +69,6 @@ export class AntiEntropy {
     private readonly heartbeatMs: number,
     /** This device is ready (not backfilling or catching up). */
     private readonly ready: () => boolean,
-    /** Whether a device is online now. */
-    private readonly online: (id: string) => Promise<boolean>,
   ) {}
 
   /** Something was written or applied here: the digests are read again. */
@@ -113,6 +112,14 @@ export class AntiEntropy {
 
   /** A peer's heartbeat: compares its digests with ours (a peer without them is left alone). */
   async heartbeat(hb: Heartbeat): Promise<void> {
+    try {
+      await this.compare(hb);
+    } catch (e) {
+      this.logger.warn(`ranges of ${hb.origin} not compared: ${(e as Error).message}`);
+    }
+  }
+
+  private async compare(hb: Heartbeat): Promise<void> {
     if (!hb.ranges || this.stopped) return;
     const theirs = hb.ranges;
     const ours = await this.current();
@@ -160,12 +167,9 @@ export class AntiEntropy {
       const m = rangeModel(key.slice(0, sep));
       const owner = key.slice(sep + 1);
       if (!m || !UUID.test(owner)) continue;
-      if (m.kind === 'shared' ? owner !== NIL_OWNER : owner !== peer) {
-        // owned data: only its owner's copy is the truth (and ours, when we own it, is)
-        if (m.kind !== 'shared' && owner !== this.selfId && !(await this.online(owner)))
-          this.logger.debug?.(`${key} differs from ${peer}; its owner is offline: left for later`);
-        continue;
-      }
+      // owned data only with its owner, whose copy is the truth (ours, when we are the owner): a
+      // peer that is not the owner leaves it to the owner's heartbeats (none while it is offline)
+      if (m.kind === 'shared' ? owner !== NIL_OWNER : owner !== peer) continue;
       if (!counted) {
         this.metrics.reconciliations.inc();
         counted = true;
@@ -345,8 +349,17 @@ export class AntiEntropy {
     );
   }
 
+  /** Folds the triggers' deltas now and then, heartbeats or not (offline, nothing keeps them small otherwise). */
+  start(foldEveryMs = 30_000): void {
+    this.timer = setInterval(() => {
+      this.repo.fold(this.db).catch((e) => this.logger.warn(`range deltas not folded: ${(e as Error).message}`));
+    }, foldEveryMs);
+    this.timer.unref();
+  }
+
   stop(): void {
     this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
   }
 }
 

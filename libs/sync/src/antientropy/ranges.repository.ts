@@ -71,14 +71,20 @@ function inBuckets(col: string, buckets: readonly number[]): RawBuilder<unknown>
 }
 
 /**
- * sync_ranges (kept by the triggers of migration 20261204000000_anti_entropy) and the rows behind
- * its buckets. A top-level digest is the XOR of a (model, owner)'s bucket hashes and their count.
+ * sync_ranges (kept by the triggers of migration 20261204000000_anti_entropy, through
+ * sync_range_deltas folded before each read) and the rows behind its buckets. A top-level digest is the XOR of a (model, owner)'s bucket hashes and their count.
  */
 export class RangesRepository {
   private readonly shared = new SharedRepository();
 
+  /** Folds the committed deltas of the triggers into sync_ranges (before reading it). */
+  async fold(db: DbOrTx): Promise<void> {
+    await sql`select sync_ranges_fold()`.execute(db);
+  }
+
   /** `model:owner` → `xor:count` of every non-empty (model, owner): one grouped read of sync_ranges. */
   async topLevel(db: DbOrTx): Promise<Record<string, string>> {
+    await this.fold(db);
     const res = await sql<{ model: string; owner: string; h: string; n: string }>`
       select model, owner::text as owner, bit_xor(hash)::text as h, sum(count)::text as n
       from sync_ranges group by model, owner`.execute(db);
@@ -89,6 +95,7 @@ export class RangesRepository {
 
   /** The non-empty buckets of a (model, owner), in bucket order. */
   async buckets(db: DbOrTx, model: string, owner: string): Promise<BucketDigest[]> {
+    await this.fold(db);
     const res = await sql<{ bucket: number; hash: string; count: number }>`
       select bucket, hash::text as hash, count from sync_ranges
       where model = ${model} and owner = ${owner}::uuid and (hash <> 0 or count <> 0) order by bucket`.execute(db);

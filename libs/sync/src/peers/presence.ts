@@ -144,9 +144,20 @@ export class PresenceService {
       ...(await this.currentWatermarks()),
       ...(await this.currentHeads()),
       trust: this.trustDigest(),
-      ...(this.ranges ? { ranges: await this.ranges() } : {}),
+      ...(await this.currentRanges()),
     };
     this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));
+  }
+
+  /** The range digests for a heartbeat; a heartbeat goes without them rather than not at all. */
+  private async currentRanges(): Promise<{ ranges?: Record<string, string> }> {
+    if (!this.ranges) return {};
+    try {
+      return { ranges: await this.ranges() };
+    } catch (e) {
+      this.logger.warn(`range digests not read: ${(e as Error).message}`);
+      return {};
+    }
   }
 
   /** Tells `origin` soon (coalesced per origin) how far we have applied its streams. */
