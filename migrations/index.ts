@@ -3,6 +3,7 @@ import * as m20261125000000 from './20261125000000_initial';
 import * as m20261126000000 from './20261126000000_peer_watermarks';
 import * as m20261202000000 from './20261202000000_trust';
 import * as m20261203000000 from './20261203000000_libraries';
+import * as m20261204000000 from './20261204000000_anti_entropy';
 
 /** Every migration, in order. Listed statically so the same set runs from ts (tests) and dist. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '20261126000000_peer_watermarks': m20261126000000,
   '20261202000000_trust': m20261202000000,
   '20261203000000_libraries': m20261203000000,
+  '20261204000000_anti_entropy': m20261204000000,
 };

@@ -192,6 +192,19 @@ export interface DeviceLibrariesTable {
   created_at: Generated<Date>;
 }
 
+/** Incremental range digests, kept by triggers (migration 20261204000000_anti_entropy). */
+export interface SyncRangesTable {
+  model: string;
+  owner: string;
+  bucket: number;
+  /** XOR of the bucket's row hashes (int8: read as a string). */
+  hash: string;
+  count: number;
+}
+
+/** What the triggers appended since the last sync_ranges_fold(): same columns, no key. */
+export type SyncRangeDeltasTable = SyncRangesTable;
+
 export interface Database {
   device_libraries: DeviceLibrariesTable;
   device_keys: DeviceKeysTable;
@@ -213,4 +226,6 @@ export interface Database {
   shared_changes: SharedChangesTable;
   dead_letters: DeadLettersTable;
   sync_checkpoints: SyncCheckpointsTable;
+  sync_ranges: SyncRangesTable;
+  sync_range_deltas: SyncRangeDeltasTable;
 }

@@ -31,3 +31,5 @@ export * from './trust/library-trust';
 export * from './trust/invites';
 export * from './trust/trust.repository';
 export * from './trust/setup';
+export * from './antientropy/ranges.repository';
+export * from './antientropy/anti-entropy';

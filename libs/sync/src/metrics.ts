@@ -77,4 +77,21 @@ export class SyncMetrics {
     labelNames: ['peer'],
     registers: [this.registry],
   });
+  readonly repairs = new Counter({
+    name: 'sync_repairs_total',
+    help: 'Rows repaired by anti-entropy (written, deleted or merged), per model',
+    labelNames: ['model'],
+    registers: [this.registry],
+  });
+  readonly reconciliations = new Counter({
+    name: 'sync_reconciliations_total',
+    help: 'Anti-entropy reconciliations run with a peer',
+    registers: [this.registry],
+  });
+  readonly reconcileRowsReceived = new Counter({
+    name: 'sync_reconcile_rows_received_total',
+    help: 'Rows, tombstones and records received from peers by anti-entropy, per model',
+    labelNames: ['model'],
+    registers: [this.registry],
+  });
 }

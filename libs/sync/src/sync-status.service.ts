@@ -21,6 +21,8 @@ export interface PeerStatus {
   stateWatermark: string | null;
   sharedWatermark: string | null;
   pendingToPeer: number;
+  /** When all range digests last matched this peer's (anti-entropy), null if never in this run. */
+  agreedAt: string | null;
 }
 
 export interface SyncStatus {
@@ -80,6 +82,7 @@ export class SyncStatusService {
             stateWatermark: p.state_watermark,
             sharedWatermark: p.shared_watermark,
             pendingToPeer: await this.pendingFor(p.acked_shared, p.acked_state),
+            agreedAt: this.engine.antiEntropy?.agreedAt(p.id) ?? null,
           })),
       ),
       natsConnected: this.engine.natsConnected,

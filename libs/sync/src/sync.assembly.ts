@@ -1,4 +1,5 @@
 import type { Db } from '@lib/db';
+import { AntiEntropy } from './antientropy/anti-entropy';
 import { BackfillService } from './backfill/backfill';
 import { StateTransfer } from './backfill/state-transfer';
 import type { ClockService } from './clock/clock.service';
@@ -94,6 +95,19 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     async () => (await discover()).map((p) => p.deviceId),
     engine.catchUpAllowed,
   );
+  const heartbeatMs = o.heartbeatIntervalMs ?? 2000;
+  const antiEntropy = new AntiEntropy(
+    db,
+    peers,
+    ownedRepo,
+    sharedRepo,
+    clock,
+    metrics,
+    o.deviceId,
+    heartbeatMs,
+    // quiet here: ready, and no catch-up applying a peer's pages
+    () => engine.phase() === 'ready' && !catchUps.running,
+  );
   const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
   const backfill = new BackfillService(db, peers, stateTransfer, ownedApplier, devices, self, backfillOptions);
   const presence = new PresenceService(
@@ -103,7 +117,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     clock,
     metrics,
     self,
-    o.heartbeatIntervalMs ?? 2000,
+    heartbeatMs,
     engine.phase,
     async () => ({
       ownedHead: await ownedRepo.streamHead(db, o.deviceId),
@@ -115,11 +129,16 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
       peerOnline: (id) => catchUps.schedule(id),
       acknowledged: () => void pruner.pruneAcknowledged(),
       peerAhead: (id, signature) => catchUps.peerAhead(id, signature),
+      heartbeat: (hb) => void antiEntropy.heartbeat(hb),
     },
+    () => antiEntropy.current(true),
   );
 
   const receiver = new LogReceiver(db, devices, ownedApplier, sharedApplier, metrics, o.deviceId, {
-    applied: (origin) => presence.scheduleAck(origin),
+    applied: (origin) => {
+      presence.scheduleAck(origin);
+      antiEntropy.changed();
+    },
     gap: (origin, kind) => catchUps.gap(origin, kind),
     removed: (msg) => removal.received(msg),
   });
@@ -161,6 +180,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     invites,
     discover,
     presence,
+    antiEntropy,
     catchUps,
     pruner,
     removal,

@@ -71,6 +71,11 @@ export class SyncEngine {
     return this.parts.backfill;
   }
 
+  /** Anti-entropy of this engine (agreement per peer for /sync/status). */
+  get antiEntropy() {
+    return this.parts.antiEntropy;
+  }
+
   get natsConnected(): boolean {
     return this.parts.transport.connected;
   }
@@ -92,16 +97,19 @@ export class SyncEngine {
     this.unsubscribe.push(
       this.signal.on('owned', () => {
         this.parts.presence.headsChanged();
+        this.parts.antiEntropy.changed();
         this.parts.ownedLoop.wake();
       }),
     );
     this.unsubscribe.push(
       this.signal.on('shared', () => {
         this.parts.presence.headsChanged();
+        this.parts.antiEntropy.changed();
         this.parts.sharedLoop.wake();
       }),
     );
     this.parts.presence.start();
+    this.parts.antiEntropy.start();
     this.parts.pruner.start(this.options.pruneIntervalMs ?? 30_000);
     this.parts.transport.onConnected(() => void this.link());
     this.parts.transport.start();
@@ -229,6 +237,7 @@ export class SyncEngine {
     for (const u of this.unsubscribe) u();
     this.parts.pruner.stop();
     this.parts.presence.stop();
+    this.parts.antiEntropy.stop();
     await Promise.all([this.parts.ownedLoop.stop(), this.parts.sharedLoop.stop()]);
     await this.parts.consumer.stop();
     // closing the connection interrupts catch-up and backfill requests; their progress is committed

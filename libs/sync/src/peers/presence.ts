@@ -17,6 +17,8 @@ export interface PresenceEvents {
   peerAhead(id: string, signature: string): void;
   /** A peer's heartbeat carried its membership digest. */
   trustDigest(id: string, digest: string | undefined): void;
+  /** A peer's heartbeat was recorded (anti-entropy compares its range digests). */
+  heartbeat?(hb: Heartbeat): void;
 }
 
 /** Heartbeats between two readings of this device's stream heads while it writes nothing. */
@@ -59,6 +61,8 @@ export class PresenceService {
     private readonly heads: () => Promise<{ ownedHead: string | null; sharedHead: string | null }>,
     private readonly trustDigest: () => string,
     private readonly events: PresenceEvents,
+    /** This device's top-level range digests (anti-entropy), for each heartbeat. */
+    private readonly ranges?: () => Promise<Record<string, string>>,
   ) {}
 
   start(): void {
@@ -140,8 +144,20 @@ export class PresenceService {
       ...(await this.currentWatermarks()),
       ...(await this.currentHeads()),
       trust: this.trustDigest(),
+      ...(await this.currentRanges()),
     };
     this.transport.publishCore(this.transport.subjects.presence(this.self.id), Buffer.from(JSON.stringify(hb)));
+  }
+
+  /** The range digests for a heartbeat; a heartbeat goes without them rather than not at all. */
+  private async currentRanges(): Promise<{ ranges?: Record<string, string> }> {
+    if (!this.ranges) return {};
+    try {
+      return { ranges: await this.ranges() };
+    } catch (e) {
+      this.logger.warn(`range digests not read: ${(e as Error).message}`);
+      return {};
+    }
   }
 
   /** Tells `origin` soon (coalesced per origin) how far we have applied its streams. */
@@ -217,6 +233,7 @@ export class PresenceService {
         this.events.peerOnline(hb.origin);
       }
       this.events.acknowledged();
+      this.events.heartbeat?.(hb);
     } catch (e) {
       this.logger.warn(`heartbeat of ${hb.origin} not recorded: ${(e as Error).message}`);
     }

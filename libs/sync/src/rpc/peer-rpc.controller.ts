@@ -19,6 +19,7 @@ import { SyncEngine } from '../sync.engine';
 import { SYNC_OPTIONS, type SyncOptions } from '../sync.options';
 import type { MembershipExport } from '../trust/library-trust';
 import type { NatsRpcContext } from './nats-rpc.server';
+import { rangeModel, RangesRepository } from '../antientropy/ranges.repository';
 import {
   EVERY_DEVICE,
   MembershipRequest,
@@ -27,6 +28,10 @@ import {
   PEER_RPC,
   PEER_RPC_REQUESTS,
   PeerRpcHandlers,
+  RangesBucketsReply,
+  RangesBucketsRequest,
+  RangesRowsReply,
+  RangesRowsRequest,
   RawJson,
   SharedChangesReply,
   SharedChangesRequest,
@@ -37,6 +42,7 @@ import {
 } from './protocol';
 
 const PAGE_ROWS = 4000;
+const RANGE_ROWS = 2000;
 
 /** Cuts a page so that its JSON stays under the reply size the server accepts. */
 function fitPage<T>(items: T[], budget: number): T[] {
@@ -78,6 +84,7 @@ export class PeerRpcErrorFilter implements RpcExceptionFilter {
 @Controller()
 @UseFilters(PeerRpcErrorFilter)
 export class PeerRpcController implements PeerRpcHandlers<NatsRpcContext> {
+  private readonly ranges = new RangesRepository();
   constructor(
     @Inject(DB) private readonly db: Db,
     @Inject(SYNC_OPTIONS) private readonly options: SyncOptions,
@@ -180,5 +187,29 @@ export class PeerRpcController implements PeerRpcHandlers<NatsRpcContext> {
     const records = await this.shared.snapshotPage(this.db, model, r.after, PAGE_ROWS);
     const page = fitPage(records, budget(ctx));
     return { records: page, done: records.length < PAGE_ROWS && page.length === records.length };
+  }
+
+  /** Our non-empty buckets of one (model, owner) of sync_ranges (anti-entropy). */
+  @MessagePattern(PEER_RPC.rangesBuckets)
+  async rangesBuckets(
+    @Payload(new RequestPipe(PEER_RPC_REQUESTS.rangesBuckets)) r: RangesBucketsRequest,
+  ): Promise<RangesBucketsReply> {
+    if (!rangeModel(r.model)) throw new Error(`unknown model ${r.model}`);
+    return { buckets: await this.ranges.buckets(this.db, r.model, r.owner) };
+  }
+
+  /** A page of our rows (with their hashes) in some buckets of one (model, owner) (anti-entropy). */
+  @MessagePattern(PEER_RPC.rangesRows)
+  async rangesRows(
+    @Payload(new RequestPipe(PEER_RPC_REQUESTS.rangesRows)) r: RangesRowsRequest,
+    @Ctx() ctx: NatsRpcContext,
+  ): Promise<RawJson<RangesRowsReply>> {
+    const model = rangeModel(r.model);
+    if (!model) throw new Error(`unknown model ${r.model}`);
+    for (let limit = RANGE_ROWS; ; limit = Math.max(1, Math.floor(limit / 2))) {
+      const page = await this.ranges.rows(this.db, model, r.owner, r.buckets, r.after, limit);
+      const json = JSON.stringify(page);
+      if (Buffer.byteLength(json) <= budget(ctx) || limit === 1) return new RawJson(json);
+    }
   }
 }

@@ -38,6 +38,14 @@ export class PeerClient {
     return this.call(peer, 'snapshot', request);
   }
 
+  rangesBuckets(peer: string, request: PeerRpc['rangesBuckets']['request']) {
+    return this.call(peer, 'rangesBuckets', request);
+  }
+
+  rangesRows(peer: string, request: PeerRpc['rangesRows']['request']) {
+    return this.call(peer, 'rangesRows', request);
+  }
+
   /** The watermarks of every device that answers within windowMs (ourselves included). */
   discover(windowMs = 1500): Promise<WatermarksReply[]> {
     return this.transport.gather<WatermarksReply>(this.transport.subjects.rpcAll(PEER_RPC.watermarks), {}, windowMs);

@@ -5,6 +5,7 @@ import type { Tombstone } from '../owned/owned.repository';
 import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow } from '../shared/shared.repository';
 import type { MembershipExport } from '../trust/library-trust';
+import type { BucketDigest, RangeRowsPage } from '../antientropy/ranges.repository';
 
 /**
  * The peer protocol: request-reply between the devices of a library over core NATS (each reply
@@ -19,6 +20,8 @@ export interface PeerRpc {
   sharedChanges: { request: SharedChangesRequest; reply: SharedChangesReply };
   snapshot: { request: SnapshotRequest; reply: SnapshotReply };
   membership: { request: MembershipRequest; reply: MembershipExport };
+  rangesBuckets: { request: RangesBucketsRequest; reply: RangesBucketsReply };
+  rangesRows: { request: RangesRowsRequest; reply: RangesRowsReply };
 }
 export type PeerMethod = keyof PeerRpc;
 
@@ -29,6 +32,8 @@ export const PEER_RPC = {
   sharedChanges: 'shared.changes',
   snapshot: 'shared.snapshot',
   membership: 'membership',
+  rangesBuckets: 'ranges.buckets',
+  rangesRows: 'ranges.rows',
 } as const satisfies Record<PeerMethod, string>;
 
 /** The methods every device also answers on sync.<lib>.rpc.all.<pattern> (a handler's extras). */
@@ -143,6 +148,34 @@ export interface SnapshotReply {
   done: boolean;
 }
 
+// ---- ranges.buckets / ranges.rows: anti-entropy (docs/design.md "Anti-entropy"). A (model, owner)
+// of sync_ranges: an owned model, `owned_tombstones`, or a shared model with the nil owner.
+
+export const RangesBucketsRequest = z.object({ model: z.string().max(40), owner: uuid }).strict();
+export type RangesBucketsRequest = z.infer<typeof RangesBucketsRequest>;
+
+/** The answering device's non-empty buckets of that (model, owner), in bucket order (4096 at most). */
+export interface RangesBucketsReply {
+  buckets: BucketDigest[];
+}
+
+/** At most this many buckets per ranges.rows request. */
+export const RANGES_ROWS_MAX_BUCKETS = 64;
+
+export const RangesRowsRequest = z
+  .object({
+    model: z.string().max(40),
+    owner: uuid,
+    buckets: z.array(z.number().int().min(0).max(4095)).min(1).max(RANGES_ROWS_MAX_BUCKETS),
+    /** The `next` of the previous page (null: the first). */
+    after: z.string().max(200).nullable(),
+  })
+  .strict();
+export type RangesRowsRequest = z.infer<typeof RangesRowsRequest>;
+
+/** The rows (owned), tombstones or records (shared, with field clocks) of those buckets, a page. */
+export type RangesRowsReply = RangeRowsPage;
+
 /** The schema that validates each method's request on the server. */
 export const PEER_RPC_REQUESTS: { [M in PeerMethod]: z.ZodType<PeerRpc[M]['request']> } = {
   watermarks: WatermarksRequest,
@@ -150,4 +183,6 @@ export const PEER_RPC_REQUESTS: { [M in PeerMethod]: z.ZodType<PeerRpc[M]['reque
   sharedChanges: SharedChangesRequest,
   snapshot: SnapshotRequest,
   membership: MembershipRequest,
+  rangesBuckets: RangesBucketsRequest,
+  rangesRows: RangesRowsRequest,
 };

@@ -117,6 +117,14 @@ export const Heartbeat = z
     sharedHead: hlc.nullable(),
     /** A hash of the members and key epochs the sender knows: a difference asks it for them. */
     trust: z.string().max(64).optional(),
+    /**
+     * Anti-entropy: `model:owner` → `xor:count` of the sender's sync_ranges for that (model,
+     * owner) (shared models under the nil owner). Absent from devices that predate it.
+     */
+    ranges: z
+      .record(z.string().max(80), z.string().regex(/^-?\d{1,20}:\d{1,12}$/))
+      .refine((r) => Object.keys(r).length <= 10_000, 'too many ranges')
+      .optional(),
   })
   .strict();
 export type Heartbeat = z.infer<typeof Heartbeat>;
