@@ -126,7 +126,8 @@ export const Heartbeat = z
       .refine((r) => Object.keys(r).length <= 10_000, 'too many ranges')
       .optional(),
   })
-  .strict();
+  // fields a newer device adds are dropped, not refused: a library's devices upgrade one at a time
+  .strip();
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
 /** Explicit acknowledgement of an origin's shared changes, sent soon after applying them. */
