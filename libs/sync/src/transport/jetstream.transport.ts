@@ -351,13 +351,15 @@ export class JetStreamTransport {
 
   /**
    * A core NATS subscription that survives reconnects (the client resubscribes). Only messages
-   * that open reach fn; the others are reported to onRefused.
+   * that open reach fn; the others are reported to onRefused. Messages whose subject names this
+   * device as their sender (its own heartbeats) are dropped unopened.
    */
   subscribeCore(subject: string, fn: (opened: Opened, subject: string) => void): Subscription | null {
     if (!this.nc) return null;
     return this.nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) return;
+        // our own heartbeats come back on the wildcard: not worth a signature check to drop them
+        if (err || senderOf(msg.subject) === this.deviceId) return;
         let opened: Opened;
         try {
           opened = this.open(msg.subject, msg.data);
