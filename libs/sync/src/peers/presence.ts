@@ -22,7 +22,7 @@ export interface PresenceEvents {
 }
 
 /** Heartbeats between two readings of this device's stream heads while it writes nothing. */
-const HEADS_REFRESH_BEATS = 10;
+const HEADS_REFRESH_BEATS = 30;
 
 /**
  * Heartbeats over core NATS carrying this device's watermarks, and explicit acks after applying
@@ -101,7 +101,7 @@ export class PresenceService {
     return value;
   }
 
-  /** What `watermarks` returned, read again once the repository says they may have moved (and every 10 beats). */
+  /** What `watermarks` returned, read again once the repository says they may have moved (and every HEADS_REFRESH_BEATS beats). */
   private async currentWatermarks(): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
     const r = this.watermarksRead;
     if (r && r.at === this.devices.watermarksMoved && r.beats < HEADS_REFRESH_BEATS) {
