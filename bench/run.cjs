@@ -272,8 +272,9 @@ async function main() {
       await writeEntries(a, await entryBatches(a, Math.min(100_000, more - off), SYNC_N + off));
     const sent = async () =>
       Number(
-        /sync_changes_sent_total\{model="entries"\} (\d+)/.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ??
-          0,
+        /sync_changes_sent_total\{[^}]*model="entries"[^}]*\} (\d+)/.exec(
+          await (await fetch(`${a.url}/metrics`)).text(),
+        )?.[1] ?? 0,
       );
     while ((await sent()) < BACKFILL_N) await sleep(200);
     const cUrl = await dbs.create(`bench_c_${process.pid}`);
