@@ -1,17 +1,24 @@
 #!/usr/bin/env node
 // A library tried the way a demanding user would (`npm run chaos`): device processes started as
-// docs/http.md says, random writes through the HTTP API on every device, and meanwhile a device killed
-// (SIGKILL) and restarted, the nats-server killed and restarted, a device frozen (SIGSTOP), a new
-// device joining mid-run, and the broker's storage wiped. Then every device must report the same
-// /sync/digest, and every write an API acknowledged must be there (unless acknowledged deleted).
+// docs/http.md says, random writes through the HTTP API on every device, in rounds. Each round has
+// one fault at a random moment during its writes: a device killed (SIGKILL) and restarted, a device
+// frozen (SIGSTOP) and resumed, the nats-server killed and restarted, the broker's storage wiped,
+// or a new device joining. After each round's writes every device must report the same
+// /sync/digest; at the end every write an API acknowledged must be on every device (unless
+// acknowledged deleted) and nothing deleted may come back.
 //
 // Needs Postgres (CHAOS_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
-// `nats-server` on PATH; device c runs on embedded PGlite. CHAOS_SECONDS sets the write phase
-// (default 60). CHAOS_SEED (default: random) seeds every random choice of the run (which writes,
-// where, which ids); timing still varies, so a seed that failed once may pass on a rerun.
-// CHAOS_RUNS=N runs N times in a row (seeds CHAOS_SEED, +1, +2, ...) and prints every run's seed,
-// result and convergence time, and the seeds that failed. Exit code 0: converged and nothing
-// lost (every run); 1 otherwise. Logs stay in the printed dir on failure.
+// `nats-server` on PATH. The seed (CHAOS_SEED, default random) decides everything but timing: the
+// number of devices (3-6, or CHAOS_DEVICES), which run on embedded PGlite (about a third; the first
+// is always Postgres), the fault of each round (from CHAOS_FAULTS, default kill,stop,nats,wipe,join),
+// its victim and moment, and every write. CHAOS_ROUNDS (default 6) rounds share CHAOS_SECONDS of
+// writes (default 60); CHAOS_CONVERGE_SECONDS (default 180) bounds each round's convergence.
+// CHAOS_RUNS=N runs N times in a row (seeds CHAOS_SEED, +1, +2, ...) and prints a table of every
+// run's seed, devices, faults, convergence times and anti-entropy repairs, and the seeds that
+// failed. Repairs mean a difference that no stream or watermark showed was found by anti-entropy:
+// the run converged, but something upstream went wrong (its device logs name the rows).
+// Exit code 0: converged and nothing lost (every run); 1 otherwise. Logs and databases stay on
+// failure (and with CHAOS_STRICT=1, when anything was repaired).
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -23,7 +30,7 @@ const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('./lib/l
 
 const ROOT = join(__dirname, '..');
 const RUNS = Number(process.env.CHAOS_RUNS || 1);
-const SEED = Number(process.env.CHAOS_SEED || Math.floor(random() * 2 ** 31));
+const SEED = Number(process.env.CHAOS_SEED || Math.floor(Math.random() * 2 ** 31));
 
 /** mulberry32: a small seeded generator, so that a run's random choices can be replayed. */
 function seeded(seed) {
@@ -78,7 +85,15 @@ async function natsKill() {
 // --- devices -----------------------------------------------------------------------------------
 const devices = [];
 async function device(name, embedded) {
-  const d = { name, port: await freePort(), id: seededUuid(), env: {}, proc: null, up: false };
+  const d = {
+    name,
+    port: await freePort(),
+    id: seededUuid(),
+    env: {},
+    proc: null,
+    up: false,
+    store: embedded ? 'PGlite' : 'Postgres',
+  };
   d.env = {
     DEVICE_ID: d.id,
     DEVICE_NAME: name,
@@ -265,125 +280,221 @@ async function allEntryIds(d) {
   return ids;
 }
 
-async function main() {
-  await natsStart();
-  const a = await device('a', false);
-  const b = await device('b', false);
-  const c = await device('c', true);
-  say(`library ${library}: devices a, b (Postgres) and c (PGlite); logs in ${dir}`);
-  const until = Date.now() + SECONDS * 1000;
-  const writers = [a, b, c].map((d) => writer(d, until));
-  const at = (s) => sleep(Math.max(0, T0 + s * 1000 - Date.now()));
-  const f = SECONDS / 60;
-  const chaos = (async () => {
-    await at(8 * f);
-    say('SIGKILL b');
-    await kill(b);
-    await at(13 * f);
-    say('b restarts');
-    await start(b);
-    await at(18 * f);
-    say('nats-server killed');
-    await natsKill();
-    await at(23 * f);
-    say('nats-server restarts');
-    await natsStart();
-    await at(28 * f);
-    say('SIGSTOP a (frozen, connections open)');
-    a.up = false;
-    a.proc.kill('SIGSTOP');
-    await at(33 * f);
-    say('SIGCONT a');
-    a.proc.kill('SIGCONT');
-    a.up = true;
-    await at(36 * f);
-    say('d joins (new, empty, Postgres)');
-    const d = await device('d', false);
-    writers.push(writer(d, until));
-    await at(45 * f);
-    say('nats-server killed and its storage wiped');
-    await natsKill();
-    rmSync(nats.store, { recursive: true, force: true });
-    await at(48 * f);
-    say('nats-server restarts, empty');
-    await natsStart();
-    await at(52 * f);
-    say('SIGKILL c (PGlite)');
-    await kill(c);
-    await at(55 * f);
-    say('c restarts');
-    await start(c);
-  })();
-  await Promise.all([chaos, ...writers]);
-  say(
-    `writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`,
-  );
+/** Every device's sync_repairs_total (anti-entropy repairs), summed over models. */
+async function repairs(d) {
+  try {
+    const text = await (await fetch(`${d.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    let n = 0;
+    for (const m of text.matchAll(/^sync_repairs_total\{[^}]*\} (\d+)/gm)) n += Number(m[1]);
+    return n;
+  } catch {
+    return 0;
+  }
+}
 
-  const writesDone = Date.now();
-  const deadline = Date.now() + 180_000;
+/** Waits until every device reports the same digest; returns seconds taken, or null after the deadline. */
+async function converge(label, since) {
+  const deadline = Date.now() + CONVERGE_MS;
   let last = [];
   let waits = 0;
   for (;;) {
     last = await digests().catch(() => []);
-    if (last.length === devices.length && last.every((x) => x === last[0])) break;
-    if (++waits % 5 === 0) {
+    if (last.length === devices.length && last.every((x) => x === last[0])) return (Date.now() - since) / 1000;
+    if (++waits % 10 === 0) {
       const views = await Promise.all(
         devices.map(async (d) => {
           const s = (await api(d, 'GET', '/sync/status').catch(() => ({ body: {} }))).body;
           const m = (await api(d, 'GET', '/sync/digest').catch(() => ({ body: { models: {} } }))).body.models;
-          return `${d.name} ${s.phase} entries=${m.entries?.count} tags=${m.tags?.count}`;
+          return `${d.name} ${s.phase} entries=${m?.entries?.count} tags=${m?.tags?.count}`;
         }),
       );
-      say(`waiting: ${views.join(' | ')}`);
+      say(`${label}: waiting: ${views.join(' | ')}`);
     }
     if (Date.now() > deadline) {
-      say('NOT CONVERGED after 180 s:');
+      say(`${label}: NOT CONVERGED after ${CONVERGE_MS / 1000} s:`);
       devices.forEach((d, i) => console.log(`  ${d.name}: ${last[i]}`));
-      // who holds what, by owner: the first thing to look at
-      for (const d of devices) {
-        const byOwner = {};
-        for (const model of ['locations', 'entries']) {
-          let cursor = null;
-          do {
-            const r = await api(d, 'GET', `/${model}?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
-            for (const x of r.body.items) {
-              const owner = devices.find((o) => o.id === x.deviceId)?.name ?? x.deviceId;
-              byOwner[`${model}:${owner}`] = (byOwner[`${model}:${owner}`] ?? 0) + 1;
-            }
-            cursor = r.body.nextCursor;
-          } while (cursor);
-        }
-        const st = (await api(d, 'GET', '/sync/status')).body;
-        console.log(
-          `  ${d.name} holds ${JSON.stringify(byOwner)}; watermarks ${JSON.stringify(st.peers.map((p) => [devices.find((o) => o.id === p.deviceId)?.name, p.stateWatermark?.slice(0, 22)]))}`,
-        );
-      }
-      keep = true;
-      process.exitCode = 1;
-      return;
+      await whoHoldsWhat();
+      return null;
     }
-    await sleep(1000);
+    await sleep(500);
   }
-  say(
-    `converged in ${((Date.now() - writesDone) / 1000).toFixed(1)} s after the writes: ${devices.length} devices report the same digest ${last[0].slice(0, 200)}…`,
-  );
-  let lost = 0;
+}
+
+/** Who holds what, by owner, and every device's watermarks: the first thing to look at. */
+async function whoHoldsWhat() {
+  for (const d of devices) {
+    const byOwner = {};
+    for (const model of ['locations', 'entries']) {
+      let cursor = null;
+      do {
+        const r = await api(d, 'GET', `/${model}?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+        for (const x of r.body.items) {
+          const owner = devices.find((o) => o.id === x.deviceId)?.name ?? x.deviceId;
+          byOwner[`${model}:${owner}`] = (byOwner[`${model}:${owner}`] ?? 0) + 1;
+        }
+        cursor = r.body.nextCursor;
+      } while (cursor);
+    }
+    const st = (await api(d, 'GET', '/sync/status')).body;
+    console.log(
+      `  ${d.name} holds ${JSON.stringify(byOwner)}; watermarks ${JSON.stringify(st.peers.map((p) => [devices.find((o) => o.id === p.deviceId)?.name, p.stateWatermark?.slice(0, 22)]))}`,
+    );
+  }
+}
+
+/** Every acknowledged entry on every device, and nothing deleted or never written; returns the problems. */
+async function checkEntries() {
+  let bad = 0;
   for (const d of devices) {
     const held = await allEntryIds(d);
     const missing = [...entries.keys()].filter((id) => !held.has(id) && !uncertain.has(id));
     const extra = [...held].filter((id) => !entries.has(id) && !uncertain.has(id));
     if (missing.length || extra.length) {
-      lost++;
+      bad++;
       say(
         `${d.name}: ${missing.length} acknowledged entries missing (${missing.slice(0, 3).join(', ')}), ${extra.length} that should not exist (${extra.slice(0, 3).join(', ')})`,
       );
     }
   }
-  if (lost) {
+  return bad;
+}
+
+// --- faults --------------------------------------------------------------------------------------
+const FAULTS = (process.env.CHAOS_FAULTS || 'kill,stop,nats,wipe,join').split(',').map((f) => f.trim());
+const between = (lo, hi) => lo + random() * (hi - lo);
+/** One fault, at `at` seconds into a round of `len` seconds; returns its description. */
+async function fault(kind, round, writers, len) {
+  const up = devices.filter((d) => d.up);
+  const victim = pick(up);
+  switch (kind) {
+    case 'kill': {
+      const down = between(1, 3);
+      say(`round ${round}: SIGKILL ${victim.name} (${victim.store}); restarts after ${down.toFixed(1)} s`);
+      await kill(victim);
+      await sleep(down * 1000);
+      await start(victim);
+      say(`round ${round}: ${victim.name} restarted`);
+      return `kill ${victim.name}`;
+    }
+    case 'stop': {
+      const frozen = between(4, Math.max(5, len));
+      say(`round ${round}: SIGSTOP ${victim.name} for ${frozen.toFixed(1)} s (connections open)`);
+      victim.up = false;
+      victim.proc.kill('SIGSTOP');
+      await sleep(frozen * 1000);
+      victim.proc.kill('SIGCONT');
+      victim.up = true;
+      say(`round ${round}: SIGCONT ${victim.name}`);
+      return `stop ${victim.name} ${frozen.toFixed(0)}s`;
+    }
+    case 'nats': {
+      const down = between(1, 4);
+      say(`round ${round}: nats-server killed for ${down.toFixed(1)} s`);
+      await natsKill();
+      await sleep(down * 1000);
+      await natsStart();
+      return 'broker restart';
+    }
+    case 'wipe': {
+      say(`round ${round}: nats-server killed and its storage wiped`);
+      await natsKill();
+      rmSync(nats.store, { recursive: true, force: true });
+      await sleep(between(1, 3) * 1000);
+      await natsStart();
+      return 'broker wiped';
+    }
+    case 'join': {
+      const name = String.fromCharCode(97 + devices.length);
+      const embedded = random() < PGLITE_SHARE;
+      say(`round ${round}: ${name} joins (new, empty, ${embedded ? 'PGlite' : 'Postgres'})`);
+      const d = await device(name, embedded);
+      writers.push(writer(d, writersUntil));
+      return `join ${name}`;
+    }
+  }
+  throw new Error(`unknown fault ${kind}`);
+}
+
+const ROUNDS = Number(process.env.CHAOS_ROUNDS || 6);
+const CONVERGE_MS = Number(process.env.CHAOS_CONVERGE_SECONDS || 180) * 1000;
+const PGLITE_SHARE = 1 / 3;
+let writersUntil = 0;
+
+async function main() {
+  // the scenario, all from the seed: how many devices, which on PGlite, which faults in which round
+  const total = Number(process.env.CHAOS_DEVICES || 3 + Math.floor(random() * 4));
+  const plan = Array.from({ length: ROUNDS }, () => pick(FAULTS));
+  let joins = plan.filter((f) => f === 'join').length;
+  const initial = Math.max(2, total - joins);
+  // at most `total` devices in the end: surplus joins become kills
+  joins = Math.max(0, total - initial);
+  for (let i = 0, j = 0; i < plan.length; i++) if (plan[i] === 'join' && ++j > joins) plan[i] = 'kill';
+  await natsStart();
+  for (let i = 0; i < initial; i++) await device(String.fromCharCode(97 + i), i > 0 && random() < PGLITE_SHARE);
+  say(
+    `library ${library}: ${initial} devices (${devices.map((d) => `${d.name} ${d.store}`).join(', ')}), ${total} in the end; faults ${plan.join(', ')}; logs in ${dir}`,
+  );
+  const len = SECONDS / ROUNDS;
+  const rounds = [];
+  let failed = false;
+  for (let r = 1; r <= ROUNDS; r++) {
+    const kind = plan[r - 1];
+    writersUntil = Date.now() + len * 1000;
+    const writers = devices.map((d) => writer(d, writersUntil));
+    await sleep(between(0.5, len / 2) * 1000);
+    const what = await fault(kind, r, writers, len);
+    await Promise.all(writers); // a fault may outlast the round's writes
+    const before = (await Promise.all(devices.map(repairs))).reduce((a, b) => a + b, 0);
+    const writesDone = Date.now();
+    const took = await converge(`round ${r}`, writesDone);
+    const repaired = (await Promise.all(devices.map(repairs))).reduce((a, b) => a + b, 0);
+    rounds.push({ round: r, fault: what, converged: took, repaired });
+    if (took === null) {
+      failed = true;
+      break;
+    }
+    say(`round ${r} (${what}): converged ${took.toFixed(1)} s after the writes; anti-entropy repairs so far ${repaired} (${repaired - before} while converging)`);
+  }
+  say(
+    `writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`,
+  );
+  const repairedTotal = rounds.length ? rounds[rounds.length - 1].repaired : 0;
+  if (repairedTotal) {
+    say(`anti-entropy repaired ${repairedTotal} rows; what it found:`);
+    for (const d of devices) {
+      const { execSync } = require('node:child_process');
+      try {
+        const lines = execSync(`grep -h 'repaired [0-9]' ${join(dir, `${d.name}.log`)} | head -5`).toString().trim();
+        // eslint-disable-next-line no-control-regex
+        const plain = lines.replace(/\x1b\[[0-9;]*m/g, '');
+        if (plain) console.log(`  ${d.name}: ${plain.split('\n').join(`\n  ${d.name}: `)}`);
+      } catch {
+        /* no repair on this device */
+      }
+    }
+  }
+  const summary = {
+    devices: devices.map((d) => `${d.name}:${d.store}`).join(' '),
+    faults: rounds.map((r) => r.fault).join(', '),
+    convergence: rounds.map((r) => (r.converged === null ? 'never' : `${r.converged.toFixed(1)}`)).join('/'),
+    repaired: repairedTotal,
+  };
+  console.log(`CHAOS-SUMMARY ${JSON.stringify(summary)}`);
+  if (failed) {
+    keep = true;
     process.exitCode = 1;
     return;
   }
-  say(`every acknowledged entry is on every device (${entries.size}), nothing deleted came back`);
+  if (repairedTotal && process.env.CHAOS_STRICT === '1') keep = true;
+  const bad = await checkEntries();
+  if (bad) {
+    keep = true;
+    process.exitCode = 1;
+    return;
+  }
+  say(
+    `converged after every round: ${devices.length} devices report the same digest; every acknowledged entry is on every device (${entries.size}), nothing deleted came back`,
+  );
 }
 
 /** CHAOS_RUNS > 1: one child run per seed, in a row, and a summary of them all. */
@@ -402,16 +513,21 @@ async function runMany() {
       process.stdout.write(b);
     });
     const code = await new Promise((r) => child.once('exit', (c) => r(c ?? 1)));
-    const converged = /converged in ([0-9.]+) s/.exec(out)?.[1] ?? null;
-    results.push({ seed, ok: code === 0, converged, seconds: ((Date.now() - started) / 1000).toFixed(0) });
+    const summary = JSON.parse(/CHAOS-SUMMARY (.*)/.exec(out)?.[1] ?? 'null');
+    results.push({ seed, ok: code === 0, summary, seconds: ((Date.now() - started) / 1000).toFixed(0) });
     console.log(`[chaos] run ${i + 1}/${RUNS} seed ${seed}: ${code === 0 ? 'ok' : 'FAILED'}`);
   }
-  console.log('\nseed        result  converged after writes  run');
-  for (const r of results)
+  console.log('\n| seed | result | devices | faults (one per round) | converged after each round (s) | repaired rows | run (s) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of results) {
+    const s = r.summary ?? {};
     console.log(
-      `${String(r.seed).padEnd(11)} ${(r.ok ? 'ok' : 'FAILED').padEnd(7)} ${(r.converged ? `${r.converged} s` : '-').padEnd(23)} ${r.seconds} s`,
+      `| ${r.seed} | ${r.ok ? 'ok' : 'FAILED'} | ${s.devices ?? '-'} | ${s.faults ?? '-'} | ${s.convergence ?? '-'} | ${s.repaired ?? '-'} | ${r.seconds} |`,
     );
+  }
   const failed = results.filter((r) => !r.ok).map((r) => r.seed);
+  const repaired = results.filter((r) => r.summary?.repaired).map((r) => r.seed);
+  if (repaired.length) console.log(`seeds whose convergence needed anti-entropy repairs: ${repaired.join(' ')}`);
   console.log(failed.length ? `failed seeds: ${failed.join(' ')}` : `all ${RUNS} runs converged with nothing lost`);
   process.exitCode = failed.length ? 1 : 0;
   rmSync(dir, { recursive: true, force: true }); // this process's own, unused: each run has its own
@@ -439,7 +555,7 @@ if (RUNS > 1) {
       await sleep(500);
       if (keep) console.log(`databases kept: ${dbs.names.join(', ')}`);
       else await dbs.dropAll();
-      if (!process.exitCode) rmSync(dir, { recursive: true, force: true });
+      if (!process.exitCode && !keep) rmSync(dir, { recursive: true, force: true });
       else console.log(`logs kept in ${dir}`);
     });
 }

@@ -17,11 +17,13 @@ const KEY = {
   shared: (model: string) => `backfill:shared:${model}`,
 };
 
-/** What a backfill promises to hold at the end: the watermarks of its source(s) when it started. */
-interface Plan {
+/**
+ * What a backfill promises to hold at the end: the watermarks of its source(s) when it started,
+ * the source's own heads included (as its entries in `state` and `shared`).
+ */
+export interface Plan {
   state: Record<string, string>;
   shared: Record<string, string>;
-  sharedHead: string | null;
   source: string;
 }
 
@@ -89,7 +91,9 @@ export class BackfillService {
     this.progress.items.push(shared);
     shared.done = await this.stateTransfer.run(
       source.deviceId,
-      { ...source, shared: plan.shared, sharedHead: plan.sharedHead },
+      // the source's own head is in plan.shared: on a resume it is the one of the first attempt,
+      // whose pages are already here, not the head the source has now
+      { ...source, shared: plan.shared, sharedHead: null },
       {
         load: (model) => this.get(KEY.shared(model)),
         save: (model, key) => (tx) => this.put(tx, KEY.shared(model), key ?? ''),
@@ -178,25 +182,9 @@ export class BackfillService {
 
   /** The plan of this run: a new one, or the stored one narrowed to what this source vouches for. */
   private async plan(source: WatermarksReply): Promise<Plan> {
-    const state: Record<string, string> = { ...source.state };
-    if (source.ownedHead) state[source.deviceId] = source.ownedHead;
-    const fresh: Plan = { state, shared: source.shared, sharedHead: source.sharedHead, source: source.deviceId };
     const storedText = await this.get(KEY.plan);
-    let plan = fresh;
-    if (storedText) {
-      const stored = JSON.parse(storedText) as Plan;
-      const min = (a: string | undefined, b: string | undefined) =>
-        a === undefined || b === undefined ? undefined : a < b ? a : b;
-      const narrow = (a: Record<string, string>, b: Record<string, string>) =>
-        Object.fromEntries(Object.keys(b).flatMap((k) => (min(a[k], b[k]) ? [[k, min(a[k], b[k])!]] : [])));
-      plan = {
-        state: narrow(stored.state, fresh.state),
-        shared: narrow(stored.shared, fresh.shared),
-        sharedHead: fresh.sharedHead,
-        source: fresh.source,
-      };
-      this.logger.log(`resuming backfill from checkpoints with ${source.name}`);
-    }
+    const plan = backfillPlan(source, storedText ? (JSON.parse(storedText) as Plan) : null);
+    if (storedText) this.logger.log(`resuming backfill from checkpoints with ${source.name}`);
     await this.put(this.db, KEY.plan, JSON.stringify(plan));
     return plan;
   }
@@ -208,4 +196,23 @@ export class BackfillService {
   private put(db: DbOrTx, key: string, value: string): Promise<void> {
     return this.checkpoints.set(db, key, value);
   }
+}
+
+/**
+ * A backfill's plan: what `source` vouches for now, its own heads included (its owned head in
+ * `state`, its shared head in `shared`). A resumed backfill holds pages of the first attempt's
+ * sources, taken when they were at the stored plan: each origin's watermark is the lower of the
+ * two, and an origin either does not vouch for is left unset (its whole stream is caught up).
+ */
+export function backfillPlan(source: WatermarksReply, stored: Plan | null): Plan {
+  const state: Record<string, string> = { ...source.state };
+  if (source.ownedHead) state[source.deviceId] = source.ownedHead;
+  const shared: Record<string, string> = { ...source.shared };
+  if (source.sharedHead) shared[source.deviceId] = source.sharedHead;
+  if (!stored) return { state, shared, source: source.deviceId };
+  const narrow = (a: Record<string, string>, b: Record<string, string>): Record<string, string> =>
+    Object.fromEntries(
+      Object.keys(b).flatMap((k) => (a[k] === undefined ? [] : [[k, a[k] < b[k] ? a[k] : b[k]]])),
+    );
+  return { state: narrow(stored.state, state), shared: narrow(stored.shared, shared), source: source.deviceId };
 }
