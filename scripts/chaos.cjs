@@ -23,7 +23,7 @@
 
 const { spawn } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
-const { mkdtempSync, openSync, rmSync } = require('node:fs');
+const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('./lib/local.cjs');
@@ -280,7 +280,7 @@ async function allEntryIds(d) {
   return ids;
 }
 
-/** Every device's sync_repairs_total (anti-entropy repairs), summed over models. */
+/** Every device's sync_repairs_total (anti-entropy repairs since it started), summed over models. */
 async function repairs(d) {
   try {
     const text = await (await fetch(`${d.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
@@ -288,8 +288,30 @@ async function repairs(d) {
     for (const m of text.matchAll(/^sync_repairs_total\{[^}]*\} (\d+)/gm)) n += Number(m[1]);
     return n;
   } catch {
-    return 0;
+    return 0; // down: counted at the next look
   }
+}
+
+/** Every repair the devices logged in the whole run (restarts included): model -> rows, and the lines. */
+function repairsLogged() {
+  const byModel = {};
+  const lines = [];
+  for (const d of devices) {
+    let text = '';
+    try {
+      text = readFileSync(join(dir, `${d.name}.log`), 'utf8');
+    } catch {
+      continue;
+    }
+    // eslint-disable-next-line no-control-regex
+    for (const line of text.replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
+      const m = /repaired (\d+) (\w+) rows/.exec(line);
+      if (!m) continue;
+      byModel[m[2]] = (byModel[m[2]] ?? 0) + Number(m[1]);
+      lines.push(`${d.name}: ${line.slice(line.indexOf('repaired'))}`);
+    }
+  }
+  return { byModel, lines };
 }
 
 /** Waits until every device reports the same digest; returns seconds taken, or null after the deadline. */
@@ -453,27 +475,23 @@ async function main() {
       failed = true;
       break;
     }
-    say(`round ${r} (${what}): converged ${took.toFixed(1)} s after the writes; anti-entropy repairs so far ${repaired} (${repaired - before} while converging)`);
+    say(
+      `round ${r} (${what}): converged ${took.toFixed(1)} s after the writes; anti-entropy repairs so far ${repaired} (${repaired - before} while converging)`,
+    );
   }
   say(
     `writes done: ${stats.ok} acknowledged, ${stats.refused} refused (4xx), ${stats.unanswered} unanswered; ${entries.size} entries should exist`,
   );
-  const repairedTotal = rounds.length ? rounds[rounds.length - 1].repaired : 0;
+  const logged = repairsLogged();
+  const repairedTotal = Object.values(logged.byModel).reduce((a, b) => a + b, 0);
   if (repairedTotal) {
     say(`anti-entropy repaired ${repairedTotal} rows; what it found:`);
-    for (const d of devices) {
-      const { execSync } = require('node:child_process');
-      try {
-        const lines = execSync(`grep -h 'repaired [0-9]' ${join(dir, `${d.name}.log`)} | head -5`).toString().trim();
-        // eslint-disable-next-line no-control-regex
-        const plain = lines.replace(/\x1b\[[0-9;]*m/g, '');
-        if (plain) console.log(`  ${d.name}: ${plain.split('\n').join(`\n  ${d.name}: `)}`);
-      } catch {
-        /* no repair on this device */
-      }
-    }
+    for (const line of logged.lines.slice(0, 20)) console.log(`  ${line}`);
   }
   const summary = {
+    repairedModels: Object.entries(logged.byModel)
+      .map(([m, n]) => `${m} ${n}`)
+      .join(', '),
     devices: devices.map((d) => `${d.name}:${d.store}`).join(' '),
     faults: rounds.map((r) => r.fault).join(', '),
     convergence: rounds.map((r) => (r.converged === null ? 'never' : `${r.converged.toFixed(1)}`)).join('/'),
@@ -517,12 +535,14 @@ async function runMany() {
     results.push({ seed, ok: code === 0, summary, seconds: ((Date.now() - started) / 1000).toFixed(0) });
     console.log(`[chaos] run ${i + 1}/${RUNS} seed ${seed}: ${code === 0 ? 'ok' : 'FAILED'}`);
   }
-  console.log('\n| seed | result | devices | faults (one per round) | converged after each round (s) | repaired rows | run (s) |');
+  console.log(
+    '\n| seed | result | devices | faults (one per round) | converged after each round (s) | repaired rows | run (s) |',
+  );
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     const s = r.summary ?? {};
     console.log(
-      `| ${r.seed} | ${r.ok ? 'ok' : 'FAILED'} | ${s.devices ?? '-'} | ${s.faults ?? '-'} | ${s.convergence ?? '-'} | ${s.repaired ?? '-'} | ${r.seconds} |`,
+      `| ${r.seed} | ${r.ok ? 'ok' : 'FAILED'} | ${s.devices ?? '-'} | ${s.faults ?? '-'} | ${s.convergence ?? '-'} | ${s.repaired ?? '-'}${s.repairedModels ? ` (${s.repairedModels})` : ''} | ${r.seconds} |`,
     );
   }
   const failed = results.filter((r) => !r.ok).map((r) => r.seed);

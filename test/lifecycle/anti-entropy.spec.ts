@@ -197,7 +197,10 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
     expect(received).toBeGreaterThanOrEqual(10);
     expect(received).toBeLessThanOrEqual(10 * perBucket);
     expect(received).toBeLessThan(rows / 1000);
-    const names = await sql<{ id: string; name: string }>`select id, name from entries where id = any(${damaged}::uuid[])
+    const names = await sql<{
+      id: string;
+      name: string;
+    }>`select id, name from entries where id = any(${damaged}::uuid[])
       order by id`.execute(b.db);
     expect(names.rows.map((x) => x.id)).toEqual([...damaged].sort());
     expect(names.rows.every((x) => x.name !== 'damaged')).toBe(true);

@@ -32,7 +32,12 @@ function reply(deviceId: string, over: Partial<WatermarksReply>): WatermarksRepl
 describe('backfill plan', () => {
   it("holds the source's own heads as its entries", () => {
     const plan = backfillPlan(
-      reply(B, { ownedHead: cursor(50, B), sharedHead: hlc(60, B), state: { [A]: cursor(40, A) }, shared: { [A]: hlc(45, A) } }),
+      reply(B, {
+        ownedHead: cursor(50, B),
+        sharedHead: hlc(60, B),
+        state: { [A]: cursor(40, A) },
+        shared: { [A]: hlc(45, A) },
+      }),
       null,
     );
     expect(plan).toEqual({

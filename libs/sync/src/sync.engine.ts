@@ -86,6 +86,9 @@ export class SyncEngine {
   }
 
   async start(): Promise<void> {
+    // the range digests' deltas are folded whether or not this device syncs: a device writing with
+    // sync off (or removed) would otherwise grow sync_range_deltas without bound
+    this.parts.antiEntropy.start();
     if (!this.options.enabled) return;
     if (this.trust.removed) {
       this.logger.warn('this device was removed from the library: it serves its local data and does not sync');
@@ -109,7 +112,6 @@ export class SyncEngine {
       }),
     );
     this.parts.presence.start();
-    this.parts.antiEntropy.start();
     this.parts.pruner.start(this.options.pruneIntervalMs ?? 30_000);
     this.parts.transport.onConnected(() => void this.link());
     this.parts.transport.start();

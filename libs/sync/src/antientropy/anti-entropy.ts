@@ -57,6 +57,8 @@ export class AntiEntropy {
   private cache: { value: Record<string, string>; gen: number; beats: number } | null = null;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Tombstones dropped by the running reconciliation because their owner collected them. */
+  private collectedDropped = 0;
 
   constructor(
     private readonly db: Db,
@@ -181,7 +183,8 @@ export class AntiEntropy {
         throw e;
       }
     }
-    if (repaired) this.changed();
+    if (repaired || this.collectedDropped) this.changed();
+    this.collectedDropped = 0;
     return repaired;
   }
 
@@ -290,13 +293,20 @@ export class AntiEntropy {
           // and what it deletes (cascading as a delete does)
           await this.owned.applyTombstones(tx, write);
         }
+        // Tombstones we hold that the owner does not: it collected them (every device had seen past
+        // them), and so will we. Dropped, but not a repair: collection runs on each device in its
+        // own time, and this difference is its lag, not damage.
         for (const k of drop) {
           const sep = k.indexOf(':');
           await sql`delete from owned_tombstones where model = ${k.slice(0, sep)} and id = ${k.slice(sep + 1)}::uuid
             and device_id = ${owner}::uuid`.execute(tx);
         }
-        ids.push(...write.map((t) => t.id), ...drop.map((k) => k.slice(k.indexOf(':') + 1)));
-        n = write.length + drop.length;
+        if (drop.length) {
+          this.collectedDropped += drop.length;
+          this.logger.debug(`dropped ${drop.length} tombstones of ${owner} that it collected`);
+        }
+        ids.push(...write.map((t) => t.id));
+        n = write.length;
       });
     }
     this.report(m.name, owner, peer, n, ids);

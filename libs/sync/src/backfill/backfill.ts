@@ -211,8 +211,6 @@ export function backfillPlan(source: WatermarksReply, stored: Plan | null): Plan
   if (source.sharedHead) shared[source.deviceId] = source.sharedHead;
   if (!stored) return { state, shared, source: source.deviceId };
   const narrow = (a: Record<string, string>, b: Record<string, string>): Record<string, string> =>
-    Object.fromEntries(
-      Object.keys(b).flatMap((k) => (a[k] === undefined ? [] : [[k, a[k] < b[k] ? a[k] : b[k]]])),
-    );
+    Object.fromEntries(Object.keys(b).flatMap((k) => (a[k] === undefined ? [] : [[k, a[k] < b[k] ? a[k] : b[k]]])));
   return { state: narrow(stored.state, state), shared: narrow(stored.shared, shared), source: source.deviceId };
 }
