@@ -4,6 +4,7 @@
 //   npm run bench                     (all)
 //   BENCH_ENTRIES=100000 BENCH_BACKFILL=1000000 npm run bench
 //   BENCH_PROFILE_DIR=/tmp/prof npm run bench   (a CPU profile of every device process)
+//   BENCH_QUICK=1 npm run bench                 (smaller sizes: about a minute)
 const { spawn, execFileSync } = require('node:child_process');
 const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
@@ -14,9 +15,11 @@ const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('../scri
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
-const SYNC_N = Number(process.env.BENCH_ENTRIES || 100_000);
-const BACKFILL_N = Number(process.env.BENCH_BACKFILL || 1_000_000);
-const BASELINE_N = Number(process.env.BENCH_BASELINE || 200_000);
+const QUICK = process.env.BENCH_QUICK === '1';
+const SYNC_N = Number(process.env.BENCH_ENTRIES || (QUICK ? 20_000 : 100_000));
+const BACKFILL_N = Number(process.env.BENCH_BACKFILL || (QUICK ? 100_000 : 1_000_000));
+const BASELINE_N = Number(process.env.BENCH_BASELINE || (QUICK ? 50_000 : 200_000));
+const LATENCY_N = Number(process.env.BENCH_LATENCY_SAMPLES || (QUICK ? 20 : 50));
 const dir = mkdtempSync(join(tmpdir(), 'bench-'));
 const children = [];
 const dbs = scratchDatabases(PG);
@@ -167,6 +170,57 @@ async function post(d, path, body) {
 async function writeEntries(d, bodies) {
   for (const body of bodies) await post(d, '/entries/batch', body);
 }
+const pct = (xs, p) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+
+/** Milliseconds from a write on A until B serves it: one entry (owned) or one tag (shared). */
+async function oneLatency(a, b, loc, kind, i) {
+  const id = randomUUID();
+  const t0 = performance.now();
+  if (kind === 'owned') await req(a, 'POST', '/entries', { ...entry(loc, 1e9 + i), id });
+  else await req(a, 'POST', '/tags', { id, name: `latency ${i}`, color: null });
+  const path = kind === 'owned' ? `/entries/${id}` : `/tags/${id}`;
+  for (;;) {
+    const r = await fetch(`${b.url}${path}`);
+    await r.arrayBuffer();
+    if (r.ok) return performance.now() - t0;
+    if (performance.now() - t0 > 30_000) throw new Error(`${kind} write ${id} not on B after 30 s`);
+    await sleep(1);
+  }
+}
+
+/**
+ * Latency of single writes, owned and shared alternating: idle (each write alone, 300 ms apart)
+ * or under load (1,000 entry writes/s on A meanwhile, in batches of 20 every 20 ms).
+ */
+async function latency(a, b, load) {
+  const loc = (await req(a, 'POST', '/locations', { name: 'latency', path: '/latency' })).id;
+  let writing = load;
+  let loaded = 0;
+  const writer = (async () => {
+    let i = 0;
+    while (writing) {
+      const t = performance.now();
+      const items = Array.from({ length: 20 }, () => entry(loc, 2e9 + i++));
+      await post(a, '/entries/batch', JSON.stringify({ items }));
+      loaded += 20;
+      await sleep(Math.max(0, 20 - (performance.now() - t)));
+    }
+  })();
+  const started = performance.now();
+  const out = { owned: [], shared: [] };
+  for (let i = 0; i < 2 * LATENCY_N; i++) {
+    const kind = i % 2 ? 'shared' : 'owned';
+    out[kind].push(await oneLatency(a, b, loc, kind, i));
+    await sleep(load ? 50 : 300);
+  }
+  writing = false;
+  await writer;
+  const rate = loaded / ((performance.now() - started) / 1000);
+  const all = [...out.owned, ...out.shared];
+  const f = (xs) => `p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms`;
+  return `${f(all)} (owned ${f(out.owned)}; shared ${f(out.shared)})${load ? `; load ${fmt(rate)} entry writes/s` : ''}`;
+}
+
 /** CPU seconds used so far by a process (user + system), from /proc. */
 function cpuSeconds(pid) {
   try {
@@ -231,6 +285,7 @@ async function main() {
   const bUrl = await dbs.create(`bench_b_${process.pid}`);
   const b = await startDevice('bench-b', { LIBRARY_ID: lib, LIBRARY_KEY: key, DATABASE_URL: bUrl, NATS_URL: nats });
   while ((await req(b, 'GET', '/sync/status')).phase !== 'ready') await sleep(100);
+
   const bodies = await entryBatches(a, SYNC_N);
   const pair = [
     { ...a, db: `bench_a_${process.pid}` },
@@ -263,6 +318,8 @@ async function main() {
     `sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`,
   );
 
+  let peer = b; // the device the latency is read on: B, or C once B has left
+
   // 2. backfill: a new device joins a library holding BACKFILL_N entries
   if (BACKFILL_N > 0) {
     // B leaves, so that only the joining device and its source work during the measurement
@@ -281,6 +338,7 @@ async function main() {
     const t1 = Date.now();
     const before = process.env.BENCH_VERBOSE ? await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }]) : null;
     const c = await startDevice('bench-c', { LIBRARY_ID: lib, LIBRARY_KEY: key, DATABASE_URL: cUrl, NATS_URL: nats });
+    peer = c;
     let peak = 0;
     for (;;) {
       peak = Math.max(peak, peakRssMb(c.proc.pid));
@@ -311,6 +369,14 @@ async function main() {
         `  of which pulling pages: ${(Number(pulled[2]) / 1000).toFixed(1)} s for ${fmt(Number(pulled[1]))} rows`,
       );
   }
+
+  // 3. latency: one change written on A until the other device serves it (last: its writes would
+  // otherwise count in the phases above)
+  const other = peer.name.slice(-1).toUpperCase();
+  console.log(
+    `latency A -> ${other}, idle (${LATENCY_N} owned and ${LATENCY_N} shared writes): ${await latency(a, peer, false)}`,
+  );
+  console.log(`latency A -> ${other}, under load: ${await latency(a, peer, true)}`);
 }
 
 main()

@@ -2,9 +2,11 @@ import { Logger } from '@nestjs/common';
 import { backoffDelay, sleep } from './backoff';
 
 /**
- * The loop shared by both publishers: woken by local writes (after a coalescing window) and by
- * (re)connection, it drains what is unpublished, retrying with backoff until it succeeds or the
- * engine stops. One drain runs at a time; a wake-up during a drain schedules another.
+ * The loop shared by both publishers: woken by local writes and by (re)connection, it drains what
+ * is unpublished, retrying with backoff until it succeeds or the engine stops. A change on an idle
+ * device leaves at once; while changes keep coming, drains are at least the coalescing window
+ * apart, so that they travel in pages rather than one message each. One drain runs at a time; a
+ * wake-up during a drain schedules another.
  */
 export class PublishLoop {
   private readonly logger: Logger;
@@ -13,6 +15,8 @@ export class PublishLoop {
   private again = false;
   private stopped = false;
   private readonly abort = new AbortController();
+  /** When the last drain started (performance.now()); the window counts from there. */
+  private lastDrainAt = -Infinity;
 
   constructor(
     name: string,
@@ -24,7 +28,7 @@ export class PublishLoop {
     this.logger = new Logger(name);
   }
 
-  /** Schedules a drain after the coalescing window (or at once with immediate). */
+  /** Schedules a drain: at once when idle (or with immediate), else when the window since the last one ends. */
   wake(immediate = false): void {
     if (this.stopped) return;
     if (this.running) {
@@ -32,19 +36,18 @@ export class PublishLoop {
       return;
     }
     if (this.timer) return;
-    this.timer = setTimeout(
-      () => {
-        this.timer = null;
-        this.running = this.run().finally(() => {
-          this.running = null;
-          if (this.again) {
-            this.again = false;
-            this.wake(true);
-          }
-        });
-      },
-      immediate ? 0 : this.windowMs,
-    );
+    const delay = immediate ? 0 : Math.max(0, this.lastDrainAt + this.windowMs - performance.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.lastDrainAt = performance.now();
+      this.running = this.run().finally(() => {
+        this.running = null;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+    }, delay);
   }
 
   private async run(): Promise<void> {
