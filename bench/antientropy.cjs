@@ -4,14 +4,14 @@
 // are down: identical rows that no stream carries). Prints, each beside the same figure with an
 // empty library measured in the same run:
 //   - idle CPU over BENCH_IDLE_SECONDS (default 60) of each device process and of all of
-//     Postgres's processes, in % of one core (target: under 5% of a core per device);
+//     the Postgres backends serving them, in % of one core (target: under 5% of a core per device);
 //   - the time for the two devices to confirm agreement after a start;
 //   - then 10 rows damaged behind B's back (4 deleted, 6 renamed): the time to repair them and the
 //     rows B received to do it (sync_reconcile_rows_received_total).
 //   npm run build && node bench/antientropy.cjs
 'use strict';
 
-const { spawn, execFileSync } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
@@ -34,14 +34,20 @@ function cpuSeconds(pid) {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
 }
-/** CPU seconds of every process named postgres (the server and its backends). */
-function postgresCpu() {
-  let pids = [];
+/** The pids of the Postgres backends serving the devices' databases (their pools keep them open). */
+async function backendPids(names) {
+  const c = new Client({ connectionString: PG });
+  await c.connect();
   try {
-    pids = execFileSync('pgrep', ['-x', 'postgres']).toString().trim().split('\n').filter(Boolean);
-  } catch {
-    return 0;
+    const r = await c.query('select pid from pg_stat_activity where datname = any($1) and pid <> pg_backend_pid()', [
+      names,
+    ]);
+    return r.rows.map((x) => x.pid);
+  } finally {
+    await c.end();
   }
+}
+function cpuOf(pids) {
   let s = 0;
   for (const p of pids) {
     try {
@@ -54,14 +60,16 @@ function postgresCpu() {
 }
 /** Idle CPU (fraction of one core) of each device process and of Postgres over `seconds`. */
 async function idle(devices, seconds) {
+  const pids = await backendPids(devices.map((d) => new URL(d.db).pathname.slice(1)));
   const c0 = devices.map((d) => cpuSeconds(d.proc.pid));
-  const p0 = postgresCpu();
+  const p0 = cpuOf(pids);
   const t0 = Date.now();
   await sleep(seconds * 1000);
   const s = (Date.now() - t0) / 1000;
   return {
     devices: devices.map((d, i) => (cpuSeconds(d.proc.pid) - c0[i]) / s),
-    postgres: (postgresCpu() - p0) / s,
+    postgres: (cpuOf(pids) - p0) / s,
+    backends: pids.length,
   };
 }
 
@@ -221,7 +229,9 @@ async function main() {
     console.log(
       `  idle CPU of device ${d.name} over ${IDLE_S} s: ${p(big.devices[i])} of a core (empty: ${p(empty.devices[i])}; target < 5%)`,
     );
-  console.log(`  idle CPU of all Postgres processes: ${p(big.postgres)} (empty: ${p(empty.postgres)})`);
+  console.log(
+    `  idle CPU of the devices' Postgres backends (${big.backends}): ${p(big.postgres)} (empty: ${p(empty.postgres)})`,
+  );
   console.log(
     `  10 rows damaged on B (4 deleted, 6 renamed): repaired in ${repairMs} ms; ${repairs} rows repaired, ${received} rows received (${(received / ROWS).toExponential(1)} of the library)`,
   );
