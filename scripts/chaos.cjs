@@ -43,9 +43,15 @@ function seeded(seed) {
   };
 }
 const random = seeded(SEED);
+/**
+ * The scenario's own stream (devices, faults, victims, moments): the writers draw from `random`
+ * concurrently, in an order that depends on timing, so sharing one stream would make a replayed
+ * seed pick other victims.
+ */
+const scenario = seeded((SEED ^ 0x5bd1e995) >>> 0);
 /** A uuid from the seeded generator (ids of the run's writes). */
-function seededUuid() {
-  const b = Buffer.from(Array.from({ length: 16 }, () => Math.floor(random() * 256)));
+function seededUuid(gen = random) {
+  const b = Buffer.from(Array.from({ length: 16 }, () => Math.floor(gen() * 256)));
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = b.toString('hex');
@@ -62,6 +68,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (m) => console.log(`[chaos ${((Date.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${m}`);
 const T0 = Date.now();
 const pick = (xs) => xs[Math.floor(random() * xs.length)];
+const spick = (xs) => xs[Math.floor(scenario() * xs.length)];
 
 // --- the broker --------------------------------------------------------------------------------
 const nats = { port: 0, proc: null, store: join(dir, 'js') };
@@ -88,7 +95,7 @@ async function device(name, embedded) {
   const d = {
     name,
     port: await freePort(),
-    id: seededUuid(),
+    id: seededUuid(scenario),
     env: {},
     proc: null,
     up: false,
@@ -383,11 +390,11 @@ async function checkEntries() {
 
 // --- faults --------------------------------------------------------------------------------------
 const FAULTS = (process.env.CHAOS_FAULTS || 'kill,stop,nats,wipe,join').split(',').map((f) => f.trim());
-const between = (lo, hi) => lo + random() * (hi - lo);
+const between = (lo, hi) => lo + scenario() * (hi - lo);
 /** One fault, at `at` seconds into a round of `len` seconds; returns its description. */
 async function fault(kind, round, writers, len) {
   const up = devices.filter((d) => d.up);
-  const victim = pick(up);
+  const victim = spick(up);
   switch (kind) {
     case 'kill': {
       const down = between(1, 3);
@@ -427,7 +434,7 @@ async function fault(kind, round, writers, len) {
     }
     case 'join': {
       const name = String.fromCharCode(97 + devices.length);
-      const embedded = random() < PGLITE_SHARE;
+      const embedded = scenario() < PGLITE_SHARE;
       say(`round ${round}: ${name} joins (new, empty, ${embedded ? 'PGlite' : 'Postgres'})`);
       const d = await device(name, embedded);
       writers.push(writer(d, writersUntil));
@@ -444,15 +451,15 @@ let writersUntil = 0;
 
 async function main() {
   // the scenario, all from the seed: how many devices, which on PGlite, which faults in which round
-  const total = Number(process.env.CHAOS_DEVICES || 3 + Math.floor(random() * 4));
-  const plan = Array.from({ length: ROUNDS }, () => pick(FAULTS));
+  const total = Number(process.env.CHAOS_DEVICES || 3 + Math.floor(scenario() * 4));
+  const plan = Array.from({ length: ROUNDS }, () => spick(FAULTS));
   let joins = plan.filter((f) => f === 'join').length;
   const initial = Math.max(2, total - joins);
   // at most `total` devices in the end: surplus joins become kills
   joins = Math.max(0, total - initial);
   for (let i = 0, j = 0; i < plan.length; i++) if (plan[i] === 'join' && ++j > joins) plan[i] = 'kill';
   await natsStart();
-  for (let i = 0; i < initial; i++) await device(String.fromCharCode(97 + i), i > 0 && random() < PGLITE_SHARE);
+  for (let i = 0; i < initial; i++) await device(String.fromCharCode(97 + i), i > 0 && scenario() < PGLITE_SHARE);
   say(
     `library ${library}: ${initial} devices (${devices.map((d) => `${d.name} ${d.store}`).join(', ')}), ${total} in the end; faults ${plan.join(', ')}; logs in ${dir}`,
   );
