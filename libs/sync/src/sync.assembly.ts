@@ -129,7 +129,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
       peerOnline: (id) => catchUps.schedule(id),
       acknowledged: () => void pruner.pruneAcknowledged(),
       peerAhead: (id, signature) => catchUps.peerAhead(id, signature),
-      heartbeat: (hb) => void antiEntropy.heartbeat(hb),
+      heartbeat: (hb, ahead) => void antiEntropy.heartbeat(hb, ahead),
     },
     () => antiEntropy.current(true),
   );

@@ -170,7 +170,9 @@ export class SyncEngine {
     const wasFilled = await this.parts.backfill.isFinished();
     if (!wasFilled) {
       this.phase = 'backfilling';
-      await backfillFromBestPeer(this.parts.backfill, this.parts.discover, this.abort.signal);
+      await backfillFromBestPeer(this.parts.backfill, this.parts.discover, this.abort.signal, async () =>
+        (await this.devices.peers(this.db)).some((p) => !p.removed_at),
+      );
       if (this.stopped) return;
     }
     this.phase = 'catching_up';

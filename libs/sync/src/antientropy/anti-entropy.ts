@@ -112,16 +112,20 @@ export class AntiEntropy {
     return v;
   }
 
-  /** A peer's heartbeat: compares its digests with ours (a peer without them is left alone). */
-  async heartbeat(hb: Heartbeat): Promise<void> {
+  /**
+   * A peer's heartbeat: compares its digests with ours (a peer without them is left alone). While
+   * the peer holds changes beyond our watermarks (`ahead`), differences are in flight: catch-up
+   * brings them, and reconciling meanwhile would only do its work twice.
+   */
+  async heartbeat(hb: Heartbeat, ahead = false): Promise<void> {
     try {
-      await this.compare(hb);
+      await this.compare(hb, ahead);
     } catch (e) {
       this.logger.warn(`ranges of ${hb.origin} not compared: ${(e as Error).message}`);
     }
   }
 
-  private async compare(hb: Heartbeat): Promise<void> {
+  private async compare(hb: Heartbeat, ahead: boolean): Promise<void> {
     if (!hb.ranges || this.stopped) return;
     const theirs = hb.ranges;
     const ours = await this.current();
@@ -143,6 +147,11 @@ export class AntiEntropy {
       hb.shared,
       this.generation(),
     ]);
+    if (ahead) {
+      v.signature = null;
+      v.streak = 0;
+      return;
+    }
     v.streak = v.signature === signature ? v.streak + 1 : 1;
     v.signature = signature;
     if (v.streak < 2 || v.running || hb.phase !== 'ready' || !this.ready()) return;

@@ -18,7 +18,8 @@ export interface PresenceEvents {
   /** A peer's heartbeat carried its membership digest. */
   trustDigest(id: string, digest: string | undefined): void;
   /** A peer's heartbeat was recorded (anti-entropy compares its range digests). */
-  heartbeat?(hb: Heartbeat): void;
+  /** A peer's heartbeat, recorded; `ahead`: it holds changes beyond our watermarks (catch-up's work). */
+  heartbeat?(hb: Heartbeat, ahead: boolean): void;
 }
 
 /** Heartbeats between two readings of this device's stream heads while it writes nothing. */
@@ -233,7 +234,7 @@ export class PresenceService {
         this.events.peerOnline(hb.origin);
       }
       this.events.acknowledged();
-      this.events.heartbeat?.(hb);
+      this.events.heartbeat?.(hb, behind !== null);
     } catch (e) {
       this.logger.warn(`heartbeat of ${hb.origin} not recorded: ${(e as Error).message}`);
     }
