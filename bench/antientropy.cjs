@@ -17,7 +17,13 @@ const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { Client } = require('pg');
-const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('../scripts/lib/local.cjs');
+const {
+  freePort,
+  scratchDatabases,
+  startNatsServer,
+  stopChildren,
+  LOCAL_API_ENV,
+} = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -92,17 +98,6 @@ async function counter(d, name) {
   return n;
 }
 
-async function startNats() {
-  const port = await freePort();
-  const log = openSync(join(dir, 'nats.log'), 'a');
-  const p = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'js')], {
-    stdio: ['ignore', log, log],
-  });
-  children.push(p);
-  while (!(await portOpen(port))) await sleep(50);
-  return `nats://127.0.0.1:${port}`;
-}
-
 async function start(d) {
   const log = openSync(join(dir, `${d.name}.log`), 'a');
   d.proc = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
@@ -161,7 +156,7 @@ async function seed(url, owner, location) {
 }
 
 async function main() {
-  const natsUrl = await startNats();
+  const natsUrl = (await startNatsServer(dir, children)).url;
   const library = randomUUID();
   const key = randomBytes(32).toString('base64');
   const devices = [];
@@ -238,10 +233,7 @@ async function main() {
 }
 
 async function cleanup() {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  const deadline = Date.now() + 10_000;
-  while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) await sleep(100);
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await stopChildren(children);
   await dbs.dropAll().catch(() => undefined);
   rmSync(dir, { recursive: true, force: true });
 }

@@ -9,7 +9,7 @@ const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { freePort, portOpen, scratchDatabases } = require('../scripts/lib/local.cjs');
+const { freePort, scratchDatabases, startNatsServer, stopChildren } = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -37,20 +37,6 @@ async function idleCpu(pid, seconds) {
 }
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
-async function startNats() {
-  const port = await freePort();
-  const monitor = await freePort();
-  const log = openSync(join(dir, 'nats.log'), 'a');
-  const p = spawn(
-    'nats-server',
-    ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitor), '-js', '-sd', join(dir, 'js')],
-    { stdio: ['ignore', log, log] },
-  );
-  children.push(p);
-  while (!(await portOpen(port)) || !(await portOpen(monitor))) await sleep(50);
-  return { url: `nats://127.0.0.1:${port}`, monitor: `http://127.0.0.1:${monitor}` };
-}
-
 async function connections(nats, name) {
   const r = await (await fetch(`${nats.monitor}/connz?limit=10000`)).json();
   return (r.connections ?? []).filter((c) => c.name === name).length;
@@ -68,7 +54,7 @@ async function req(url, method, path, body) {
 }
 
 async function main() {
-  const nats = await startNats();
+  const nats = await startNatsServer(dir, children, { monitor: true });
   const name = 'bench-libraries';
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -140,11 +126,7 @@ async function main() {
 }
 
 async function cleanup() {
-  // SIGTERM first: a device stops gracefully (and writes its CPU profile, with BENCH_PROFILE_DIR)
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  const deadline = Date.now() + 10_000;
-  while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) await sleep(100);
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await stopChildren(children); // SIGTERM first: a profiled device writes its CPU profile
   await dbs.dropAll().catch(() => undefined);
   rmSync(dir, { recursive: true, force: true });
 }

@@ -11,7 +11,13 @@ const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { Client } = require('pg');
-const { freePort, portOpen, scratchDatabases, LOCAL_API_ENV } = require('../scripts/lib/local.cjs');
+const {
+  freePort,
+  scratchDatabases,
+  startNatsServer,
+  stopChildren,
+  LOCAL_API_ENV,
+} = require('../scripts/lib/local.cjs');
 
 const ROOT = join(__dirname, '..');
 const PG = process.env.BENCH_PG_URL || process.env.TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -97,17 +103,6 @@ async function baseline() {
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
     return BASELINE_N / s;
   });
-}
-
-async function startNats() {
-  const port = await freePort();
-  const log = openSync(join(dir, 'nats.log'), 'a');
-  const p = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'js')], {
-    stdio: ['ignore', log, log],
-  });
-  children.push(p);
-  while (!(await portOpen(port))) await sleep(50);
-  return `nats://127.0.0.1:${port}`;
 }
 
 async function startDevice(name, env) {
@@ -271,7 +266,7 @@ async function main() {
   }
   const raw = await baseline();
   console.log(`baseline: plain Postgres upsert of entry rows: ${fmt(raw)} rows/s (${fmt(BASELINE_N)} rows)`);
-  const nats = await startNats();
+  const nats = (await startNatsServer(dir, children)).url;
 
   // 1. live sync: entries written on A become readable on B
   const lib = randomUUID();
@@ -385,16 +380,7 @@ main()
     process.exitCode = 1;
   })
   .finally(async () => {
-    // a graceful stop first (a device profiled with --cpu-prof writes its profile on exit)
-    await Promise.all(
-      children.map(async (p) => {
-        if (p.exitCode !== null || p.signalCode !== null) return;
-        const exited = new Promise((r) => p.once('exit', r));
-        p.kill('SIGTERM');
-        await Promise.race([exited, sleep(10_000)]);
-        p.kill('SIGKILL');
-      }),
-    );
+    await stopChildren(children); // a graceful stop first: a profiled device writes its profile on exit
     await sleep(300);
     await dbs.dropAll();
     rmSync(dir, { recursive: true, force: true });

@@ -64,4 +64,40 @@ function scratchDatabases(adminUrl) {
   };
 }
 
-module.exports = { freePort, portOpen, scratchDatabases, LOCAL_API_ENV };
+/**
+ * A nats-server with JetStream on free loopback ports, its store and log in `dir`; pushed onto
+ * `children`. With monitor, its HTTP monitoring port too. Resolves once it accepts connections.
+ */
+async function startNatsServer(dir, children, { monitor = false } = {}) {
+  const { spawn } = require('node:child_process');
+  const { openSync } = require('node:fs');
+  const { join } = require('node:path');
+  const port = await freePort();
+  const monitorPort = monitor ? await freePort() : null;
+  const log = openSync(join(dir, 'nats.log'), 'a');
+  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(dir, 'js')];
+  if (monitorPort) args.push('-m', String(monitorPort));
+  const proc = spawn('nats-server', args, { stdio: ['ignore', log, log] });
+  children.push(proc);
+  while (!(await portOpen(port)) || (monitorPort && !(await portOpen(monitorPort))))
+    await new Promise((r) => setTimeout(r, 50));
+  return { url: `nats://127.0.0.1:${port}`, monitor: monitorPort ? `http://127.0.0.1:${monitorPort}` : null };
+}
+
+/**
+ * Stops child processes: SIGTERM first (a device stops gracefully, and writes its CPU profile when
+ * started with --cpu-prof), SIGKILL for whatever still runs after 10 s.
+ */
+async function stopChildren(children) {
+  await Promise.all(
+    children.map(async (p) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    }),
+  );
+}
+
+module.exports = { freePort, portOpen, scratchDatabases, startNatsServer, stopChildren, LOCAL_API_ENV };
