@@ -10,6 +10,10 @@
 // - the devices listen on 127.0.0.1; API_TOKEN (from the environment or ./.env), when set, is
 //   given to every device and sent by this script (README "Who may call the API")
 //
+// - `--nats-cluster`: three local nats-servers clustered with JetStream (client ports 4222-4224,
+//   routes 6222-6224, stores under ./data/nats-1..3); the devices get all three in NATS_URL and
+//   SYNC_STREAM_REPLICAS=3, so the library's stream survives losing any one of them
+//
 // Logs go to ./data/<name>.log (and ./data/nats.log); `--logs` streams them here as well.
 'use strict';
 
@@ -32,6 +36,8 @@ const HEALTH_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 15_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const streamLogs = process.argv.includes('--logs');
+const natsCluster = process.argv.includes('--nats-cluster');
+const NATS_CLUSTER = [1, 2, 3].map((i) => ({ name: `nats-${i}`, port: 4221 + i, route: 6221 + i }));
 
 /** Children we started, in start order: devices are stopped first, NATS last. */
 const children = [];
@@ -210,6 +216,30 @@ async function ensureNats(natsUrl) {
   );
 }
 
+/** Three clustered nats-servers with JetStream on this machine (--nats-cluster); returns their URLs. */
+async function startNatsCluster() {
+  const bin = findExecutable('nats-server');
+  if (!bin) throw new Error('--nats-cluster needs nats-server (Debian: apt-get install nats-server)');
+  for (const n of NATS_CLUSTER) {
+    if (await portOpen('127.0.0.1', n.port)) throw new Error(`port ${n.port} is taken: --nats-cluster uses 4222-4224`);
+    const dir = path.join(DATA, n.name);
+    fs.mkdirSync(dir, { recursive: true });
+    const routes = NATS_CLUSTER.filter((o) => o !== n).map((o) => `nats://127.0.0.1:${o.route}`);
+    const conf = path.join(dir, 'nats.conf');
+    fs.writeFileSync(
+      conf,
+      `server_name: ${n.name}\nhost: 127.0.0.1\nport: ${n.port}\n` +
+        `jetstream { store_dir: "${path.join(dir, 'js')}" }\n` +
+        `cluster { name: local, host: 127.0.0.1, port: ${n.route}, routes: [${routes.join(', ')}] }\n`,
+    );
+    start('nats-server', bin, ['-c', conf], process.env, path.join(DATA, `${n.name}.log`));
+  }
+  for (const n of NATS_CLUSTER)
+    await until(`${n.name} on port ${n.port}`, () => portOpen('127.0.0.1', n.port), 15_000, 100);
+  say(`NATS cluster of three: ${NATS_CLUSTER.map((n) => `${n.name} :${n.port}`).join(', ')} (logs: data/nats-N.log)`);
+  return NATS_CLUSTER.map((n) => `nats://127.0.0.1:${n.port}`).join(',');
+}
+
 /** Up: /health answers (it needs no token) and, with a token, the token is accepted. */
 async function health(url, token) {
   try {
@@ -256,9 +286,10 @@ async function main() {
     throw new Error(`${path.relative(ROOT, MAIN)} is missing: run \`npm run build\` (npm run cluster does)`);
   fs.mkdirSync(DATA, { recursive: true });
   const library = libraryId();
-  const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
   say(`library ${library} (kept in data/library-id)`);
-  await ensureNats(natsUrl);
+  let natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
+  if (natsCluster) natsUrl = await startNatsCluster();
+  else await ensureNats(natsUrl);
 
   const base = { ...process.env };
   // the cluster is embedded by definition: nothing from the caller's shell may redirect a device
@@ -283,6 +314,7 @@ async function main() {
           DEVICE_NAME: d.name,
           DATA_DIR: path.join(DATA, d.name),
           NATS_URL: natsUrl,
+          ...(natsCluster ? { SYNC_STREAM_REPLICAS: '3' } : {}),
           PORT: String(d.port),
         },
         path.join(DATA, `${d.name}.log`),

@@ -30,6 +30,7 @@ export class AppModule {
           maxClockDriftMs: config.maxClockDriftMs,
           heartbeatIntervalMs: config.heartbeatIntervalMs,
           backfillPauseMs: config.backfillPauseMs,
+          streamReplicas: config.streamReplicas,
           // PGlite is one session: a second transaction would wait for the first forever
           backfillWriters: embedded ? 1 : 2,
         }),

@@ -36,6 +36,8 @@ export interface DeviceConfig {
   heartbeatIntervalMs: number;
   /** Pause between backfill pages, to spare a busy serving peer (SYNC_BACKFILL_PAUSE_MS, default 0). */
   backfillPauseMs: number;
+  /** Replicas of the library's JetStream stream (SYNC_STREAM_REPLICAS, default 1; 3 on a three-server cluster). */
+  streamReplicas: number;
 }
 
 export class ConfigError extends Error {
@@ -181,6 +183,7 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
       365 * 24 * 3600_000,
     ),
     backfillPauseMs: parseInteger('SYNC_BACKFILL_PAUSE_MS', get('SYNC_BACKFILL_PAUSE_MS'), 0, 0, 60_000),
+    streamReplicas: parseInteger('SYNC_STREAM_REPLICAS', get('SYNC_STREAM_REPLICAS'), 1, 1, 5),
     heartbeatIntervalMs: parseInteger(
       'SYNC_HEARTBEAT_INTERVAL_MS',
       get('SYNC_HEARTBEAT_INTERVAL_MS'),

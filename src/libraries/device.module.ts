@@ -35,6 +35,28 @@ export class DeviceHealthController {
     res.status(503);
     return { ...errorBody(503, `database: ${database}`), ...body };
   }
+
+  /** 200 while the process serves HTTP (a liveness probe: nothing else is checked). */
+  @Get('health/live')
+  live() {
+    return { status: 'ok' };
+  }
+
+  /**
+   * 200 once the default library's phase is `ready` or `disabled` (none held: `disabled`) and the
+   * database answers; 503 before (backfilling, catching up) or when it does not (a readiness probe).
+   */
+  @Get('health/ready')
+  async ready(@Res({ passthrough: true }) res: Response) {
+    const id = this.host.defaultLibrary;
+    const sync = id ? this.host.view(id).phase : 'disabled';
+    const database = await probe(this.db);
+    const body = { status: 'ok', sync, database };
+    if (database === 'ok' && (sync === 'ready' || sync === 'disabled')) return body;
+    res.status(503);
+    const why = database === 'ok' ? `phase ${sync}` : `database: ${database}`;
+    return { ...errorBody(503, `not ready: ${why}`), ...body, status: 'unavailable' };
+  }
 }
 
 async function probe(db: Db): Promise<string> {

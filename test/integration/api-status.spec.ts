@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, dropTestDatabases } from '../support/databases';
 import { startTestDevice, TestDevice } from '../support/device-harness';
+import { waitPhase } from '../support/api';
+import { freePort } from '../support/nats-server';
 import { entryInput, MODES, ownLocation, startApiDevice } from './api-fixtures';
 
 /** GET /health, /sync/status and /sync/digest (docs/http.md "Health and sync state"). */
@@ -23,6 +25,15 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
     const r = await d.req('GET', '/health');
     expect(r.status).toBe(200);
     expect(r.body).toEqual({ status: 'ok', database: 'ok', sync: 'disabled', nats: 'disabled' });
+  });
+
+  it('GET /health/live is 200, and /health/ready is 200 with sync disabled', async () => {
+    const live = await d.req('GET', '/health/live');
+    expect(live.status).toBe(200);
+    expect(live.body).toEqual({ status: 'ok' });
+    const ready = await d.req('GET', '/health/ready');
+    expect(ready.status).toBe(200);
+    expect(ready.body).toEqual({ status: 'ok', sync: 'disabled', database: 'ok' });
   });
 
   it('GET /sync/status has the shape of docs/http.md', async () => {
@@ -74,6 +85,13 @@ describe.each(MODES)('health and sync state (%s)', (mode) => {
     const lost = await startApiDevice(mode);
     try {
       await lost.db.destroy();
+      const notReady = await lost.req('GET', '/health/ready');
+      expect(notReady.status).toBe(503);
+      expect(notReady.body).toMatchObject({
+        statusCode: 503,
+        message: expect.stringMatching(/^not ready: database: /),
+      });
+      expect((await lost.req('GET', '/health/live')).status).toBe(200);
       const r = await lost.req('GET', '/health');
       expect(r.status).toBe(503);
       expect(r.body).toMatchObject({
@@ -116,6 +134,47 @@ describe('with sync enabled', () => {
       });
     } finally {
       await d.close();
+    }
+  });
+
+  it('GET /health/ready is 503 until the phase is ready (NATS unreachable: never), /health/live 200 meanwhile', async () => {
+    const port = await freePort();
+    const d = await startTestDevice({
+      libraryId: randomUUID(),
+      databaseUrl: await createTestDatabase('api'),
+      syncEnabled: true,
+      natsUrl: `nats://127.0.0.1:${port}`,
+    });
+    try {
+      expect((await d.req('GET', '/sync/status')).body.phase).toBe('uninitialized');
+      const r = await d.req('GET', '/health/ready');
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({
+        statusCode: 503,
+        error: 'Service Unavailable',
+        message: 'not ready: phase uninitialized',
+        status: 'unavailable',
+        sync: 'uninitialized',
+        database: 'ok',
+      });
+      expect((await d.req('GET', '/health/live')).status).toBe(200);
+      expect((await d.req('GET', '/health')).status).toBe(200);
+    } finally {
+      await d.close();
+    }
+    // a device whose NATS answers: ready, and /health/ready says so
+    const ok = await startTestDevice({
+      libraryId: randomUUID(),
+      databaseUrl: await createTestDatabase('api'),
+      syncEnabled: true,
+    });
+    try {
+      await waitPhase(ok);
+      const r = await ok.req('GET', '/health/ready');
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ status: 'ok', sync: 'ready', database: 'ok' });
+    } finally {
+      await ok.close();
     }
   });
 });

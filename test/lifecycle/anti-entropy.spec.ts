@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { digestOf, must, peerIn, statusOf, waitConverged } from '../support/api';
 import { clusterPerTest } from '../support/cluster';
@@ -123,6 +124,59 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
       const at = peerIn(sb, a.deviceId)?.agreedAt;
       return !!at && Date.parse(at) > Date.now() - 5000;
     });
+  });
+
+  /**
+   * Each device collects tombstones in its own time. One collected here (every device had seen past
+   * it) and still held by its owner is the owner's lag, not damage: anti-entropy does not bring it
+   * back (chaos seeds 5003, 5004, 7005, 7006 and 7008 counted such "repairs"), and once the owner
+   * collects it too, the devices agree.
+   */
+  it('does not bring back a tombstone this device collected before its owner did', async () => {
+    const cluster = await newCluster();
+    const [a, b, c] = await cluster.startDevices(['a', 'b', 'c']);
+    const loc = await createLocation(a, 'a');
+    const ids = await createEntries(a, loc, 10, 'e');
+    await waitConverged([a, b, c], { entries: 10 });
+    // A's collection held back: behind its engine, A knows one more device, which never reports
+    // a watermark (B and C do not know it, so their collection is not)
+    const ghost = randomUUID();
+    await sql`insert into devices (id, name, library_id, is_self, online)
+      values (${ghost}::uuid, 'ghost', ${a.config.libraryId}::uuid, false, false)`.execute(a.db);
+    const gone = ids[0];
+    await must(a, 'DELETE', `/entries/${gone}`);
+    await waitConverged([a, b, c], { entries: 9 });
+    await waitFor('B and C collecting the tombstone', async () => {
+      const held = await Promise.all([b, c].map((d) => tombstoneCount(d, [gone])));
+      return held.every((n) => n === 0);
+    });
+    const before = await Promise.all([b, c].map((d) => counter(d, 'sync_repairs_total')));
+    const reconciled = await Promise.all([b, c].map((d) => counter(d, 'sync_reconciliations_total')));
+    // A, the owner, still holds it: B and C see A's tombstone digest differ, reconcile, write nothing
+    expect(await tombstoneCount(a, [gone])).toBe(1);
+    await waitFor(
+      'B and C reconciling with A',
+      async () => {
+        const n = await Promise.all([b, c].map((d) => counter(d, 'sync_reconciliations_total')));
+        return n[0] > reconciled[0] && n[1] > reconciled[1];
+      },
+      30_000,
+      250,
+    );
+    for (const [i, d] of [b, c].entries()) {
+      expect(await tombstoneCount(d, [gone])).toBe(0);
+      expect(await counter(d, 'sync_repairs_total')).toBe(before[i]);
+    }
+    // once A no longer waits for the ghost, it collects the tombstone too, and all three agree
+    await sql`update devices set removed_at = now() where id = ${ghost}::uuid`.execute(a.db);
+    await waitFor('A collecting it', async () => (await tombstoneCount(a, [gone])) === 0, 30_000, 250);
+    await waitFor('A, B and C agreeing', async () => {
+      const [sb, sc] = await Promise.all([statusOf(b), statusOf(c)]);
+      const recent = (at: string | null | undefined) => !!at && Date.parse(at) > Date.now() - 3000;
+      return recent(peerIn(sb, a.deviceId)?.agreedAt) && recent(peerIn(sc, a.deviceId)?.agreedAt);
+    });
+    await waitConverged([a, b, c], { entries: 9 });
+    for (const [i, d] of [b, c].entries()) expect(await counter(d, 'sync_repairs_total')).toBe(before[i]);
   });
 
   /**

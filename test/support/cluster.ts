@@ -110,6 +110,8 @@ export class Cluster {
       heartbeatIntervalMs: d.config.heartbeatIntervalMs,
       backfillPauseMs: d.config.backfillPauseMs,
       natsAuth: d.config.natsAuth,
+      natsUrls: d.config.natsServers.length > 1 ? d.config.natsServers : undefined,
+      streamReplicas: d.config.streamReplicas,
       ...o,
       databaseUrl: d.config.databaseUrl,
       dataDir: d.config.dataDir,

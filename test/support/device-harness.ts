@@ -105,12 +105,16 @@ export interface TestDeviceOptions {
   dataDir?: string;
   deviceId?: string | null;
   natsUrl?: string;
+  /** Several NATS servers (a cluster); wins over natsUrl. */
+  natsUrls?: string[];
   /** The device's NATS credentials (servers with authorization). */
   natsAuth?: NatsAuth | null;
   syncEnabled?: boolean;
   maxClockDriftMs?: number;
   heartbeatIntervalMs?: number;
   backfillPauseMs?: number;
+  /** SYNC_STREAM_REPLICAS (default 1). */
+  streamReplicas?: number;
   /** HOST (default 127.0.0.1), API_TOKEN (default none), API_ALLOWED_ORIGINS (default none). */
   host?: string;
   apiToken?: string | null;
@@ -132,7 +136,7 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     libraryInvite: o.libraryInvite ?? null,
     databaseUrl: o.databaseUrl,
     dataDir: o.dataDir ?? tempDataDir(`${name}-`),
-    natsServers: [o.natsUrl ?? natsUrl()],
+    natsServers: o.natsUrls ?? [o.natsUrl ?? natsUrl()],
     natsAuth: o.natsAuth ?? null,
     port: 0,
     host: o.host ?? '127.0.0.1',
@@ -142,6 +146,7 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     maxClockDriftMs: o.maxClockDriftMs ?? 5 * 60_000,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 2000,
     backfillPauseMs: o.backfillPauseMs ?? 0,
+    streamReplicas: o.streamReplicas ?? 1,
   };
   const device = await startDevice(config, o.logger ?? o.logLevels ?? ['error', 'warn']);
   const url = `http://127.0.0.1:${device.port}`;

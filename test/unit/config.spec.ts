@@ -40,6 +40,7 @@ describe('parseConfig', () => {
       maxClockDriftMs: 5 * 60_000,
       heartbeatIntervalMs: 2000,
       backfillPauseMs: 0,
+      streamReplicas: 1,
     });
   });
 
@@ -60,6 +61,7 @@ describe('parseConfig', () => {
         SYNC_MAX_CLOCK_DRIFT_MS: '1000',
         SYNC_HEARTBEAT_INTERVAL_MS: '500',
         SYNC_BACKFILL_PAUSE_MS: '20',
+        SYNC_STREAM_REPLICAS: '3',
       },
       emptyDir(),
     );
@@ -78,6 +80,7 @@ describe('parseConfig', () => {
       maxClockDriftMs: 1000,
       heartbeatIntervalMs: 500,
       backfillPauseMs: 20,
+      streamReplicas: 3,
     });
   });
 
@@ -123,6 +126,8 @@ describe('parseConfig', () => {
       'servers with different credentials',
       { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://a:b@n1,nats://a:c@n2' },
     ],
+    ['SYNC_STREAM_REPLICAS', 'zero', { LIBRARY_ID: LIBRARY, SYNC_STREAM_REPLICAS: '0' }],
+    ['SYNC_STREAM_REPLICAS', 'more than 5', { LIBRARY_ID: LIBRARY, SYNC_STREAM_REPLICAS: '7' }],
     ['PORT', 'not a number', { LIBRARY_ID: LIBRARY, PORT: 'http' }],
     ['PORT', 'negative', { LIBRARY_ID: LIBRARY, PORT: '-1' }],
     ['PORT', 'above 65535', { LIBRARY_ID: LIBRARY, PORT: '70000' }],

@@ -72,6 +72,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     {
       sealer: trust,
       auth: o.natsAuth,
+      replicas: o.streamReplicas ?? 1,
     },
   );
   const peers = new PeerClient(transport);
@@ -107,6 +108,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     heartbeatMs,
     // quiet here: ready, and no catch-up applying a peer's pages
     () => engine.phase() === 'ready' && !catchUps.running,
+    (tx, owner) => devices.tombstoneHorizon(tx, owner),
   );
   const backfillOptions = { pauseMs: o.backfillPauseMs ?? 0, writers: o.backfillWriters ?? 2 };
   const backfill = new BackfillService(db, peers, stateTransfer, ownedApplier, devices, self, backfillOptions);

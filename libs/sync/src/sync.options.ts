@@ -27,6 +27,8 @@ export interface SyncOptions {
    * 2; must be 1 when the database has a single session (embedded PGlite).
    */
   backfillWriters?: number;
+  /** Replicas of the library's stream (created so, or raised in place). Default 1. */
+  streamReplicas?: number;
   /** How often the change log is pruned even without new acknowledgements (they prune it too). Default 30000. */
   pruneIntervalMs?: number;
 }

@@ -1,11 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { sql } from 'kysely';
-import type { Db } from '@lib/db';
+import type { Db, DbOrTx } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { decodeHlc } from '../clock/hlc';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
 import { decodeRecordKey, ownedModel, SharedModel } from '../models/registry';
+import { encodeCursor, TOMBSTONE_KIND } from '../owned/cursor';
 import type { OwnedRepository, OwnedRow, Tombstone } from '../owned/owned.repository';
 import type { PeerClient } from '../rpc/peer.client';
 import { RANGES_ROWS_MAX_BUCKETS } from '../rpc/protocol';
@@ -71,6 +72,8 @@ export class AntiEntropy {
     private readonly heartbeatMs: number,
     /** This device is ready (not backfilling or catching up). */
     private readonly ready: () => boolean,
+    /** An owner's tombstone horizon here (DevicesRepository.tombstoneHorizon): at or below it, we collect. */
+    private readonly tombstoneHorizon: (db: DbOrTx, owner: string) => Promise<string | null> = async () => null,
   ) {}
 
   /** Something was written or applied here: the digests are read again. */
@@ -290,7 +293,15 @@ export class AntiEntropy {
       await this.db.transaction().execute(async (tx) => {
         if (newest) await this.clock.observe(tx, newest);
         const local = await this.repo.localHashes(tx, m, owner, buckets);
-        const write = [...remote.entries()].filter(([k, r]) => local.get(k) !== r.hash).map(([, r]) => r.t);
+        // Tombstones the owner holds and we do not, at or below our horizon for it: we collected
+        // them (every device had seen past them) before the owner did. Its collection lags ours;
+        // bringing them back would be undone by our next collection. Neither written nor a repair.
+        const horizon = await this.tombstoneHorizon(tx, owner);
+        const collectedHere = (t: Tombstone) =>
+          horizon !== null && encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) <= horizon;
+        const write = [...remote.entries()]
+          .filter(([k, r]) => local.get(k) !== r.hash && (local.has(k) || !collectedHere(r.t)))
+          .map(([, r]) => r.t);
         const drop = [...local.keys()].filter((k) => !remote.has(k));
         if (write.length) {
           const json = JSON.stringify(write);

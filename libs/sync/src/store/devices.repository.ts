@@ -212,22 +212,28 @@ export class DevicesRepository {
       .execute();
     const out = new Map<string, string>();
     for (const { device_id: owner } of owners) {
-      let min: string | null = null;
-      let complete = true;
-      for (const d of active) {
-        if (d.id === owner) continue;
-        const wm = d.is_self
-          ? active.find((x) => x.id === owner)?.state_watermark
-          : reported.find((r) => r.peer_id === d.id && r.origin_id === owner)?.state_watermark;
-        if (!wm) {
-          complete = false;
-          break;
-        }
-        if (min === null || wm < min) min = wm;
-      }
-      if (complete && min) out.set(owner, min);
+      const min = horizonOf(owner, active, reported);
+      if (min) out.set(owner, min);
     }
     return out;
+  }
+
+  /**
+   * One owner's tombstone horizon (as in tombstoneHorizons), whether or not we hold any of its
+   * tombstones: what lies at or below it, this device collects (or has collected).
+   */
+  async tombstoneHorizon(db: DbOrTx, owner: string): Promise<string | null> {
+    const active = await db
+      .selectFrom('devices')
+      .select(['id', 'is_self', 'state_watermark'])
+      .where('removed_at', 'is', null)
+      .execute();
+    const reported = await db
+      .selectFrom('peer_watermarks')
+      .select(['peer_id', 'origin_id', 'state_watermark'])
+      .where('origin_id', '=', owner)
+      .execute();
+    return horizonOf(owner, active, reported);
   }
 
   /** Takes a device out of the library: it no longer counts for pruning or tombstone collection. */
@@ -288,4 +294,22 @@ export class DevicesRepository {
     }
     return min;
   }
+}
+
+/** The smallest state watermark for owner among the other active devices (ours included), or null if one has none. */
+function horizonOf(
+  owner: string,
+  active: readonly { id: string; is_self: boolean; state_watermark: string | null }[],
+  reported: readonly { peer_id: string; origin_id: string; state_watermark: string | null }[],
+): string | null {
+  let min: string | null = null;
+  for (const d of active) {
+    if (d.id === owner) continue;
+    const wm = d.is_self
+      ? active.find((x) => x.id === owner)?.state_watermark
+      : reported.find((r) => r.peer_id === d.id && r.origin_id === owner)?.state_watermark;
+    if (!wm) return null;
+    if (min === null || wm < min) min = wm;
+  }
+  return min;
 }

@@ -29,6 +29,8 @@ export interface Sealer {
 export interface TransportOptions {
   sealer: Sealer;
   auth?: NatsAuth | null;
+  /** Replicas of the library's stream (SYNC_STREAM_REPLICAS). Default 1. */
+  replicas?: number;
 }
 
 /** A message refused at the boundary: what the transport reports to be counted and dead-lettered. */
@@ -73,6 +75,8 @@ export class JetStreamTransport {
   onRefused: RefusedHandler = () => undefined;
   readonly sealer: Sealer;
   private readonly auth: NatsAuth | null;
+  /** Replicas of the library's stream. */
+  private readonly replicas: number;
 
   /**
    * `nats`: the device's shared connection (NatsHub), or servers to connect to on its own (tools,
@@ -89,6 +93,7 @@ export class JetStreamTransport {
     const o = 'sealer' in options ? options : { sealer: options };
     this.sealer = o.sealer;
     this.auth = o.auth ?? null;
+    this.replicas = 'replicas' in o ? (o.replicas ?? 1) : 1;
     this.ownsHub = Array.isArray(nats);
     this.hub = Array.isArray(nats) ? new NatsHub(nats, name, deviceConnectOptions(deviceId, this.auth)) : nats;
   }
@@ -163,11 +168,20 @@ export class JetStreamTransport {
     return nc;
   }
 
-  /** Creates the library's stream if it does not exist. */
+  /**
+   * Creates the library's stream if it does not exist, with `replicas` replicas; an existing one
+   * with fewer is raised in place (never recreated: what it holds stays).
+   */
   async ensureStream(): Promise<void> {
     const jsm = await this.conn().jetstreamManager();
     try {
-      await jsm.streams.info(this.subjects.stream);
+      const info = await jsm.streams.info(this.subjects.stream);
+      if ((info.config.num_replicas ?? 1) < this.replicas) {
+        await jsm.streams.update(this.subjects.stream, { ...info.config, num_replicas: this.replicas });
+        this.logger.log(
+          `stream ${this.subjects.stream}: replicas raised from ${info.config.num_replicas ?? 1} to ${this.replicas}`,
+        );
+      }
     } catch (e) {
       if (!isNotFound(e)) throw e;
       try {
@@ -178,8 +192,9 @@ export class JetStreamTransport {
           storage: StorageType.File,
           max_age: nanos(STREAM_MAX_AGE_MS),
           duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+          num_replicas: this.replicas,
         });
-        this.logger.log(`created stream ${this.subjects.stream}`);
+        this.logger.log(`created stream ${this.subjects.stream} (${this.replicas} replicas)`);
       } catch (e2) {
         // another device created it first
         if (!/already in use|exists/i.test(String((e2 as Error).message))) throw e2;
