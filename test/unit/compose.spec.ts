@@ -57,6 +57,7 @@ const KNOWN_VARIABLES = [
   'SYNC_MAX_CLOCK_DRIFT_MS',
   'SYNC_HEARTBEAT_INTERVAL_MS',
   'SYNC_BACKFILL_PAUSE_MS',
+  'SYNC_STREAM_REPLICAS',
   'HOST',
   'API_TOKEN',
 ];
@@ -164,6 +165,8 @@ describe('docker-compose.yml', () => {
         expect(h.port).toBe('4222');
       }
       expect(new Set(hosts.map((h) => h.hostname))).toEqual(new Set(natsNames));
+      // the library's stream replicated on every server of the cluster
+      expect(Number(d.env.SYNC_STREAM_REPLICAS)).toBe(natsNames.length);
     }
     const clusterNames = new Set<string>();
     for (const name of natsNames) {
@@ -200,7 +203,8 @@ describe('docker-compose.yml', () => {
         expect(deps[dep]?.condition).toBe('service_healthy');
         expect(services[dep].healthcheck?.test).toBeDefined();
       }
-      expect(JSON.stringify(d.service.healthcheck?.test)).toContain('/health');
+      // ready: the device has caught up with its library (not merely up)
+      expect(JSON.stringify(d.service.healthcheck?.test)).toContain('/health/ready');
     }
   });
 
