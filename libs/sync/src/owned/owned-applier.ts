@@ -125,7 +125,8 @@ export class OwnedApplier {
       // What lies at or below our watermark of this owner we hold already, or its delete: a
       // redelivered or overlapping message must not write it again (its tombstone may be
       // collected by now, and the row would come back from the dead).
-      const held = (await this.devices.get(tx, msg.origin))?.state_watermark ?? null;
+      const peer = await this.devices.get(tx, msg.origin);
+      const held = peer?.state_watermark ?? null;
       const { chunks: fresh, tombstones: freshTombstones } =
         held === null ? { chunks, tombstones } : above(held, chunks, tombstones);
       // The clock's row stays locked until commit. Taken before the rows, it queues concurrent
@@ -138,7 +139,7 @@ export class OwnedApplier {
         await opts.beforeCommit(tx);
         await this.clock.observe(tx, maxVersion);
       }
-      await this.devices.ensurePeer(tx, msg.origin);
+      if (!peer) await this.devices.ensurePeer(tx, msg.origin);
       const continues = msg.from === null || (held !== null && held >= msg.from);
       if (continues && opts.raiseWatermark !== false) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
       return continues;

@@ -14,22 +14,26 @@ const PAGE = 5000;
  * Nats-Msg-Id, and idempotent to apply).
  */
 export class OwnedPublisher extends LogPublisher<OwnedRepository> {
+  /** The published cursor (this publisher is its only writer): read once, then kept here. */
+  private published: { value: string | null } | null = null;
+  /** Whether the last drain left nothing behind: the next one reads near the head. */
+  private nearHead = false;
+
   /** Publishes one page of unpublished changes; returns whether more may be waiting. */
   async drainOnce(): Promise<boolean> {
-    const published = await this.state.get(this.db, OWNED_PUBLISHED_KEY);
-    const changes = await this.repo.changesAfter(this.db, this.deviceId, published, PAGE);
+    this.published ??= { value: await this.state.get(this.db, OWNED_PUBLISHED_KEY) };
+    const published = this.published.value;
+    // near the head (the live case) the page is one statement; a backlog keeps the planner on the index
+    const changes = await this.repo.changesAfterJson(this.db, this.deviceId, published, PAGE, !this.nearHead);
+    this.nearHead = changes.length < PAGE;
     if (changes.length === 0) return false;
     let from = published;
-    // each change is serialised once: its text sizes the batches and goes into the message as is
-    const encoded = changes.map((c) => ({
-      change: c,
-      json: JSON.stringify(c.type === 'row' ? { model: c.model, row: c.row } : c.tombstone),
-    }));
-    const batches = [...splitBySize(encoded, (e) => Buffer.byteLength(e.json) + 1, this.transport.maxPayload - 2048)];
+    // each change arrives as its wire JSON: its text sizes the batches and goes into the message as is
+    const batches = [...splitBySize(changes, (c) => Buffer.byteLength(c.json) + 1, this.transport.maxPayload - 2048)];
     const drained = changes.length < PAGE;
     for (const [i, batch] of batches.entries()) {
       // the last message of a drain covers its whole version (writes commit whole, in version order)
-      const lastCursor = batch[batch.length - 1].change.cursor;
+      const lastCursor = batch[batch.length - 1].cursor;
       const to = drained && i === batches.length - 1 ? endOfVersion(lastCursor.split('|')[0]) : lastCursor;
       const envelope: Omit<StateMessage, 'rows' | 'tombstones'> = {
         v: 1,
@@ -39,14 +43,14 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
         from,
         to,
       };
-      const rows = batch.filter((e) => e.change.type === 'row').map((e) => e.json);
-      const tombstones = batch.filter((e) => e.change.type === 'tombstone').map((e) => e.json);
+      const rows = batch.filter((c) => c.type === 'row').map((c) => c.json);
+      const tombstones = batch.filter((c) => c.type === 'tombstone').map((c) => c.json);
       // the StateMessage's JSON: the envelope, then the pre-serialised rows and tombstones
       const text = `${JSON.stringify(envelope).slice(0, -1)},"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}]}`;
       await this.send('state', text, to);
       await this.state.set(this.db, OWNED_PUBLISHED_KEY, to);
-      for (const [model, n] of countBy(batch, (e) => (e.change.type === 'row' ? e.change.model : 'tombstones')))
-        this.metrics.sent.inc({ model }, n);
+      this.published = { value: to };
+      for (const [model, n] of countBy(batch, (c) => c.model)) this.metrics.sent.inc({ model }, n);
       from = to;
     }
     return changes.length === PAGE;

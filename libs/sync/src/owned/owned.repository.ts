@@ -39,6 +39,15 @@ export async function collectTombstones(db: DbOrTx, horizons: Map<string, string
   return n;
 }
 
+/** One change of an owner's stream as it travels: its cursor, and its wire JSON (row with its model, or tombstone). */
+export interface OwnedChangeJson {
+  type: 'row' | 'tombstone';
+  /** The row's model, or TOMBSTONES. */
+  model: string;
+  cursor: string;
+  json: string;
+}
+
 /** One element of an owner's change stream, in cursor order. */
 export type OwnedChange =
   | { type: 'row'; model: string; row: OwnedRow; cursor: string }
@@ -56,6 +65,17 @@ function wireColumns(model: OwnedModel): RawBuilder<unknown> {
       model.timestampColumns.includes(col)
         ? sql`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as ${sql.ref(col)}`
         : sql.ref(col),
+    ),
+  );
+}
+
+/** json_build_object's arguments for a model's wire row: column name, value (timestamps as toWire gives them). */
+function wireJsonArgs(model: OwnedModel): RawBuilder<unknown> {
+  return sql.join(
+    model.columns.map((col) =>
+      model.timestampColumns.includes(col)
+        ? sql`${sql.lit(col)}::text, to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+        : sql`${sql.lit(col)}::text, ${sql.ref(col)}`,
     ),
   );
 }
@@ -257,6 +277,58 @@ export class OwnedRepository {
         cursor: encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }),
       });
     }
+    out.sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
+    return out.slice(0, limit);
+  }
+
+  /**
+   * The page changesAfter reads, each change as its wire JSON text built by Postgres (what the
+   * publisher sends as is: no row objects, no serialising here), in one statement: one snapshot
+   * and one round trip. `planHints`: inside a transaction that keeps the planner on the keyset
+   * index (a backlog far from the head, where stale statistics could make it sort every row);
+   * without, for a drain near the head (a few rows), the statement runs alone.
+   */
+  async changesAfterJson(
+    db: Kysely<Database>,
+    owner: string,
+    after: string | null,
+    limit: number,
+    planHints: boolean,
+  ): Promise<OwnedChangeJson[]> {
+    if (planHints)
+      return db.transaction().execute(async (tx) => {
+        await sql`select set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`.execute(
+          tx,
+        );
+        return this.changesAfterJson(tx as unknown as Kysely<Database>, owner, after, limit, false);
+      });
+    const c: OwnedCursor | null = after ? decodeCursor(after) : null;
+    const pageCond = (kind: number): RawBuilder<unknown> => {
+      if (!c) return sql`true`;
+      if (kind < c.kind) return sql`version > ${c.version}`;
+      if (kind > c.kind) return sql`version >= ${c.version}`;
+      return sql`(version, id) > (${c.version}, ${c.id}::uuid)`;
+    };
+    const branches = OWNED_MODELS.map(
+      (model) => sql`(select ${sql.lit(model.order)}::int as k, version, id::text as id,
+        json_build_object('model', ${sql.lit(model.name)}::text, 'row', json_build_object(${wireJsonArgs(model)}))::text as j
+        from ${sql.table(model.table)} where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit})`,
+    );
+    branches.push(sql`(select ${sql.lit(TOMBSTONE_KIND)}::int as k, version, id::text as id,
+      json_build_object('model', model, 'id', id, 'device_id', device_id, 'version', version)::text as j
+      from owned_tombstones where device_id = ${owner} and ${pageCond(TOMBSTONE_KIND)} order by version, id limit ${limit})`);
+    const res = await sql<{
+      k: number;
+      version: string;
+      id: string;
+      j: string;
+    }>`${sql.join(branches, sql` union all `)}`.execute(db);
+    const out: OwnedChangeJson[] = res.rows.map((r) => ({
+      type: r.k === TOMBSTONE_KIND ? 'tombstone' : 'row',
+      model: r.k === TOMBSTONE_KIND ? TOMBSTONES : OWNED_MODELS.find((m) => m.order === r.k)!.name,
+      cursor: encodeCursor({ version: r.version, kind: r.k, id: r.id }),
+      json: r.j,
+    }));
     out.sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
     return out.slice(0, limit);
   }

@@ -112,8 +112,8 @@ export class SharedApplier {
         await this.repo.save(tx, model, key, next);
         this.metrics.applied.inc({ model: model.name });
       }
-      await this.devices.ensurePeer(tx, msg.origin);
       const peer = await this.devices.get(tx, msg.origin);
+      if (!peer) await this.devices.ensurePeer(tx, msg.origin);
       const held = peer?.shared_watermark ?? null;
       const continues = msg.prev === null || (held !== null && held >= msg.prev);
       if (continues) await this.devices.raiseSharedWatermark(tx, msg.origin, last);

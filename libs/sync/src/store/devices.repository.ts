@@ -94,16 +94,10 @@ export class DevicesRepository {
   /** Makes sure a device we received changes from is known, without knowing its name yet. */
   async ensurePeer(db: DbOrTx, id: string): Promise<void> {
     this.watermarksMoved++;
-    const self = await db
-      .selectFrom('devices')
-      .select(['id', 'library_id'])
-      .where('is_self', '=', true)
-      .executeTakeFirst();
-    await db
-      .insertInto('devices')
-      .values({ id, name: id, library_id: self?.library_id ?? id, is_self: false, online: false })
-      .onConflict((oc) => oc.column('id').doNothing())
-      .execute();
+    // one statement: the library is ours (the self row's)
+    await sql`insert into devices (id, name, library_id, is_self, online)
+      select ${id}::uuid, ${id}, coalesce((select library_id from devices where is_self limit 1), ${id}::uuid), false, false
+      on conflict (id) do nothing`.execute(db);
   }
 
   async list(db: DbOrTx): Promise<DeviceRow[]> {
