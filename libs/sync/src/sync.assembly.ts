@@ -172,7 +172,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const shared = new SharedPublisher(sharedRepo, ...outbox);
   const canPublish = () => transport.connected && engine.linked();
   const failed = () => metrics.publishFailures.inc();
-  const window = o.batchWindowMs ?? 100;
+  const window = o.batchWindowMs ?? 25;
   const ownedLoop = new PublishLoop('OwnedPublisher', window, () => owned.drainOnce(), canPublish, failed);
   const sharedLoop = new PublishLoop('SharedPublisher', window, () => shared.drainOnce(), canPublish, failed);
 

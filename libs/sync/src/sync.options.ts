@@ -18,7 +18,7 @@ export interface SyncOptions {
   maxClockDriftMs: number;
   /** Heartbeat period; a peer that misses three is offline. Default 2000. */
   heartbeatIntervalMs?: number;
-  /** Coalescing window of outgoing owned changes. Default 100. */
+  /** Coalescing window of outgoing changes while writes keep coming (an idle device sends at once). Default 25. */
   batchWindowMs?: number;
   /** Pause between backfill pages (spares a busy serving peer). Default 0. */
   backfillPauseMs?: number;
