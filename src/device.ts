@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
+import { INestApplication, Logger, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Db, openStore } from '@lib/db';
@@ -9,6 +9,7 @@ import type { DeviceConfig } from './config/config';
 import { configureHttp } from './library/http/configure-http';
 import { DeviceModule } from './libraries/device.module';
 import { LibraryHost } from './libraries/library-host';
+import { DeviceLogger, levelsUpTo } from './logging/device-logger';
 
 export interface RunningDevice {
   /** The device's HTTP application (its own routes, and the libraries' behind them). */
@@ -38,12 +39,18 @@ export async function startDevice(
   logger?: LoggerService | LogLevel[] | false,
 ): Promise<RunningDevice> {
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const logLevels = logger ?? ['log', 'warn', 'error'];
+  let logLevels: LoggerService | LogLevel[] | false = logger ?? levelsUpTo(config.logLevel);
   let nats: NatsHub | null = null;
   let host: LibraryHost | null = null;
   try {
     await migrateToLatest(store.root);
     const deviceId = await new DevicesRepository().resolveDevice(store.root, config.deviceId);
+    if (logger === undefined) {
+      // the device's own logger (main.ts): JSON lines or text, the device's and library's ids on each
+      const format = config.logFormat ?? (process.stdout.isTTY ? 'text' : 'json');
+      logLevels = new DeviceLogger({ id: deviceId, name: config.deviceName }, format, levelsUpTo(config.logLevel));
+      Logger.overrideLogger(logLevels);
+    }
     // the device's one NATS connection, with its credentials and an inbox of its own
     nats = new NatsHub(config.natsServers, config.deviceName, deviceConnectOptions(deviceId, config.natsAuth));
     await new TrustRepository().identity(store.root); // this device's key pairs, made once

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
 import { ConfigError, parseConfig } from './config/config';
 import { startDevice } from './device';
 import { DatabaseConnectError } from '@lib/db';
@@ -25,21 +26,22 @@ async function main(): Promise<void> {
       fail(`HOST: cannot listen on ${config.host} (${code})`);
     throw e;
   }
-  console.log(
+  const logger = new Logger('Device');
+  logger.log(
     `device ${config.deviceName} (${device.deviceId}) ${device.host.defaultLibrary ? `of library ${device.host.defaultLibrary}` : 'holding no library yet'} listening on ${listenUrl(config.host, device.port)}${config.apiToken ? ' (API_TOKEN required)' : ''}`,
   );
 
   const stop = (signal: string) => {
-    console.log(`${signal}: stopping`);
+    logger.log(`${signal}: stopping`);
     setTimeout(() => {
-      console.error('stop took too long; exiting');
+      logger.error('stop took too long; exiting');
       process.exit(0);
     }, STOP_DEADLINE_MS).unref();
     device
       .close()
       .then(() => process.exit(0))
       .catch((e) => {
-        console.error(`error while stopping: ${(e as Error).message}`);
+        logger.error(`error while stopping: ${(e as Error).message}`);
         process.exit(0);
       });
   };

@@ -3,7 +3,9 @@ import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { decodeInvite, type InviteToken, type NatsAuth } from '@lib/sync';
+import type { LogLevel } from '@nestjs/common';
 import { isLoopbackHost, normalizeOrigin } from '../library/http/api-access';
+import { LOG_LEVELS, type LogFormat } from '../logging/device-logger';
 
 /** Every setting of a device, parsed and validated once at start (docs/http.md "Starting a device"). */
 export interface DeviceConfig {
@@ -38,6 +40,10 @@ export interface DeviceConfig {
   backfillPauseMs: number;
   /** Replicas of the library's JetStream stream (SYNC_STREAM_REPLICAS, default 1; 3 on a three-server cluster). */
   streamReplicas: number;
+  /** LOG_FORMAT: json lines or text; null: json unless stdout is a terminal. */
+  logFormat: LogFormat | null;
+  /** LOG_LEVEL: the least severe level logged (default log). */
+  logLevel: LogLevel;
 }
 
 export class ConfigError extends Error {
@@ -77,6 +83,13 @@ function parseBool(name: string, raw: string | undefined, dflt: boolean): boolea
   if (['true', '1', 'yes', 'on'].includes(v)) return true;
   if (['false', '0', 'no', 'off'].includes(v)) return false;
   throw new ConfigError(name, `expected true or false, got "${raw}"`);
+}
+
+function parseChoice<T extends string>(name: string, raw: string | undefined, choices: readonly T[], dflt: T): T {
+  if (raw === undefined || raw === '') return dflt;
+  const v = raw.trim().toLowerCase() as T;
+  if (!choices.includes(v)) throw new ConfigError(name, `expected one of ${choices.join(', ')}, got "${raw}"`);
+  return v;
 }
 
 function parseInteger(name: string, raw: string | undefined, dflt: number, min: number, max: number): number {
@@ -184,6 +197,16 @@ export function parseConfig(processEnv: Env = process.env, cwd = process.cwd()):
     ),
     backfillPauseMs: parseInteger('SYNC_BACKFILL_PAUSE_MS', get('SYNC_BACKFILL_PAUSE_MS'), 0, 0, 60_000),
     streamReplicas: parseInteger('SYNC_STREAM_REPLICAS', get('SYNC_STREAM_REPLICAS'), 1, 1, 5),
+    logFormat: get('LOG_FORMAT')
+      ? parseChoice<LogFormat>('LOG_FORMAT', get('LOG_FORMAT'), ['json', 'text'], 'json')
+      : null,
+    // 'info' is what most tools call Nest's 'log'
+    logLevel: parseChoice<LogLevel>(
+      'LOG_LEVEL',
+      get('LOG_LEVEL')?.trim().toLowerCase() === 'info' ? 'log' : get('LOG_LEVEL'),
+      LOG_LEVELS,
+      'log',
+    ),
     heartbeatIntervalMs: parseInteger(
       'SYNC_HEARTBEAT_INTERVAL_MS',
       get('SYNC_HEARTBEAT_INTERVAL_MS'),

@@ -3,7 +3,7 @@ import { Logger, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter, NestExpressApplication } from '@nestjs/platform-express';
 import express, { NextFunction, Request, Response } from 'express';
-import { AggregatorRegistry, MetricObjectWithValues, MetricValue } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
 import type { Db, DeviceStore } from '@lib/db';
 import { ROOT_LOCATION } from '@lib/db';
 import {
@@ -21,6 +21,7 @@ import {
 import type { DeviceConfig } from '../config/config';
 import { AppModule } from '../app.module';
 import { configureHttp } from '../library/http/configure-http';
+import { withLogContext } from '../logging/device-logger';
 import { errorBody } from '../library/http/http-error.filter';
 import { MetricsController } from '../metrics/metrics.controller';
 
@@ -347,7 +348,12 @@ export class LibraryHost {
     lib.drained = null;
   }
 
-  private async startApp(libraryId: string, db: Db): Promise<NestExpressApplication> {
+  private startApp(libraryId: string, db: Db): Promise<NestExpressApplication> {
+    // everything the library's app starts (its engine's timers, loops and subscriptions) logs its id
+    return withLogContext({ libraryId }, () => this.createApp(libraryId, db));
+  }
+
+  private async createApp(libraryId: string, db: Db): Promise<NestExpressApplication> {
     const app = await NestFactory.create<NestExpressApplication>(
       AppModule.forDevice({ ...this.config, libraryId }, this.deviceId, db, this.store.embedded, this.nats),
       new ExpressAdapter(express()),
@@ -396,13 +402,15 @@ export class LibraryHost {
     res.once('finish', finished);
     res.once('close', finished);
     req.url = rest + query;
+    res.locals.libraryId = libraryId;
     const handle = lib.app.getHttpAdapter().getInstance() as express.Express;
-    handle(req, res, next);
+    withLogContext({ libraryId }, () => handle(req, res, next));
   };
 
   /** Prometheus text of every open library's metrics, each labelled with its library. */
   async metrics(): Promise<string> {
-    const all: MetricObjectWithValues<MetricValue<string>>[][] = [];
+    // the process's own (CPU, memory, event loop lag, handles): once, not per library
+    const all: MetricObjectWithValues<MetricValue<string>>[][] = [await processRegistry().getMetricsAsJSON()];
     for (const lib of this.libraries.values()) {
       if (lib.state !== 'open' || !lib.app) continue;
       await lib.app.get(MetricsController).scrape(); // refreshes the gauges read at scrape time
@@ -425,4 +433,14 @@ function splitUrl(url: string): [string, string] {
 
 function send(res: Response, status: number, message: string): void {
   res.status(status).json(errorBody(status, message));
+}
+
+let processMetrics: Registry | null = null;
+/** prom-client's default metrics of this process (process_cpu_seconds_total, nodejs_heap_*, ...), in a registry of their own. */
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
 }

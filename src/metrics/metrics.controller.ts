@@ -1,6 +1,8 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { SyncMetrics, SyncStatusService } from '@lib/sync';
 
+const SYNC_PHASES = ['uninitialized', 'backfilling', 'catching_up', 'ready', 'disabled', 'removed'] as const;
+
 /** Prometheus exposition of the sync engine's metrics (docs/design.md "Observability"). */
 @Controller()
 export class MetricsController {
@@ -15,6 +17,12 @@ export class MetricsController {
     // per-peer gauges are read from the devices table at scrape time
     const s = await this.status.status();
     this.metrics.logSize.set(s.sharedLogSize);
+    for (const phase of SYNC_PHASES) this.metrics.phase.set({ phase }, s.phase === phase ? 1 : 0);
+    this.metrics.deadLetters.set(s.deadLetters);
+    if (s.backfill) {
+      this.metrics.backfillDone.set(s.backfill.items.reduce((n, i) => n + i.done, 0));
+      this.metrics.backfillTotal.set(s.backfill.items.reduce((n, i) => n + (i.total ?? i.done), 0));
+    }
     for (const p of s.peers) {
       this.metrics.peerPending.set({ peer: p.deviceId }, p.pendingToPeer);
       this.metrics.peerOnline.set({ peer: p.deviceId }, p.online ? 1 : 0);

@@ -173,6 +173,13 @@ describe('with sync enabled', () => {
       const r = await ok.req('GET', '/health/ready');
       expect(r.status).toBe(200);
       expect(r.body).toEqual({ status: 'ok', sync: 'ready', database: 'ok' });
+      // /metrics: the phase (one of them at 1), dead letters, and the process's own metrics
+      const m = String((await ok.req<{ raw: string }>('GET', '/metrics')).body.raw);
+      expect(m).toMatch(/^sync_phase\{[^}]*phase="ready"[^}]*\} 1$/m);
+      expect(m).toMatch(/^sync_phase\{[^}]*phase="backfilling"[^}]*\} 0$/m);
+      expect(m).toMatch(/^sync_dead_letters\{[^}]*\} 0$/m);
+      expect(m).toMatch(/^process_cpu_user_seconds_total \d/m);
+      expect(m).toMatch(/^nodejs_heap_size_used_bytes \d/m);
     } finally {
       await ok.close();
     }

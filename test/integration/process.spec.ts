@@ -33,6 +33,8 @@ const UNSET = {
   HOST: '',
   API_TOKEN: '',
   API_ALLOWED_ORIGINS: '',
+  LOG_FORMAT: '',
+  LOG_LEVEL: '',
 };
 
 function freePort(): Promise<number> {
@@ -359,5 +361,76 @@ describe('device process: who may call the API', () => {
     const log = readFileSync(p.logFile, 'utf8');
     expect(log).toContain('API_TOKEN required');
     expect(log).not.toContain(TOKEN);
+  });
+});
+
+describe('device process: logs', () => {
+  const TOKEN = `log-token-${randomUUID()}`;
+
+  it('JSON lines when stdout is not a terminal: device and library ids on each, a request id per request, no secrets', async () => {
+    const library = randomUUID();
+    const p = device({ DATABASE_URL: await createTestDatabase(), LIBRARY_ID: library, API_TOKEN: TOKEN });
+    await p.start(await freePort());
+    // a request id given by the client is echoed and logged; one is made for the others
+    const given = await fetch(`${p.url}/sync/status`, { headers: { ...p.headers, 'x-request-id': 'req-given-1' } });
+    expect(given.status).toBe(200);
+    expect(given.headers.get('x-request-id')).toBe('req-given-1');
+    const made = await fetch(`${p.url}/tags`, {
+      method: 'POST',
+      headers: { ...p.headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'logged' }),
+    });
+    expect(made.status).toBe(201);
+    const madeId = made.headers.get('x-request-id');
+    expect(madeId).toMatch(/^[0-9a-f-]{36}$/);
+    // the status page's login carries the token in its query string: never logged
+    expect((await rawRequest(`${p.url}/?token=${TOKEN}`, 'GET', {})).status).toBe(303);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+
+    const text = readFileSync(p.logFile, 'utf8');
+    expect(text).not.toContain(TOKEN);
+    const lines = text.split('\n').filter((l) => l.trim());
+    expect(lines.length).toBeGreaterThan(5);
+    const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const deviceId = records[0].deviceId;
+    expect(deviceId).toMatch(/^[0-9a-f-]{36}$/);
+    for (const r of records) {
+      expect(r).toMatchObject({ level: expect.any(String), message: expect.anything(), deviceId });
+      expect(r).toHaveProperty('libraryId');
+    }
+    // the library's engine logs under its id; the device's start-up line under none
+    expect(records.some((r) => r.libraryId === library && r.context !== 'HTTP')).toBe(true);
+    const http = records.filter((r) => r.context === 'HTTP');
+    expect(http.find((r) => r.requestId === 'req-given-1')).toMatchObject({
+      message: expect.stringMatching(/^GET \/sync\/status 200 [\d.]+ ms$/),
+      libraryId: library,
+    });
+    expect(http.find((r) => r.requestId === madeId)).toMatchObject({
+      message: expect.stringMatching(/^POST \/tags 201 /),
+      libraryId: library,
+    });
+    expect(http.some((r) => /^GET \/ 303 /.test(String(r.message)))).toBe(true);
+  });
+
+  it('LOG_FORMAT=text prints lines for a person with the ids; LOG_LEVEL=warn leaves out the routine ones', async () => {
+    const library = randomUUID();
+    const p = device({ DATABASE_URL: await createTestDatabase(), LIBRARY_ID: library, LOG_FORMAT: 'text' });
+    await p.start(await freePort());
+    expect((await p.req('GET', '/sync/status')).status).toBe(200);
+    expect((await stopWithin(p, 'SIGTERM')).code).toBe(0);
+    const text = readFileSync(p.logFile, 'utf8');
+    expect(text).toContain('listening on');
+    expect(text).toMatch(
+      new RegExp(`device [0-9a-f-]{36} library ${library} request [0-9a-f-]{36} - .*GET /sync/status 200`),
+    );
+    expect(() => JSON.parse(text.split('\n')[0])).toThrow();
+
+    const quiet = device({ DATABASE_URL: await createTestDatabase(), LIBRARY_ID: randomUUID(), LOG_LEVEL: 'warn' });
+    await quiet.start(await freePort());
+    expect((await quiet.req('GET', '/sync/status')).status).toBe(200);
+    expect((await stopWithin(quiet, 'SIGTERM')).code).toBe(0);
+    const routine = readFileSync(quiet.logFile, 'utf8');
+    expect(routine).not.toContain('listening on');
+    expect(routine).not.toContain('/sync/status');
   });
 });

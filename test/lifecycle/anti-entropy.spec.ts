@@ -129,7 +129,8 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
   /**
    * Each device collects tombstones in its own time. One collected here (every device had seen past
    * it) and still held by its owner is the owner's lag, not damage: anti-entropy does not bring it
-   * back (chaos seeds 5003, 5004, 7005, 7006 and 7008 counted such "repairs"), and once the owner
+   * back (chaos seeds 5003, 5004, 7005, 7006, 7008, 7015 and 8007 counted such "repairs"), even
+   * after a device without a watermark appeared (which lowers the horizon), and once the owner
    * collects it too, the devices agree.
    */
   it('does not bring back a tombstone this device collected before its owner did', async () => {
@@ -150,6 +151,10 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
       const held = await Promise.all([b, c].map((d) => tombstoneCount(d, [gone])));
       return held.every((n) => n === 0);
     });
+    // and B then learns of a device that has no watermark yet (one joining, as in chaos seed 8007):
+    // B's horizon drops, but what it collected before stays collected
+    await sql`insert into devices (id, name, library_id, is_self, online)
+      values (${randomUUID()}::uuid, 'newcomer', ${b.config.libraryId}::uuid, false, false)`.execute(b.db);
     const before = await Promise.all([b, c].map((d) => counter(d, 'sync_repairs_total')));
     const reconciled = await Promise.all([b, c].map((d) => counter(d, 'sync_reconciliations_total')));
     // A, the owner, still holds it: B and C see A's tombstone digest differ, reconcile, write nothing

@@ -107,6 +107,11 @@ describe('backfill writes', () => {
     expect(held).toBeGreaterThanOrEqual(9_000);
     await waitRows([c], 'entries', held);
     expect(await digestOf(c)).toEqual(await digestOf(a));
+    // its backfill's progress in /metrics: done, out of the total its source counted
+    const m = String((await c.req<{ raw: string }>('GET', '/metrics')).body.raw);
+    const gauge = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm').exec(m)?.[1]);
+    expect(gauge('sync_backfill_rows_done')).toBeGreaterThanOrEqual(held);
+    expect(gauge('sync_backfill_rows_done')).toBe(gauge('sync_backfill_rows_total'));
     // live, both ways
     await createEntries(a, loc, 10, 'after');
     const locC = await createLocation(c, 'on-pglite');

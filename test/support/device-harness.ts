@@ -147,6 +147,8 @@ export async function startTestDevice(o: TestDeviceOptions): Promise<TestDevice>
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 2000,
     backfillPauseMs: o.backfillPauseMs ?? 0,
     streamReplicas: o.streamReplicas ?? 1,
+    logFormat: null,
+    logLevel: 'log',
   };
   const device = await startDevice(config, o.logger ?? o.logLevels ?? ['error', 'warn']);
   const url = `http://127.0.0.1:${device.port}`;

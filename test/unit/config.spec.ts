@@ -41,6 +41,8 @@ describe('parseConfig', () => {
       heartbeatIntervalMs: 2000,
       backfillPauseMs: 0,
       streamReplicas: 1,
+      logFormat: null,
+      logLevel: 'log',
     });
   });
 
@@ -62,6 +64,8 @@ describe('parseConfig', () => {
         SYNC_HEARTBEAT_INTERVAL_MS: '500',
         SYNC_BACKFILL_PAUSE_MS: '20',
         SYNC_STREAM_REPLICAS: '3',
+        LOG_FORMAT: 'JSON',
+        LOG_LEVEL: 'debug',
       },
       emptyDir(),
     );
@@ -81,6 +85,8 @@ describe('parseConfig', () => {
       heartbeatIntervalMs: 500,
       backfillPauseMs: 20,
       streamReplicas: 3,
+      logFormat: 'json',
+      logLevel: 'debug',
     });
   });
 
@@ -126,6 +132,8 @@ describe('parseConfig', () => {
       'servers with different credentials',
       { LIBRARY_ID: LIBRARY, NATS_URL: 'nats://a:b@n1,nats://a:c@n2' },
     ],
+    ['LOG_FORMAT', 'unknown format', { LIBRARY_ID: LIBRARY, LOG_FORMAT: 'xml' }],
+    ['LOG_LEVEL', 'unknown level', { LIBRARY_ID: LIBRARY, LOG_LEVEL: 'chatty' }],
     ['SYNC_STREAM_REPLICAS', 'zero', { LIBRARY_ID: LIBRARY, SYNC_STREAM_REPLICAS: '0' }],
     ['SYNC_STREAM_REPLICAS', 'more than 5', { LIBRARY_ID: LIBRARY, SYNC_STREAM_REPLICAS: '7' }],
     ['PORT', 'not a number', { LIBRARY_ID: LIBRARY, PORT: 'http' }],

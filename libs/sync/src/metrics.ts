@@ -88,6 +88,27 @@ export class SyncMetrics {
     help: 'Anti-entropy reconciliations run with a peer',
     registers: [this.registry],
   });
+  readonly phase = new Gauge({
+    name: 'sync_phase',
+    help: "1 for the library's current sync phase, 0 for the others",
+    labelNames: ['phase'],
+    registers: [this.registry],
+  });
+  readonly backfillDone = new Gauge({
+    name: 'sync_backfill_rows_done',
+    help: 'Rows pulled by the backfill of this process (while and after it runs)',
+    registers: [this.registry],
+  });
+  readonly backfillTotal = new Gauge({
+    name: 'sync_backfill_rows_total',
+    help: 'Rows the backfill of this process has to pull, as its source counted them',
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Gauge({
+    name: 'sync_dead_letters',
+    help: 'Refused messages kept in dead_letters',
+    registers: [this.registry],
+  });
   readonly reconcileRowsReceived = new Counter({
     name: 'sync_reconcile_rows_received_total',
     help: 'Rows, tombstones and records received from peers by anti-entropy, per model',

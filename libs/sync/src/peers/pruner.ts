@@ -34,7 +34,9 @@ export class Pruner {
       const upTo = await this.devices.minimumSharedAck(this.db);
       const n = upTo ? await this.shared.pruneUpTo(this.db, upTo) : 0;
       if (n) this.metrics.pruned.inc(n);
-      await collectTombstones(this.db, await this.devices.tombstoneHorizons(this.db));
+      const horizons = await this.devices.tombstoneHorizons(this.db);
+      await collectTombstones(this.db, horizons);
+      this.devices.noteCollected(horizons);
       this.metrics.logSize.set(await this.shared.logSize(this.db));
       return n;
     } catch (e) {

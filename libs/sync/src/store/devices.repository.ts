@@ -113,6 +113,19 @@ export class DevicesRepository {
    * raised), so that a reader can tell it is still current (PresenceService).
    */
   watermarksMoved = 0;
+  /**
+   * Per owner, the highest horizon up to which this process collected tombstones: a device that
+   * joins afterwards (no watermark yet) lowers the horizon, not what was rightly collected before.
+   */
+  private readonly collectedUpTo = new Map<string, string>();
+
+  /** Remembers the horizons a collection used (Pruner). */
+  noteCollected(horizons: Map<string, string>): void {
+    for (const [owner, cursor] of horizons) {
+      const held = this.collectedUpTo.get(owner);
+      if (!held || held < cursor) this.collectedUpTo.set(owner, cursor);
+    }
+  }
 
   /** How far we have applied each peer's streams: owner → state cursor, origin → shared stamp. */
   async watermarks(db: DbOrTx): Promise<{ state: Record<string, string>; shared: Record<string, string> }> {
@@ -214,7 +227,8 @@ export class DevicesRepository {
 
   /**
    * One owner's tombstone horizon (as in tombstoneHorizons), whether or not we hold any of its
-   * tombstones: what lies at or below it, this device collects (or has collected).
+   * tombstones, or the highest one a collection of this process used if that is higher: what lies
+   * at or below it, this device collects (or has collected).
    */
   async tombstoneHorizon(db: DbOrTx, owner: string): Promise<string | null> {
     const active = await db
@@ -227,7 +241,9 @@ export class DevicesRepository {
       .select(['peer_id', 'origin_id', 'state_watermark'])
       .where('origin_id', '=', owner)
       .execute();
-    return horizonOf(owner, active, reported);
+    const now = horizonOf(owner, active, reported);
+    const before = this.collectedUpTo.get(owner) ?? null;
+    return now === null || (before !== null && before > now) ? before : now;
   }
 
   /** Takes a device out of the library: it no longer counts for pruning or tombstone collection. */
