@@ -392,8 +392,10 @@ export class LibraryHost {
     if (!lib) return void send(res, 404, `library ${libraryId} is not on this device`);
     if (lib.state !== 'open' || !lib.app)
       return void send(res, 409, `library ${libraryId} is closed: open it with POST /libraries/${libraryId}/open`);
-    lib.inFlight++;
-    let done = false;
+    // a change feed stays open: closing the library ends it (the client reconnects), it is not drained
+    const counted = rest !== '/sync/events';
+    if (counted) lib.inFlight++;
+    let done = !counted;
     const finished = () => {
       if (done) return;
       done = true;

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { AlbumsController } from './albums/albums.controller';
 import { AlbumsService } from './albums/albums.service';
 import { EntriesController } from './entries/entries.controller';
+import { EventsController } from './events/events.controller';
 import { EntriesService } from './entries/entries.service';
 import { LocationsController } from './locations/locations.controller';
 import { LocationsService } from './locations/locations.service';
@@ -22,6 +23,7 @@ import { VolumesService } from './volumes/volumes.service';
   controllers: [
     StatusController,
     StatusPageController,
+    EventsController,
     VolumesController,
     LocationsController,
     EntriesController,

@@ -118,6 +118,7 @@ const exported = [
   SyncStatusService,
   NatsRpcServer,
   LibraryTrust,
+  ChangeSignal,
 ];
 
 /**
