@@ -208,7 +208,7 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('builds every device from the Dockerfile, whose command is node dist/main.js', () => {
+  it('builds every device from the Dockerfile (Node LTS, slim, not root), whose command is node dist/main.js', () => {
     for (const d of devices) {
       const build = typeof d.service.build === 'string' ? { context: d.service.build } : d.service.build;
       expect(build.context).toBe('.');
@@ -219,7 +219,10 @@ describe('docker-compose.yml', () => {
     const last = cmds[cmds.length - 1].replace(/^CMD\s+/, '');
     const argv = last.startsWith('[') ? (JSON.parse(last) as string[]) : last.split(/\s+/);
     expect(argv).toEqual(['node', 'dist/main.js']);
-    expect(dockerfile).toMatch(/^FROM node:20-bookworm-slim/m);
+    // a maintained Node LTS, slim; the running stage as the unprivileged `node` user
+    expect(dockerfile).toMatch(/^FROM node:22-bookworm-slim/m);
+    const runStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    expect(runStage).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm ci/);
     expect(dockerfile).toMatch(/npm run build/);
   });
