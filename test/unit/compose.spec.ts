@@ -227,6 +227,61 @@ describe('docker-compose.yml', () => {
     expect(dockerfile).toMatch(/npm run build/);
   });
 
+  describe('monitoring profile (docker compose --profile monitoring up)', () => {
+    const prometheus = services.prometheus;
+    const grafana = services.grafana;
+    const scrape = parse(readFileSync(join(ROOT, 'deploy', 'prometheus', 'prometheus.yml'), 'utf8'));
+    const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy', 'grafana', 'dashboards', 'sync.json'), 'utf8'));
+
+    it('runs Prometheus and Grafana only with the profile, published on loopback only', () => {
+      for (const s of [prometheus, grafana]) {
+        expect(s.profiles).toEqual(['monitoring']);
+        for (const p of s.ports) expect(String(p)).toMatch(/^127\.0\.0\.1:/);
+      }
+    });
+
+    it('scrapes every device at its /metrics, with the API token', () => {
+      const job = scrape.scrape_configs.find((j: any) => j.job_name === 'devices');
+      expect(job.metrics_path).toBe('/metrics');
+      expect(job.authorization).toMatchObject({ type: 'Bearer', credentials_file: '/tmp/api-token' });
+      const targets = job.static_configs.flatMap((c: any) => c.targets);
+      expect(new Set(targets)).toEqual(new Set(devices.map((d) => `${d.name}:${d.env.PORT}`)));
+      // the token file is written from the environment, which compose fills from .env
+      expect(JSON.stringify(prometheus.entrypoint)).toContain('/tmp/api-token');
+      expect(interpolated(String(environmentOf(prometheus).API_TOKEN))).toBe('API_TOKEN');
+      expect(prometheus.volumes.some((v: string) => v.startsWith('./deploy/prometheus/prometheus.yml:'))).toBe(true);
+    });
+
+    it("provisions Grafana with Prometheus and the dashboard, whose queries use the devices' metrics", () => {
+      expect(grafana.volumes).toEqual(
+        expect.arrayContaining([
+          './deploy/grafana/provisioning:/etc/grafana/provisioning:ro',
+          './deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro',
+        ]),
+      );
+      const ds = parse(
+        readFileSync(join(ROOT, 'deploy', 'grafana', 'provisioning', 'datasources', 'prometheus.yml'), 'utf8'),
+      );
+      expect(ds.datasources[0]).toMatchObject({ type: 'prometheus', url: 'http://prometheus:9090', uid: 'prometheus' });
+      const exprs: string[] = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr));
+      const used = new Set(exprs.flatMap((e) => e.match(/\b(sync|process)_[a-z_]+/g) ?? []));
+      for (const m of [
+        'sync_phase',
+        'sync_backfill_rows_done',
+        'sync_peer_pending',
+        'sync_peer_lag_ms',
+        'sync_dead_letters',
+      ])
+        expect(used).toContain(m);
+      // every metric the dashboard reads is one a device serves (docs/design.md "Observability")
+      const documented = readFileSync(join(ROOT, 'docs', 'design.md'), 'utf8');
+      for (const m of used) {
+        const base = m.replace(/_(bucket|sum|count)$/, '');
+        if (!base.startsWith('process_')) expect(documented).toContain(base);
+      }
+    });
+  });
+
   describe('NATS authorization (deploy/nats)', () => {
     const conf = readFileSync(join(ROOT, 'deploy', 'nats', 'nats.conf'), 'utf8');
 
