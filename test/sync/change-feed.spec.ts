@@ -1,8 +1,10 @@
+import { get, IncomingMessage } from 'node:http';
 import { EventSource } from 'eventsource';
+import { EventsController } from '../../src/library/events/events.controller';
 import { must, waitPhase } from '../support/api';
 import { clusterPerTest } from '../support/cluster';
 import { http, waitFor } from '../support/device-harness';
-import { createEntries, createLocation, createTag } from '../support/fixtures';
+import { createEntries, createLocation, createTag, seedEntries } from '../support/fixtures';
 import { freePort } from '../support/nats-server';
 
 /**
@@ -88,5 +90,62 @@ describe('change feed: GET /sync/events', () => {
     const seqs = events.map((e) => e.seq);
     expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
     expect(new Set(seqs).size).toBe(seqs.length);
+  }, 180_000);
+
+  it('sends keep-alive comments, and disconnects a client that does not read (with a retry hint) rather than buffer for it', async () => {
+    const cluster = await newCluster();
+    const a = await cluster.device('a');
+    const feed = a.app.get(EventsController);
+    // shorter than in production (15 s, 1 MB), so that the test is quick
+    feed.keepAliveMs = 300;
+    feed.slowClientBytes = 64 * 1024;
+    const open = (onResponse: (res: IncomingMessage) => void) => {
+      const req = get(`${a.url}/sync/events`, onResponse);
+      req.on('error', () => undefined);
+      return req;
+    };
+
+    // an idle stream gets keep-alive comments
+    let idleText = '';
+    const idle = open((res) => res.on('data', (c: Buffer) => (idleText += c.toString())));
+    await waitFor('two keep-alive comments', () => (idleText.match(/^: keep-alive$/gm) ?? []).length >= 2, 10_000, 50);
+    expect(idleText.startsWith('retry: 2000\n\n')).toBe(true);
+    idle.destroy();
+    await waitFor('the idle stream closed', () => feed.openStreams === 0, 5000, 20);
+
+    // a client that does not read: the device writes until its buffer for it passes the limit,
+    // then ends the stream with a retry hint, instead of holding every change in memory
+    let slowRes: IncomingMessage | null = null;
+    const slow = open((res) => {
+      slowRes = res;
+      res.pause();
+    });
+    await waitFor('the slow stream open', () => slowRes !== null && feed.openStreams === 1, 5000, 20);
+    let written = 0;
+    await waitFor(
+      'the slow client cut off',
+      async () => {
+        if (feed.openStreams === 0) return true;
+        if (written >= 400_000) throw new Error(`still open after ${written} changes`);
+        await seedEntries(a, 20_000, `slow${written}`);
+        written += 20_000;
+        return feed.openStreams === 0;
+      },
+      120_000,
+      10,
+    );
+    // what it had been sent ends with the hint; the client would reconnect with Last-Event-ID
+    let text = '';
+    const res = slowRes!;
+    await new Promise<void>((resolve) => {
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', resolve);
+      res.resume();
+    });
+    slow.destroy();
+    expect(text.endsWith('retry: 10000\n\n')).toBe(true);
+    const ids = [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(ids.length).toBeGreaterThan(0);
+    expect(ids.length).toBeLessThan(written);
   }, 180_000);
 });

@@ -46,6 +46,14 @@ export class EventsController implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('ChangeFeed');
   private readonly open = new Set<() => void>();
   private pruner: NodeJS.Timeout | null = null;
+  /** Limits of every stream (fields so that a test can shorten them on an in-process device). */
+  keepAliveMs = KEEP_ALIVE_MS;
+  slowClientBytes = SLOW_CLIENT_BYTES;
+
+  /** Streams open now. */
+  get openStreams(): number {
+    return this.open.size;
+  }
 
   constructor(
     @InjectDb() private readonly db: Db,
@@ -106,13 +114,13 @@ export class EventsController implements OnModuleInit, OnModuleDestroy {
           after = BigInt(r.seq);
           lastWrite = Date.now();
         }
-        if (res.writableLength > SLOW_CLIENT_BYTES) {
+        if (res.writableLength > this.slowClientBytes) {
           // too slow to keep up: it reconnects (with Last-Event-ID) when it is ready
           res.write(`retry: ${RETRY_MS * 5}\n\n`);
           break;
         }
         if (rows.length === PAGE) continue;
-        if (Date.now() - lastWrite >= KEEP_ALIVE_MS) {
+        if (Date.now() - lastWrite >= this.keepAliveMs) {
           res.write(': keep-alive\n\n');
           lastWrite = Date.now();
         }
