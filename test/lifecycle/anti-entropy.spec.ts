@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { digestOf, must, peerIn, statusOf, waitConverged } from '../support/api';
+import { digestOf, metricSum, must, peerIn, statusOf, waitConverged } from '../support/api';
 import { clusterPerTest } from '../support/cluster';
 import type { TestDevice } from '../support/device-harness';
 import { waitFor } from '../support/device-harness';
@@ -14,15 +14,6 @@ import { createEntries, createLocation, createTag } from '../support/fixtures';
  * data) or through the field-clock merge (shared data), at a cost proportional to the damage.
  */
 const HEARTBEAT = 300;
-
-/** Sum of a counter's samples in the device's /metrics (every label set). */
-async function counter(d: TestDevice, name: string): Promise<number> {
-  const res = await d.req<{ raw: string }>('GET', '/metrics');
-  let n = 0;
-  for (const line of res.body.raw.split('\n'))
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) n += Number(line.split(' ').pop());
-  return n;
-}
 
 async function tombstoneCount(d: TestDevice, ids: string[]): Promise<number> {
   const r = await sql<{
@@ -69,10 +60,10 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
     });
     const expected = await digestOf(a);
     const before = {
-      repairsA: await counter(a, 'sync_repairs_total'),
-      repairsB: await counter(b, 'sync_repairs_total'),
-      receivedB: await counter(b, 'sync_reconcile_rows_received_total'),
-      reconciliationsB: await counter(b, 'sync_reconciliations_total'),
+      repairsA: await metricSum(a, 'sync_repairs_total'),
+      repairsB: await metricSum(b, 'sync_repairs_total'),
+      receivedB: await metricSum(b, 'sync_reconcile_rows_received_total'),
+      reconciliationsB: await metricSum(b, 'sync_reconciliations_total'),
     };
 
     // behind B's engine: 5 of A's entries deleted, 3 renamed (version kept), A's tombstone dropped,
@@ -108,16 +99,16 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
     // hash within a differing bucket, so the bucket's intact siblings are received but not
     // rewritten; the bound allows each row a second pass (a reconciliation interrupted by a write).
     const damaged = deleted.length + renamed.length + 2;
-    const repairsB = (await counter(b, 'sync_repairs_total')) - before.repairsB;
+    const repairsB = (await metricSum(b, 'sync_repairs_total')) - before.repairsB;
     expect(repairsB).toBeGreaterThanOrEqual(damaged);
     expect(repairsB).toBeLessThanOrEqual(2 * damaged);
-    expect((await counter(a, 'sync_repairs_total')) - before.repairsA).toBe(0);
+    expect((await metricSum(a, 'sync_repairs_total')) - before.repairsA).toBe(0);
     // Rows received: the rows of the differing buckets only (≤ 10 buckets of 4096; with 39 entries
     // a bucket holds ~1), never the 39 entries twice: at most 2 passes × (damaged + siblings).
-    const received = (await counter(b, 'sync_reconcile_rows_received_total')) - before.receivedB;
+    const received = (await metricSum(b, 'sync_reconcile_rows_received_total')) - before.receivedB;
     expect(received).toBeGreaterThanOrEqual(damaged); // the deleted rows come back from A as rows too
     expect(received).toBeLessThanOrEqual(2 * (damaged + 10));
-    expect((await counter(b, 'sync_reconciliations_total')) - before.reconciliationsB).toBeGreaterThanOrEqual(1);
+    expect((await metricSum(b, 'sync_reconciliations_total')) - before.reconciliationsB).toBeGreaterThanOrEqual(1);
     // and both agree again
     await waitFor('A and B agreeing again', async () => {
       const sb = await statusOf(b);
@@ -155,14 +146,14 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
     // B's horizon drops, but what it collected before stays collected
     await sql`insert into devices (id, name, library_id, is_self, online)
       values (${randomUUID()}::uuid, 'newcomer', ${b.config.libraryId}::uuid, false, false)`.execute(b.db);
-    const before = await Promise.all([b, c].map((d) => counter(d, 'sync_repairs_total')));
-    const reconciled = await Promise.all([b, c].map((d) => counter(d, 'sync_reconciliations_total')));
+    const before = await Promise.all([b, c].map((d) => metricSum(d, 'sync_repairs_total')));
+    const reconciled = await Promise.all([b, c].map((d) => metricSum(d, 'sync_reconciliations_total')));
     // A, the owner, still holds it: B and C see A's tombstone digest differ, reconcile, write nothing
     expect(await tombstoneCount(a, [gone])).toBe(1);
     await waitFor(
       'B and C reconciling with A',
       async () => {
-        const n = await Promise.all([b, c].map((d) => counter(d, 'sync_reconciliations_total')));
+        const n = await Promise.all([b, c].map((d) => metricSum(d, 'sync_reconciliations_total')));
         return n[0] > reconciled[0] && n[1] > reconciled[1];
       },
       30_000,
@@ -170,7 +161,7 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
     );
     for (const [i, d] of [b, c].entries()) {
       expect(await tombstoneCount(d, [gone])).toBe(0);
-      expect(await counter(d, 'sync_repairs_total')).toBe(before[i]);
+      expect(await metricSum(d, 'sync_repairs_total')).toBe(before[i]);
     }
     // once A no longer waits for the ghost, it collects the tombstone too, and all three agree
     await sql`update devices set removed_at = now() where id = ${ghost}::uuid`.execute(a.db);
@@ -181,7 +172,7 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
       return recent(peerIn(sb, a.deviceId)?.agreedAt) && recent(peerIn(sc, a.deviceId)?.agreedAt);
     });
     await waitConverged([a, b, c], { entries: 9 });
-    for (const [i, d] of [b, c].entries()) expect(await counter(d, 'sync_repairs_total')).toBe(before[i]);
+    for (const [i, d] of [b, c].entries()) expect(await metricSum(d, 'sync_repairs_total')).toBe(before[i]);
   });
 
   /**
@@ -220,10 +211,10 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
       500,
     );
     // nothing was reconciled to get there: the rows were the same
-    expect(await counter(b, 'sync_repairs_total')).toBe(0);
+    expect(await metricSum(b, 'sync_repairs_total')).toBe(0);
     const before = {
-      received: await counter(b, 'sync_reconcile_rows_received_total'),
-      repairs: await counter(b, 'sync_repairs_total'),
+      received: await metricSum(b, 'sync_reconcile_rows_received_total'),
+      repairs: await metricSum(b, 'sync_repairs_total'),
     };
     // 10 rows damaged on B: 4 deleted, 6 renamed
     const damaged = (
@@ -243,8 +234,8 @@ describe('anti-entropy: range digests in heartbeats repair silent damage', () =>
       1000,
     );
     const repairedMs = Date.now() - started;
-    const received = (await counter(b, 'sync_reconcile_rows_received_total')) - before.received;
-    const repairs = (await counter(b, 'sync_repairs_total')) - before.repairs;
+    const received = (await metricSum(b, 'sync_reconcile_rows_received_total')) - before.received;
+    const repairs = (await metricSum(b, 'sync_repairs_total')) - before.repairs;
     // the fullest bucket of A's entries: 10 differing buckets hold at most 10 × that many rows
     const r = await sql<{ n: number }>`select max(count)::int as n from sync_ranges
       where model = 'entries' and owner = ${a.deviceId}::uuid`.execute(a.db);

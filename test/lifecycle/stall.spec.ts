@@ -1,4 +1,4 @@
-import { digestOf, must, peerIn, statusOf, waitConverged, waitPhase } from '../support/api';
+import { digestOf, metricSum, must, peerIn, statusOf, waitConverged, waitPhase } from '../support/api';
 import { Cluster, ClusterProcess, clusterPerTest } from '../support/cluster';
 import { queryDb } from '../support/db-queries';
 import type { TestDevice } from '../support/device-harness';
@@ -25,14 +25,6 @@ const HEARTBEAT = 500;
 
 type Device = TestDevice | ClusterProcess;
 const urlOf = (d: Device): string => ('databaseUrl' in d ? d.databaseUrl : d.config.databaseUrl)!;
-
-async function counter(d: Device, name: string): Promise<number> {
-  const res = await d.req<{ raw: string }>('GET', '/metrics');
-  let n = 0;
-  for (const line of res.body.raw.split('\n'))
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) n += Number(line.split(' ').pop());
-  return n;
-}
 
 /** Every device's watermarks for every peer: nothing pending either way, nothing known ahead. */
 async function watermarksAgree(devices: Device[], ids: string[]): Promise<boolean> {
@@ -135,7 +127,7 @@ describe('the stall: SIGKILL during a first backfill, then SIGSTOP of another de
     await waitConverged(all, {}, LONG, 500);
     await waitFor('every watermark agreeing', () => watermarksAgree(all, ids), LONG, 250);
     const expected = await digestOf(dev0);
-    const repairsBefore = await Promise.all(all.map((d) => counter(d, 'sync_repairs_total')));
+    const repairsBefore = await Promise.all(all.map((d) => metricSum(d, 'sync_repairs_total')));
 
     // behind the engines: the deleted entry back on dev1 alone; dev1's entry gone from the others
     const cols = Object.keys(row);
@@ -157,7 +149,7 @@ describe('the stall: SIGKILL during a first backfill, then SIGSTOP of another de
       expect((await d.req('GET', `/entries/${lost}`)).status).toBe(200);
     }
     // repaired by the devices that held the wrong copies: one row each, the owners none
-    const repairs = (await Promise.all(all.map((d) => counter(d, 'sync_repairs_total')))).map(
+    const repairs = (await Promise.all(all.map((d) => metricSum(d, 'sync_repairs_total')))).map(
       (n, i) => n - repairsBefore[i],
     );
     expect(repairs[1]).toBeGreaterThanOrEqual(1); // the resurrected entry dropped on dev1

@@ -32,6 +32,15 @@ export const statusOf = (p: Api): Promise<SyncStatus> => must<SyncStatus>(p, 'GE
 export const digestOf = async (p: Api): Promise<Digest> =>
   (await must<{ models: Digest }>(p, 'GET', '/sync/digest')).models;
 
+/** Sum of a metric's samples in the device's /metrics (every label set). */
+export async function metricSum(p: Api, name: string): Promise<number> {
+  const res = await p.req<{ raw: string }>('GET', '/metrics');
+  let n = 0;
+  for (const line of res.body.raw.split('\n'))
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) n += Number(line.split(' ').pop());
+  return n;
+}
+
 /** A peer as a status shows it (undefined: not listed). */
 export function peerIn(s: SyncStatus, id: string): PeerStatus | undefined {
   return s.peers.find((p) => p.deviceId === id);

@@ -58,13 +58,35 @@ function recordset(model: OwnedModel, json: string): RawBuilder<unknown> {
   return sql`jsonb_to_recordset(${json}::jsonb) as x(${sql.join(defs)})`;
 }
 
+/** A timestamp column as rows travel: UTC, to the millisecond, formatted by Postgres. */
+function wireTimestamp(col: string): RawBuilder<unknown> {
+  return sql`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
+/**
+ * Keeps keyset pages on the (device_id, version, id) index for the rest of the transaction: with
+ * stale statistics the planner may instead sort every remaining row for each page.
+ */
+async function keepKeysetPlan(tx: DbOrTx): Promise<void> {
+  await sql`select set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`.execute(tx);
+}
+
+/** The condition of a keyset page after `after` (exclusive), for the source of cursor kind `kind`. */
+function pageAfter(after: string | null): (kind: number) => RawBuilder<unknown> {
+  const c: OwnedCursor | null = after ? decodeCursor(after) : null;
+  return (kind) => {
+    if (!c) return sql`true`;
+    if (kind < c.kind) return sql`version > ${c.version}`;
+    if (kind > c.kind) return sql`version >= ${c.version}`;
+    return sql`(version, id) > (${c.version}, ${c.id}::uuid)`;
+  };
+}
+
 /** The select list of a model's wire form: timestamps formatted by Postgres (no Date round trip). */
 function wireColumns(model: OwnedModel): RawBuilder<unknown> {
   return sql.join(
     model.columns.map((col) =>
-      model.timestampColumns.includes(col)
-        ? sql`to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as ${sql.ref(col)}`
-        : sql.ref(col),
+      model.timestampColumns.includes(col) ? sql`${wireTimestamp(col)} as ${sql.ref(col)}` : sql.ref(col),
     ),
   );
 }
@@ -74,7 +96,7 @@ function wireJsonArgs(model: OwnedModel): RawBuilder<unknown> {
   return sql.join(
     model.columns.map((col) =>
       model.timestampColumns.includes(col)
-        ? sql`${sql.lit(col)}::text, to_char(${sql.ref(col)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+        ? sql`${sql.lit(col)}::text, ${wireTimestamp(col)}`
         : sql`${sql.lit(col)}::text, ${sql.ref(col)}`,
     ),
   );
@@ -237,20 +259,11 @@ export class OwnedRepository {
         .transaction()
         .setIsolationLevel('repeatable read')
         .execute(async (tx) => {
-          // keyset pages must walk the (device_id, version, id) index in order; with stale
-          // statistics the planner may instead sort every remaining row for each page
-          await sql`set local enable_bitmapscan = off`.execute(tx);
-          await sql`set local enable_sort = off`.execute(tx);
+          await keepKeysetPlan(tx);
           return this.changesAfter(tx, owner, after, limit, only);
         });
     }
-    const c: OwnedCursor | null = after ? decodeCursor(after) : null;
-    const pageCond = (kind: number): RawBuilder<unknown> => {
-      if (!c) return sql`true`;
-      if (kind < c.kind) return sql`version > ${c.version}`;
-      if (kind > c.kind) return sql`version >= ${c.version}`;
-      return sql`(version, id) > (${c.version}, ${c.id}::uuid)`;
-    };
+    const pageCond = pageAfter(after);
     const out: OwnedChange[] = [];
     for (const model of OWNED_MODELS.filter((m) => !only || m.name === only)) {
       const res = await sql<Record<string, unknown>>`select ${wireColumns(model)} from ${sql.table(model.table)}
@@ -297,18 +310,10 @@ export class OwnedRepository {
   ): Promise<OwnedChangeJson[]> {
     if (planHints)
       return db.transaction().execute(async (tx) => {
-        await sql`select set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`.execute(
-          tx,
-        );
+        await keepKeysetPlan(tx);
         return this.changesAfterJson(tx as unknown as Kysely<Database>, owner, after, limit, false);
       });
-    const c: OwnedCursor | null = after ? decodeCursor(after) : null;
-    const pageCond = (kind: number): RawBuilder<unknown> => {
-      if (!c) return sql`true`;
-      if (kind < c.kind) return sql`version > ${c.version}`;
-      if (kind > c.kind) return sql`version >= ${c.version}`;
-      return sql`(version, id) > (${c.version}, ${c.id}::uuid)`;
-    };
+    const pageCond = pageAfter(after);
     const branches = OWNED_MODELS.map(
       (model) => sql`(select ${sql.lit(model.order)}::int as k, version, id::text as id,
         json_build_object('model', ${sql.lit(model.name)}::text, 'row', json_build_object(${wireJsonArgs(model)}))::text as j
