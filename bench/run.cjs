@@ -98,10 +98,12 @@ async function baseline() {
         params,
       ]);
     }
+    const backend = (await c.query('select pg_backend_pid() as pid')).rows[0].pid;
+    const cpu0 = cpuSeconds(backend);
     const t0 = process.hrtime.bigint();
     for (const [text, params] of statements) await c.query(text, params);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    return BASELINE_N / s;
+    return { rate: BASELINE_N / s, pgUs: ((cpuSeconds(backend) - cpu0) * 1e6) / BASELINE_N };
   });
 }
 
@@ -226,31 +228,62 @@ function cpuSeconds(pid) {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
     return (Number(f[11]) + Number(f[12])) / 100;
   } catch {
-    return 0;
+    return null;
   }
 }
-/** The Postgres backends serving each database, for the CPU split of BENCH_VERBOSE. */
-async function backends() {
-  return withClient(
-    PG,
-    async (c) => (await c.query('select pid, datname from pg_stat_activity where datname is not null')).rows,
-  );
+
+/**
+ * CPU used by labelled processes over a phase: each device's node process, the Postgres backends
+ * of its database (sampled every 200 ms, since a pool opens and closes them) and the nats-server.
+ * stop() returns label -> CPU seconds.
+ */
+function cpuMeter(devices, natsPid) {
+  const seen = new Map(); // pid -> { label, first, last }
+  const note = (pid, label) => {
+    const s = cpuSeconds(pid);
+    if (s === null) return;
+    const held = seen.get(pid);
+    if (held) held.last = s;
+    else seen.set(pid, { label, first: s, last: s });
+  };
+  const sample = async () => {
+    for (const d of devices) note(d.proc.pid, `${d.name} node`);
+    if (natsPid) note(natsPid, 'nats-server');
+    const rows = await withClient(
+      PG,
+      async (c) => (await c.query('select pid, datname from pg_stat_activity where datname is not null')).rows,
+    );
+    for (const r of rows) for (const d of devices) if (r.datname === d.db) note(r.pid, `${d.name} postgres`);
+  };
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await sample().catch(() => {});
+      await sleep(200);
+    }
+  })();
+  const ready = sample();
+  return {
+    ready,
+    async stop() {
+      running = false;
+      await loop;
+      await sample().catch(() => {});
+      const used = {};
+      for (const { label, first, last } of seen.values()) used[label] = (used[label] ?? 0) + last - first;
+      return used;
+    },
+  };
 }
-/** CPU seconds of the device processes and of the Postgres backends of their databases, by pid. */
-async function cpuSplit(devices) {
-  const out = new Map();
-  for (const d of devices) out.set(d.proc.pid, { label: `${d.name} node`, s: cpuSeconds(d.proc.pid) });
-  for (const b of await backends())
-    for (const d of devices)
-      if (b.datname === d.db) out.set(b.pid, { label: `${d.name} postgres`, s: cpuSeconds(b.pid) });
-  return out;
-}
-/** What each label used between two cpuSplit readings (backends that ended in between are missed). */
-function cpuUsed(before, after) {
-  const used = {};
-  for (const [pid, { label, s }] of after) used[label] = (used[label] ?? 0) + s - (before.get(pid)?.s ?? 0);
+
+/** CPU µs per row of each process, Postgres ones with their ratio to the baseline's backend. */
+function cpuPerRow(used, rows, rawPgUs) {
   return Object.entries(used)
-    .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([label, s]) => {
+      const us = (s * 1e6) / rows;
+      return `${label} ${us.toFixed(1)} µs${label.endsWith('postgres') ? ` (${(us / rawPgUs).toFixed(2)}× baseline)` : ''}`;
+    })
     .join(', ');
 }
 function peakRssMb(pid) {
@@ -268,9 +301,12 @@ async function main() {
   } catch {
     throw new Error('nats-server is not installed');
   }
-  const raw = await baseline();
-  console.log(`baseline: plain Postgres upsert of entry rows: ${fmt(raw)} rows/s (${fmt(BASELINE_N)} rows)`);
+  const { rate: raw, pgUs: rawPgUs } = await baseline();
+  console.log(
+    `baseline: plain Postgres upsert of entry rows: ${fmt(raw)} rows/s (${fmt(BASELINE_N)} rows), Postgres CPU ${rawPgUs.toFixed(1)} µs per row`,
+  );
   const nats = (await startNatsServer(dir, children)).url;
+  const natsPid = children[children.length - 1].pid;
 
   // 1. live sync: entries written on A become readable on B
   const lib = randomUUID();
@@ -290,53 +326,43 @@ async function main() {
     { ...a, db: `bench_a_${process.pid}` },
     { ...b, db: `bench_b_${process.pid}` },
   ];
-  const cpuBefore = process.env.BENCH_VERBOSE ? await cpuSplit(pair) : null;
+  const liveCpu = cpuMeter(pair, natsPid);
+  await liveCpu.ready;
   const t0 = Date.now();
   await writeEntries(a, bodies);
   const written = Date.now();
-  const heldWhenWritten = process.env.BENCH_VERBOSE ? await count(bUrl) : null;
+  const heldWhenWritten = await count(bUrl);
   while ((await count(bUrl)) < SYNC_N) await sleep(50);
   const syncS = (Date.now() - t0) / 1000;
   const syncRate = SYNC_N / syncS;
-  const metric = async (d, name) => {
-    const text = await (await fetch(`${d.url}/metrics`)).text();
-    return text
-      .split('\n')
-      .filter((l) => l.startsWith(name))
-      .map((l) => l.replace(/^\S+\{?/, (m) => m))
-      .join('; ');
-  };
-  if (cpuBefore) {
-    console.log(`  B held ${fmt(heldWhenWritten)} of the entries when A's last write returned`);
-    console.log(`  CPU seconds during the sync: ${cpuUsed(cpuBefore, await cpuSplit(pair))}`);
-    console.log(
-      `  B apply: ${await metric(b, 'sync_apply_seconds_sum')} / ${await metric(b, 'sync_apply_seconds_count')}`,
-    );
-  }
+  const liveUsed = await liveCpu.stop();
   console.log(
-    `sync: ${fmt(SYNC_N)} entries written on A readable on B in ${syncS.toFixed(2)} s (A's writes took ${((written - t0) / 1000).toFixed(2)} s): ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`,
+    `sync: ${fmt(SYNC_N)} entries written on A (POST /entries/batch, 10k per request) readable on B in ${syncS.toFixed(2)} s: ${fmt(syncRate)} rows/s; ratio to baseline ${(syncRate / raw).toFixed(2)}`,
   );
+  console.log(
+    `  A's writes took ${((written - t0) / 1000).toFixed(2)} s (${fmt(SYNC_N / ((written - t0) / 1000))} rows/s); B held ${fmt(heldWhenWritten)} when the last returned`,
+  );
+  console.log(`  CPU per row: ${cpuPerRow(liveUsed, SYNC_N, rawPgUs)}`);
 
-  let peer = b; // the device the latency is read on: B, or C once B has left
+  let peer = b; // the device the latency is read on
 
-  // 2. backfill: a new device joins a library holding BACKFILL_N entries
+  // 2. backfill: a new device joins a library holding BACKFILL_N entries while A and B stay online
   if (BACKFILL_N > 0) {
-    // B leaves, so that only the joining device and its source work during the measurement
-    b.proc.kill('SIGTERM');
     const more = BACKFILL_N - SYNC_N;
     for (let off = 0; off < more; off += 100_000)
       await writeEntries(a, await entryBatches(a, Math.min(100_000, more - off), SYNC_N + off));
-    const sent = async () =>
-      Number(
-        /sync_changes_sent_total\{[^}]*model="entries"[^}]*\} (\d+)/.exec(
-          await (await fetch(`${a.url}/metrics`)).text(),
-        )?.[1] ?? 0,
-      );
-    while ((await sent()) < BACKFILL_N) await sleep(200);
+    while ((await count(bUrl)) < BACKFILL_N) await sleep(200);
     const cUrl = await dbs.create(`bench_c_${process.pid}`);
+    const c = { name: 'bench-c', db: `bench_c_${process.pid}` };
+    const backfillCpu = cpuMeter(pair, natsPid);
+    await backfillCpu.ready;
     const t1 = Date.now();
-    const before = process.env.BENCH_VERBOSE ? await cpuSplit([{ ...a, db: `bench_a_${process.pid}` }]) : null;
-    const c = await startDevice('bench-c', { LIBRARY_ID: lib, LIBRARY_KEY: key, DATABASE_URL: cUrl, NATS_URL: nats });
+    Object.assign(
+      c,
+      await startDevice('bench-c', { LIBRARY_ID: lib, LIBRARY_KEY: key, DATABASE_URL: cUrl, NATS_URL: nats }),
+    );
+    const cMeter = cpuMeter([c], null);
+    await cMeter.ready;
     peer = c;
     let peak = 0;
     for (;;) {
@@ -347,16 +373,11 @@ async function main() {
     }
     const s = (Date.now() - t1) / 1000;
     peak = Math.max(peak, peakRssMb(c.proc.pid));
-    if (before) {
-      const after = await cpuSplit([
-        { ...a, db: `bench_a_${process.pid}` },
-        { ...c, db: `bench_c_${process.pid}` },
-      ]);
-      console.log(`  CPU seconds during the backfill: ${cpuUsed(before, after)}`);
-    }
+    const used = { ...(await backfillCpu.stop()), ...(await cMeter.stop()) };
+    used['bench-c node'] = cpuSeconds(c.proc.pid); // from its start, boot included
     const rate = BACKFILL_N / s;
     console.log(
-      `backfill: ${fmt(BACKFILL_N)} entries into a new device in ${s.toFixed(1)} s (process start to ready): ${fmt(rate)} rows/s; ratio to baseline ${(rate / raw).toFixed(2)}; peak RSS of the joining process ${peak.toFixed(0)} MB`,
+      `backfill: ${fmt(BACKFILL_N)} entries into a new device C, A and B online, in ${s.toFixed(1)} s (process start to ready): ${fmt(rate)} rows/s; ratio to baseline ${(rate / raw).toFixed(2)}; peak RSS of C ${peak.toFixed(0)} MB`,
     );
     // where the time went, from the joining device's own log
     const log = readFileSync(join(dir, 'bench-c.log'), 'utf8');
@@ -367,6 +388,7 @@ async function main() {
       console.log(
         `  of which pulling pages: ${(Number(pulled[2]) / 1000).toFixed(1)} s for ${fmt(Number(pulled[1]))} rows`,
       );
+    console.log(`  CPU per row: ${cpuPerRow(used, BACKFILL_N, rawPgUs)}`);
   }
 
   // 3. latency: one change written on A until the other device serves it (last: its writes would

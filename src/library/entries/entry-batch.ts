@@ -25,23 +25,29 @@ export function rejectRepeatedIds(rows: readonly EntryRow[]): void {
 
 /**
  * Writes a batch of entries in the caller's transaction, all or none, with a constant number of
- * queries: one for the locations, two for the ids already known, then the upsert (chunked by the
- * writer). Items whose id exists with the same content are repeats; any other use of a known id is
- * a conflict for the whole batch. Returns the stored rows in item order and how many are new.
+ * queries. Optimistic: the rows are inserted where their id is free, and only when some id was
+ * taken are those rows read: items whose id exists with the same content are repeats; any other
+ * use of a known id (or of a deleted one) is a conflict for the whole batch. Returns the stored rows
+ * in item order and how many are new.
  */
 export async function writeEntryBatch(
   w: OwnedWrite,
   rows: readonly EntryRow[],
   clientIds: readonly string[],
 ): Promise<{ rows: OwnedRow[]; created: number }> {
-  const deleted = await deletedOwnedIds(w, ENTRIES, clientIds);
-  const existing = await findOwnedRows(w, ENTRIES, clientIds);
+  const { rows: stamped, inserted } = await w.insertNew(ENTRIES, rows);
+  // some id was deleted or taken already (a server-made id never is): find out which
+  let existing = new Map<string, OwnedRow>();
+  if (inserted < rows.length) {
+    const deleted = await deletedOwnedIds(w, ENTRIES, clientIds);
+    rows.forEach((row, i) => {
+      if (deleted.has(row.id)) throw new ConflictError(`items[${i}].id: ${deletedConflict(ENTRIES, row.id)}`);
+    });
+    existing = await findOwnedRows(w, ENTRIES, clientIds, w.version);
+  }
   const out: OwnedRow[] = new Array(rows.length);
-  const fresh: EntryRow[] = [];
-  const freshAt: number[] = [];
   const locationFirstUse = new Map<string, number>();
   rows.forEach((row, i) => {
-    if (deleted.has(row.id)) throw new ConflictError(`items[${i}].id: ${deletedConflict(ENTRIES, row.id)}`);
     const known = existing.get(row.id);
     if (known) {
       const conflict = conflictOf(ENTRIES, known, row, ENTRY_CONTENT, w.deviceId);
@@ -50,16 +56,15 @@ export async function writeEntryBatch(
       return;
     }
     if (!locationFirstUse.has(row.location_id)) locationFirstUse.set(row.location_id, i);
-    fresh.push(row);
-    freshAt.push(i);
+    out[i] = stamped[i];
   });
+  // checked after the insert (which the rollback undoes): a location must be ours and is locked
+  // until commit, so a concurrent delete of it either sees these entries or makes this fail
   await requireOwnReferences(
     w,
     LOCATIONS,
     new Set(locationFirstUse.keys()),
     (id) => `items[${locationFirstUse.get(id)}].locationId`,
   );
-  const stored = await w.upsert(ENTRIES, fresh);
-  stored.forEach((row, k) => (out[freshAt[k]] = row));
-  return { rows: out, created: stored.length };
+  return { rows: out, created: inserted };
 }

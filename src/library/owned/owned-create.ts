@@ -58,27 +58,39 @@ export async function createOwnedRow(
   columns: ContentColumns,
   beforeInsert?: () => Promise<unknown>,
 ): Promise<CreateResult> {
-  if (await w.isDeleted(model, row.id)) throw new ConflictError(deletedConflict(model, row.id));
-  const existing = await w.find(model, row.id);
-  if (existing) {
+  // optimistic: the insert is the check (its rollback undoes it when a check below fails)
+  const {
+    rows: [stored],
+    inserted,
+  } = await w.insertNew(model, [row]);
+  if (inserted === 0) {
+    if (await w.isDeleted(model, row.id)) throw new ConflictError(deletedConflict(model, row.id));
+    const existing = await w.find(model, row.id);
+    if (!existing) throw new Error(`${model.name} ${row.id} was neither inserted nor found`);
     const conflict = conflictOf(model, existing, row, columns, w.deviceId);
     if (conflict) throw new ConflictError(conflict);
     return { row: existing, created: false };
   }
   await beforeInsert?.();
-  const [stored] = await w.upsert(model, [row]);
   return { row: stored, created: true };
 }
 
-/** The rows of `ids` that exist (any owner), by id: one query whatever the number of ids. */
+/**
+ * The rows of `ids` that exist (any owner), by id, locked until commit: one query whatever the
+ * number of ids. `notVersion` leaves out the rows of that version (this write's own).
+ */
 export async function findOwnedRows(
   w: OwnedWrite,
   model: OwnedModel,
   ids: readonly string[],
+  notVersion?: string,
 ): Promise<Map<string, OwnedRow>> {
   if (ids.length === 0) return new Map();
+  const others = notVersion === undefined ? sql`` : sql`and version <> ${notVersion}`;
   const res = await sql<OwnedRow>`select * from ${sql.table(model.table)}
-    where id in (select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid) for update`.execute(w.tx);
+    where id in (select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::uuid) ${others} for update`.execute(
+    w.tx,
+  );
   return new Map(res.rows.map((r) => [r.id, r]));
 }
 

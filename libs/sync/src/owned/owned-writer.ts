@@ -7,6 +7,9 @@ import { OWNED_MODELS, OwnedModel } from '../models/registry';
 import type { ChangeSignal } from '../sync.signals';
 import { OwnedRepository, OwnedRow } from './owned.repository';
 
+/** Rows per statement of a write. */
+const CHUNK = 5000;
+
 /**
  * The owner's write path for device-owned rows. One transaction, one version stamp: every row it
  * touches carries that version, and the rows themselves are what the publisher broadcasts.
@@ -60,10 +63,10 @@ export class OwnedWrite {
     return this.repo.isTombstoned(this.tx, model.name, id);
   }
 
-  /** Writes rows as their owner: device_id, version and updated_at are set here. */
-  async upsert(model: OwnedModel, rows: readonly Record<string, unknown>[]): Promise<OwnedRow[]> {
+  /** The rows as this write stores them: device_id, version and updated_at are set here. */
+  private stamp(rows: readonly Record<string, unknown>[]): OwnedRow[] {
     // a plain copy loop: object spread is an order of magnitude slower on 10,000-row batches
-    const stamped = rows.map((r) => {
+    return rows.map((r) => {
       const out: Record<string, unknown> = {};
       for (const k in r) out[k] = r[k];
       out.device_id = this.deviceId;
@@ -71,9 +74,30 @@ export class OwnedWrite {
       out.updated_at = this.updatedAt;
       return out as OwnedRow;
     });
-    for (let i = 0; i < stamped.length; i += 5000)
-      await this.repo.upsert(this.tx, model, stamped.slice(i, i + 5000), false);
+  }
+
+  /** Writes rows as their owner (see stamp). */
+  async upsert(model: OwnedModel, rows: readonly Record<string, unknown>[]): Promise<OwnedRow[]> {
+    const stamped = this.stamp(rows);
+    for (let i = 0; i < stamped.length; i += CHUNK)
+      await this.repo.upsert(this.tx, model, stamped.slice(i, i + CHUNK), false);
     return stamped;
+  }
+
+  /**
+   * Inserts the rows whose id is free and was never deleted, as their owner, and leaves the others
+   * alone. Returns the stamped rows (in order) and how many were inserted: fewer than given means
+   * some id was taken or deleted.
+   */
+  async insertNew(
+    model: OwnedModel,
+    rows: readonly Record<string, unknown>[],
+  ): Promise<{ rows: OwnedRow[]; inserted: number }> {
+    const stamped = this.stamp(rows);
+    let inserted = 0;
+    for (let i = 0; i < stamped.length; i += CHUNK)
+      inserted += await this.repo.insertNew(this.tx, model, stamped.slice(i, i + CHUNK));
+    return { rows: stamped, inserted };
   }
 
   /**

@@ -155,6 +155,21 @@ export class OwnedRepository {
     return Number(res.numAffectedRows ?? 0);
   }
 
+  /**
+   * Inserts the rows whose id is free and was never deleted (nothing else is touched); returns how
+   * many were inserted.
+   */
+  async insertNew(db: DbOrTx, model: OwnedModel, rows: readonly Record<string, unknown>[]): Promise<number> {
+    if (rows.length === 0) return 0;
+    const cols = sql.join(model.columns.map((c) => sql.ref(c)));
+    const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
+    const res = await sql`insert into ${sql.table(model.table)} (${cols}) select ${xcols}
+      from ${recordset(model, JSON.stringify(rows))}
+      where not exists (select 1 from owned_tombstones t where t.model = ${model.name} and t.id = x.id)
+      on conflict (id) do nothing`.execute(db);
+    return Number(res.numAffectedRows ?? 0);
+  }
+
   /** Whether any row's owner has tombstones that could shadow these rows (usually not: skip the probes). */
   private async hasTombstones(
     db: DbOrTx,
