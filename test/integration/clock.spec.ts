@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { sql } from 'kysely';
 import type { Db } from '@lib/db';
 import { ClockService } from '@lib/sync/clock/clock.service';
-import { decodeHlc, encodeHlc } from '@lib/sync/clock/hlc';
+import { compareHlc, decodeHlc, encodeHlc, receive, tick } from '@lib/sync/clock/hlc';
 import { ClockDriftError } from '@lib/sync/errors';
 import { DB_MODES, useTestDb } from './storage-db';
 
@@ -275,6 +275,40 @@ describe.each(DB_MODES)('ClockService on %s', (mode) => {
         expect(await persisted()).toBe(last);
       }),
       { numRuns: mode === 'pglite' ? 40 : 60 },
+    );
+  });
+  it('property: the SQL step (sync_clock_advance) is exactly hlc.ts tick and receive', async () => {
+    const arbStamp = fc.record({
+      physical: fc.oneof(fc.integer({ min: T0 - 5, max: T0 + 5 }), fc.integer({ min: 0, max: T0 * 2 })),
+      logical: fc.oneof(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 999_990, max: 999_999 })),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        arbStamp,
+        fc.option(arbStamp, { nil: null }),
+        fc.option(arbStamp, { nil: null }),
+        fc.integer({ min: T0 - 5, max: T0 + 5 }),
+        async (held, floor, remote, wall) => {
+          const heldText = encodeHlc({ ...held, node: REMOTE });
+          await sql`insert into sync_local_state (key, value) values ('hlc', ${heldText})
+            on conflict (key) do update set value = excluded.value`.execute(db);
+          const floorText = floor && encodeHlc({ ...floor, node: NODE });
+          const remoteText = remote && encodeHlc({ ...remote, node: REMOTE });
+          const got = (
+            await sql<{
+              s: string;
+            }>`select sync_clock_advance(${wall}::bigint, ${NODE}::text, ${floorText}::text, ${remoteText}::text) as s`.execute(
+              db,
+            )
+          ).rows[0].s;
+          const base = floor && compareHlc({ ...floor, node: '' }, { ...held, node: '' }) > 0 ? floor : held;
+          const last = { ...base, node: NODE };
+          const want = remote ? receive(last, { ...remote, node: REMOTE }, wall, NODE) : tick(last, wall, NODE);
+          expect(got).toBe(encodeHlc(want));
+          expect(await persisted()).toBe(got);
+        },
+      ),
+      { numRuns: mode === 'pglite' ? 60 : 150 },
     );
   });
 });

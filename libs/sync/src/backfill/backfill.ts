@@ -118,7 +118,7 @@ export class BackfillService {
     source: string,
     owner: string,
     model: string,
-    item: { done: number; startedAfter?: string | null },
+    item: { done: number; total: number | null; startedAfter?: string | null },
   ): Promise<void> {
     let after = await this.get(KEY.owned(owner, model));
     item.startedAfter = after;
@@ -178,6 +178,8 @@ export class BackfillService {
       if (this.options.pauseMs && next) await new Promise((r) => setTimeout(r, this.options.pauseMs));
     }
     await Promise.all(writing);
+    // the source's count was taken at the start: what it received meanwhile came along too
+    if (item.total !== null && item.done > item.total) item.total = item.done;
   }
 
   /** The plan of this run: a new one, or the stored one narrowed to what this source vouches for. */

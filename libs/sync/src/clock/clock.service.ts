@@ -1,7 +1,8 @@
+import { RawBuilder, sql } from 'kysely';
 import type { DbOrTx } from '@lib/db';
 import { ClockDriftError } from '../errors';
 import { LocalStateRepository } from '../store/local-state.repository';
-import { decodeHlc, driftAhead, encodeHlc, Hlc, HLC_ZERO, receive, tick, compareHlc } from './hlc';
+import { decodeHlc, driftAhead, encodeHlc, Hlc, HLC_ZERO, compareHlc } from './hlc';
 
 const CLOCK_KEY = 'hlc';
 
@@ -35,9 +36,7 @@ export class ClockService {
 
   /** Issues a new stamp inside tx; serializes with every other stamping transaction. */
   async stamp(tx: DbOrTx): Promise<string> {
-    await this.lockAndSync(tx);
-    this.last = tick(this.last, this.wallClock(), this.node);
-    return this.persist(tx);
+    return this.advance(tx, null);
   }
 
   /** Checks a remote stamp against the drift bound; throws ClockDriftError and changes nothing. */
@@ -49,22 +48,31 @@ export class ClockService {
   /** HLC receive rule inside tx: afterwards every local stamp is greater than `remote`. */
   async observe(tx: DbOrTx, remote: string): Promise<void> {
     this.checkDrift(remote);
-    await this.lockAndSync(tx);
-    this.last = receive(this.last, decodeHlc(remote), this.wallClock(), this.node);
-    await this.persist(tx);
+    await this.advance(tx, remote);
+  }
+
+  /**
+   * The SQL of one clock step inside a transaction (the persisted stamp locked until commit,
+   * advanced by tick, or by receive when `remote` is given), for a caller that folds it into a
+   * statement of its own; pass what it returns to advanced().
+   */
+  advanceSql(remote: string | null): RawBuilder<string> {
+    return sql<string>`sync_clock_advance(${this.wallClock()}::bigint, ${this.node}::text, ${encodeHlc(this.last)}::text, ${remote}::text)`;
+  }
+
+  /** Takes in the stamp a statement built with advanceSql returned. */
+  advanced(stamp: string): string {
+    this.raise(decodeHlc(stamp));
+    return stamp;
+  }
+
+  /** One clock step in one statement (see the migration clock_function). */
+  private async advance(tx: DbOrTx, remote: string | null): Promise<string> {
+    const res = await sql<{ stamp: string }>`select ${this.advanceSql(remote)} as stamp`.execute(tx);
+    return this.advanced(res.rows[0].stamp);
   }
 
   private raise(h: Hlc): void {
     if (compareHlc({ ...h, node: '' }, { ...this.last, node: '' }) > 0) this.last = { ...h, node: this.node };
-  }
-
-  private async lockAndSync(tx: DbOrTx): Promise<void> {
-    this.raise(decodeHlc((await this.state.lock(tx, CLOCK_KEY))!));
-  }
-
-  private async persist(tx: DbOrTx): Promise<string> {
-    const text = encodeHlc(this.last);
-    await this.state.update(tx, CLOCK_KEY, text);
-    return text;
   }
 }

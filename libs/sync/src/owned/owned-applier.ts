@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import { sql, Transaction } from 'kysely';
 import type { Database, Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
@@ -116,7 +116,26 @@ export class OwnedApplier {
         ...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))),
         ...tombstones.map((t) => ({ model: t.model, id: t.id })),
       ];
-      const foreign = await this.repo.foreignIds(tx, msg.origin, items);
+      // One statement before the rows: the clock's row locked (until commit; taken before the
+      // rows, it queues concurrent applies before they touch any row, so they cannot deadlock)
+      // and advanced past the message, our watermark of the owner, the ids the message claims
+      // that belong to someone else, and whether the owner has tombstones that could shadow rows.
+      // A caller that orders its own commits (beforeCommit) writes disjoint rows and takes the
+      // clock last, so that the writes overlap.
+      const clockFirst = !opts.beforeCommit;
+      const pre = await sql<{
+        known: boolean;
+        held: string | null;
+        foreign: string[];
+        shadowed: boolean;
+        stamp: string | null;
+      }>`select exists (select 1 from devices where id = ${msg.origin}) as known,
+        (select state_watermark from devices where id = ${msg.origin}) as held,
+        ${this.repo.foreignIdsSql(msg.origin, items)} as foreign,
+        ${this.repo.hasTombstonesSql(msg.origin)} as shadowed,
+        ${clockFirst ? this.clock.advanceSql(maxVersion) : sql`null`} as stamp`.execute(tx);
+      const { known, held, foreign, shadowed, stamp } = pre.rows[0];
+      if (stamp) this.clock.advanced(stamp);
       if (foreign.length)
         throw new RejectedMessageError(
           'not_owner',
@@ -125,21 +144,15 @@ export class OwnedApplier {
       // What lies at or below our watermark of this owner we hold already, or its delete: a
       // redelivered or overlapping message must not write it again (its tombstone may be
       // collected by now, and the row would come back from the dead).
-      const peer = await this.devices.get(tx, msg.origin);
-      const held = peer?.state_watermark ?? null;
       const { chunks: fresh, tombstones: freshTombstones } =
         held === null ? { chunks, tombstones } : above(held, chunks, tombstones);
-      // The clock's row stays locked until commit. Taken before the rows, it queues concurrent
-      // applies before they touch any row (no deadlock between them). A caller that orders its own
-      // commits (beforeCommit) writes disjoint rows and takes it last, so that the writes overlap.
-      if (!opts.beforeCommit) await this.clock.observe(tx, maxVersion);
-      for (const chunk of fresh) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json);
+      for (const chunk of fresh) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json, shadowed);
       await this.repo.applyTombstones(tx, freshTombstones);
       if (opts.beforeCommit) {
         await opts.beforeCommit(tx);
         await this.clock.observe(tx, maxVersion);
       }
-      if (!peer) await this.devices.ensurePeer(tx, msg.origin);
+      if (!known) await this.devices.ensurePeer(tx, msg.origin);
       const continues = msg.from === null || (held !== null && held >= msg.from);
       if (continues && opts.raiseWatermark !== false) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
       return continues;

@@ -127,6 +127,8 @@ export class OwnedRepository {
     rows: readonly Record<string, unknown>[],
     onlyNewer: boolean,
     json?: string,
+    /** Whether the owners have tombstones that could shadow the rows, when the caller knows (else probed). */
+    shadowed?: boolean,
   ): Promise<number> {
     if (rows.length === 0) return 0;
     const cols = sql.join(model.columns.map((c) => sql.ref(c)));
@@ -136,7 +138,7 @@ export class OwnedRepository {
     );
     const t = sql.table(model.table);
     const filters: RawBuilder<unknown>[] = [sql`true`];
-    if (onlyNewer && (await this.hasTombstones(db, rows, model))) {
+    if (onlyNewer && (shadowed ?? (await this.hasTombstones(db, rows, model)))) {
       filters.push(
         sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`,
       );
@@ -229,19 +231,29 @@ export class OwnedRepository {
    * claiming them is forged (ids are never shared between owners).
    */
   async foreignIds(db: DbOrTx, owner: string, items: readonly { model: string; id: string }[]): Promise<string[]> {
-    const out: string[] = [];
+    const res = await sql<{ ids: string[] }>`select ${this.foreignIdsSql(owner, items)} as ids`.execute(db);
+    return res.rows[0].ids;
+  }
+
+  /** foreignIds as an expression (text[], at most 5 "model id"), for a caller's own statement. */
+  foreignIdsSql(owner: string, items: readonly { model: string; id: string }[]): RawBuilder<string[]> {
+    const branches: RawBuilder<unknown>[] = [];
     for (const model of OWNED_MODELS) {
       const ids = [...new Set(items.filter((i) => i.model === model.name).map((i) => i.id))];
       if (ids.length === 0) continue;
       const json = JSON.stringify(ids);
-      const rows = await sql<{
-        id: string;
-      }>`select id from ${sql.table(model.table)} where id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
-        union all select id from owned_tombstones where model = ${model.name} and id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
-        limit 5`.execute(db);
-      out.push(...rows.rows.map((r) => `${model.name} ${r.id}`));
+      branches.push(sql`select ${model.name}::text || ' ' || id from ${sql.table(model.table)}
+        where id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
+        union all select ${model.name}::text || ' ' || id from owned_tombstones
+        where model = ${model.name} and id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}`);
     }
-    return out;
+    if (branches.length === 0) return sql<string[]>`'{}'::text[]`;
+    return sql<string[]>`array(select f from (${sql.join(branches, sql` union all `)}) as f(f) limit 5)`;
+  }
+
+  /** Whether owner has tombstones of any model (rows it sends may be shadowed), as an expression. */
+  hasTombstonesSql(owner: string): RawBuilder<boolean> {
+    return sql<boolean>`exists (select 1 from owned_tombstones where device_id = ${owner})`;
   }
 
   async isTombstoned(db: DbOrTx, model: string, id: string): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import { sql, Transaction } from 'kysely';
 import type { Database, Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { decodeHlc } from '../clock/hlc';
@@ -97,7 +97,14 @@ export class SharedApplier {
     const last = msg.changes.reduce((m, c) => (c.hlc > m ? c.hlc : m), msg.changes[0].hlc);
     this.clock.checkDrift(last);
     const contiguous = await this.db.transaction().execute(async (tx) => {
-      await this.clock.observe(tx, last);
+      // one statement: the clock locked (until commit) and advanced past the changes, and our
+      // watermark of the origin, read before its changes are written
+      const pre = await sql<{ stamp: string; known: boolean; held: string | null }>`select
+        ${this.clock.advanceSql(last)} as stamp,
+        exists (select 1 from devices where id = ${msg.origin}) as known,
+        (select shared_watermark from devices where id = ${msg.origin}) as held`.execute(tx);
+      const { stamp, known, held } = pre.rows[0];
+      this.clock.advanced(stamp);
       for (const { model, key, change } of valid) {
         const state = await this.repo.load(tx, model, key, true);
         if (state && !changes(state, change)) continue;
@@ -112,9 +119,7 @@ export class SharedApplier {
         await this.repo.save(tx, model, key, next);
         this.metrics.applied.inc({ model: model.name });
       }
-      const peer = await this.devices.get(tx, msg.origin);
-      if (!peer) await this.devices.ensurePeer(tx, msg.origin);
-      const held = peer?.shared_watermark ?? null;
+      if (!known) await this.devices.ensurePeer(tx, msg.origin);
       const continues = msg.prev === null || (held !== null && held >= msg.prev);
       if (continues) await this.devices.raiseSharedWatermark(tx, msg.origin, last);
       return continues;
