@@ -6,6 +6,7 @@ import * as m20261203000000 from './20261203000000_libraries';
 import * as m20261204000000 from './20261204000000_anti_entropy';
 import * as m20261205000000 from './20261205000000_change_feed';
 import * as m20261206000000 from './20261206000000_clock_function';
+import * as m20261207000000 from './20261207000000_change_feed_commit_order';
 
 /** Every migration, in order. Listed statically so the same set runs from ts (tests) and dist. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '20261204000000_anti_entropy': m20261204000000,
   '20261205000000_change_feed': m20261205000000,
   '20261206000000_clock_function': m20261206000000,
+  '20261207000000_change_feed_commit_order': m20261207000000,
 };
