@@ -144,7 +144,11 @@ function addChange(c) {
 const after = page.feedAfter;
 const feed = new EventSource(base + '/sync/events' + (after ? '?lastEventId=' + encodeURIComponent(after) : ''));
 feed.onopen = () => { set('live', 'live'); $('live').className = 'live on'; refresh(); };
-feed.onerror = () => { set('live', 'reconnecting'); $('live').className = 'live off'; };
+// the browser reconnects by itself (with Last-Event-ID) unless the device refused the feed
+feed.onerror = () => {
+  set('live', feed.readyState === EventSource.CLOSED ? 'not live: polling' : 'reconnecting');
+  $('live').className = 'live off';
+};
 feed.onmessage = (m) => { try { addChange(JSON.parse(m.data)); } catch (e) {} soon(); };
 `;
 
