@@ -116,20 +116,19 @@ export class SyncStatusService {
   /** The age of the oldest of our changes after the peer's acknowledgements (shared log, owned rows and tombstones). */
   private async lagFor(ackedShared: string | null, ackedState: string | null): Promise<number> {
     const since = ackedState ? decodeCursor(ackedState).version : '';
-    const oldest: (string | null)[] = [
-      (
-        await sql<{
-          h: string | null;
-        }>`select min(hlc) as h from shared_changes where hlc > ${ackedShared ?? ''}`.execute(this.db)
-      ).rows[0]?.h ?? null,
-    ];
-    for (const table of [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones']) {
-      const r = await sql<{ h: string | null }>`select min(version) as h from ${sql.table(table)}
-        where device_id = ${this.options.deviceId} and version > ${since}`.execute(this.db);
-      oldest.push(r.rows[0]?.h ?? null);
-    }
-    const first = oldest.filter((h): h is string => h !== null).sort()[0];
-    return first === undefined ? 0 : Math.max(0, Date.now() - decodeHlc(first).physical);
+    const owned = [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones'].map(
+      (table) =>
+        sql`select min(version) as h from ${sql.table(table)} where device_id = ${this.options.deviceId} and version > ${since}`,
+    );
+    // one round trip: the oldest pending change of each source, then the oldest of those
+    const r = await sql<{ h: string | null }>`select min(h) as h from (
+      select min(hlc) as h from shared_changes where hlc > ${ackedShared ?? ''}
+      ${sql.join(
+        owned.map((q) => sql`union all ${q}`),
+        sql` `,
+      )}) oldest`.execute(this.db);
+    const first = r.rows[0]?.h ?? null;
+    return first === null ? 0 : Math.max(0, Date.now() - decodeHlc(first).physical);
   }
 
   async digest(): Promise<{ models: Record<string, ModelDigest> }> {
