@@ -185,7 +185,8 @@ describe('with API_TOKEN', () => {
     expect(html).not.toContain('<b>');
     expect(html).toContain(closed.deviceId);
     expect(html).toContain(closed.libraryId);
-    expect(html).toContain("fetch('/sync/status', { credentials: 'same-origin'");
+    expect(html).toContain("fetch(base + '/sync/status', { credentials: 'same-origin'");
+    expect(html).toContain('data-base=""');
     expect(html).not.toContain(TOKEN);
     expect(r.headers['content-security-policy']).toMatch(/script-src 'nonce-/);
   });

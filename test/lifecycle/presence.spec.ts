@@ -90,6 +90,7 @@ describe('presence and heartbeats', () => {
     expect(gone.stateWatermark).toBe(seen.stateWatermark); // what we hold of B stays known
 
     // pending for the offline peer: what A writes meanwhile
+    const writing = Date.now();
     await createEntries(a, locA, 25, 'while-away');
     await createTag(a, 'while-away');
     const pending = await waitFor(
@@ -99,6 +100,16 @@ describe('presence and heartbeats', () => {
     );
     expect(pending).toBe(26); // 25 entries and one shared change, none acknowledged by B
     expect(peerIn(await statusOf(a), b.deviceId)!.online).toBe(false);
+    // its lag: the age of the oldest of them
+    const lag = await waitFor(
+      'a lag for B',
+      async () => {
+        const l = peerIn(await statusOf(a), b.deviceId)!.lagMs;
+        return l >= 100 ? l : null;
+      },
+      5000,
+    );
+    expect(lag).toBeLessThanOrEqual(Date.now() - writing + 50);
 
     // B is back: online again, a watermark exchange and catch-up, and nothing pending any more
     catchUps.mockClear();
@@ -111,6 +122,7 @@ describe('presence and heartbeats', () => {
       async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0,
       10_000,
     );
+    expect(peerIn(await statusOf(a), b.deviceId)!.lagMs).toBe(0);
     await waitOnline(b, a.deviceId, true, 10 * HEARTBEAT + 2000);
   });
 

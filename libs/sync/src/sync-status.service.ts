@@ -7,7 +7,10 @@ import type { DevicesRepository } from './store/devices.repository';
 import type { SharedRepository } from './shared/shared.repository';
 import type { SyncEngine } from './sync.engine';
 import type { SyncOptions, SyncPhase } from './sync.options';
+import { sql } from 'kysely';
 import { decodeCursor } from './owned/cursor';
+import { decodeHlc } from './clock/hlc';
+import { OWNED_MODELS } from './models/registry';
 import type { BackfillProgress } from './backfill/backfill';
 
 export interface PeerStatus {
@@ -21,6 +24,11 @@ export interface PeerStatus {
   stateWatermark: string | null;
   sharedWatermark: string | null;
   pendingToPeer: number;
+  /**
+   * Addition: how long ago (ms) the oldest of those pending changes was made, 0 when none is
+   * pending: how far, in time, the peer trails this device.
+   */
+  lagMs: number;
   /** When all range digests last matched this peer's (anti-entropy), null if never in this run. */
   agreedAt: string | null;
 }
@@ -72,18 +80,22 @@ export class SyncStatusService {
       peers: await Promise.all(
         peers
           .filter((p) => p.removed_at === null)
-          .map(async (p) => ({
-            deviceId: p.id,
-            deviceName: p.name,
-            fingerprint: fingerprints.get(p.id) ?? null,
-            member: this.engine.trust.isMember(p.id),
-            online: p.online,
-            lastSeenAt: p.last_seen_at ? new Date(p.last_seen_at).toISOString() : null,
-            stateWatermark: p.state_watermark,
-            sharedWatermark: p.shared_watermark,
-            pendingToPeer: await this.pendingFor(p.acked_shared, p.acked_state),
-            agreedAt: this.engine.antiEntropy?.agreedAt(p.id) ?? null,
-          })),
+          .map(async (p) => {
+            const pendingToPeer = await this.pendingFor(p.acked_shared, p.acked_state);
+            return {
+              deviceId: p.id,
+              deviceName: p.name,
+              fingerprint: fingerprints.get(p.id) ?? null,
+              member: this.engine.trust.isMember(p.id),
+              online: p.online,
+              lastSeenAt: p.last_seen_at ? new Date(p.last_seen_at).toISOString() : null,
+              stateWatermark: p.state_watermark,
+              sharedWatermark: p.shared_watermark,
+              pendingToPeer,
+              lagMs: pendingToPeer === 0 ? 0 : await this.lagFor(p.acked_shared, p.acked_state),
+              agreedAt: this.engine.antiEntropy?.agreedAt(p.id) ?? null,
+            };
+          }),
       ),
       natsConnected: this.engine.natsConnected,
       clockDriftHeld: this.engine.clockDriftHeld,
@@ -99,6 +111,24 @@ export class SyncStatusService {
       (await this.shared.countAfter(this.db, ackedShared)) +
       (await this.owned.countChangesAfter(this.db, this.options.deviceId, since))
     );
+  }
+
+  /** The age of the oldest of our changes after the peer's acknowledgements (shared log, owned rows and tombstones). */
+  private async lagFor(ackedShared: string | null, ackedState: string | null): Promise<number> {
+    const since = ackedState ? decodeCursor(ackedState).version : '';
+    const owned = [...OWNED_MODELS.map((m) => m.table), 'owned_tombstones'].map(
+      (table) =>
+        sql`select min(version) as h from ${sql.table(table)} where device_id = ${this.options.deviceId} and version > ${since}`,
+    );
+    // one round trip: the oldest pending change of each source, then the oldest of those
+    const r = await sql<{ h: string | null }>`select min(h) as h from (
+      select min(hlc) as h from shared_changes where hlc > ${ackedShared ?? ''}
+      ${sql.join(
+        owned.map((q) => sql`union all ${q}`),
+        sql` `,
+      )}) oldest`.execute(this.db);
+    const first = r.rows[0]?.h ?? null;
+    return first === null ? 0 : Math.max(0, Date.now() - decodeHlc(first).physical);
   }
 
   async digest(): Promise<{ models: Record<string, ModelDigest> }> {
