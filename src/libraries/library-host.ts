@@ -27,7 +27,9 @@ import { MetricsController } from '../metrics/metrics.controller';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Routes of the device itself: never handed to a library. */
+// (`/libraries/:id/`, with the slash, is that library's status page, not the device's route)
 const DEVICE_ROUTE = /^\/(libraries(\/[^/]*(\/(open|close))?)?|health(\/(live|ready))?|metrics)\/?$/;
+const LIBRARY_ROOT = /^\/libraries\/[^/]+\/$/;
 /** How long a close waits for the library's requests in flight. */
 const DRAIN_MS = 10_000;
 
@@ -374,7 +376,7 @@ export class LibraryHost {
    */
   dispatch = (req: Request, res: Response, next: NextFunction): void => {
     const [path, query] = splitUrl(req.url);
-    if (DEVICE_ROUTE.test(path)) return next();
+    if (DEVICE_ROUTE.test(path) && !LIBRARY_ROOT.test(path)) return next();
     let libraryId: string | null;
     let rest = path;
     const prefixed = /^\/libraries\/([^/]+)(\/.*)$/.exec(path);

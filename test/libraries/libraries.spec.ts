@@ -84,6 +84,11 @@ describe('libraries on one device', () => {
     );
     expect(schemas.rows.map((r) => r.n)).toContain(`lib_${work.replace(/-/g, '')}`);
 
+    // each library has its status page under its prefix (the device's own routes stay as they are)
+    const page = await fetch(`${a.url}/libraries/${work}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expect(await page.text()).toContain(work);
     // the device's metrics carry both libraries
     const metrics = await fetch(`${a.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain(`library="${a.libraryId}"`);

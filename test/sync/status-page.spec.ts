@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -16,7 +17,11 @@ import { FIRST_CHANGES, RECENT_CHANGES } from '../../src/library/status/status-p
  */
 
 const TOKEN = `page-${randomUUID()}`;
-const SCREENSHOT = join(__dirname, '..', '..', 'docs', 'status-page.png');
+/** docs/status-page.png (the README's) with UPDATE_SCREENSHOTS=1, else a file in the temp dir. */
+const SCREENSHOT =
+  process.env.UPDATE_SCREENSHOTS === '1'
+    ? join(__dirname, '..', '..', 'docs', 'status-page.png')
+    : join(tmpdir(), `status-page-${process.pid}.png`);
 
 /** CHROMIUM_PATH, else chromium on the PATH; a missing browser fails the test (CI installs it). */
 function chromiumPath(): string {
