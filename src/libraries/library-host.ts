@@ -24,20 +24,19 @@ import { configureHttp } from '../library/http/configure-http';
 import { withLogContext } from '../logging/device-logger';
 import { errorBody } from '../library/http/http-error.filter';
 import { MetricsController } from '../metrics/metrics.controller';
+import type { LibraryView } from './library.view';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Routes of the device itself: never handed to a library. */
-const DEVICE_ROUTE = /^\/(libraries(\/[^/]*(\/(open|close))?)?|health(\/(live|ready))?|metrics)\/?$/;
+const DEVICE_ROUTE =
+  /^\/(libraries(\/[^/]*(\/(open|close))?)?|health(\/(live|ready))?|metrics|openapi\.json|docs(\/[^/]*)?)\/?$/;
+
+/** Whether a path is the device's own route (the others are the default library's). */
+export const isDeviceRoute = (path: string): boolean => DEVICE_ROUTE.test(path);
 /** How long a close waits for the library's requests in flight. */
 const DRAIN_MS = 10_000;
 
-export interface LibraryView {
-  libraryId: string;
-  name: string;
-  open: boolean;
-  default: boolean;
-  phase: string;
-}
+export type { LibraryView } from './library.view';
 
 /** How a library comes to this device (API.md "Libraries": POST /libraries, or the variables at start). */
 export interface LibrarySource {

@@ -1,15 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { Controller, Get, Header, Res } from '@nestjs/common';
+import { ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { SyncStatusService } from '@lib/sync';
+import { ApiErrors, ApiText } from '../http/openapi';
 import { renderStatusPage } from './status-page';
 
 /** GET /: the status page (docs/http.md "Health and sync state"); its login is api-guard.ts's. */
+@ApiTags('status')
 @Controller()
 export class StatusPageController {
   constructor(private readonly sync: SyncStatusService) {}
 
   @Get()
+  @ApiText('text/html', 'the status page for a person')
+  @ApiQuery({ name: 'token', required: false, description: 'log in: sets the session cookie, 303 to /' })
+  @ApiErrors(401)
   @Header('content-type', 'text/html; charset=utf-8')
   @Header('cache-control', 'no-store')
   async page(@Res({ passthrough: true }) res: Response): Promise<string> {
