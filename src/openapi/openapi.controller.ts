@@ -2,7 +2,7 @@ import { dirname, join } from 'node:path';
 import { Controller, Get, Header, Inject, NotFoundException, Param, Res } from '@nestjs/common';
 import { ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { ApiText } from '../library/http/openapi';
+import { ApiErrors, ApiText } from '../library/http/openapi';
 import { OpenApiDocument } from './openapi-document.provider';
 
 /** swagger-ui's files, served by the device itself (no CDN: /docs works offline). */
@@ -62,7 +62,7 @@ export class OpenApiController {
   @Get('docs/:file')
   @ApiOperation({ summary: "the files of GET /docs: swagger-ui's and its start script" })
   @ApiText('application/octet-stream', 'the file')
-  @ApiResponse({ status: 404, description: 'no such file' })
+  @ApiErrors(404)
   asset(@Param('file') file: string, @Res() res: Response): void {
     res.setHeader('Cache-Control', 'public, max-age=3600');
     if (file === 'docs.js') {
