@@ -47,12 +47,8 @@ export async function buildOpenApiDocument(device: INestApplication, access: Des
   const doc: OpenAPIObject = {
     ...own,
     paths,
-    tags: undefined,
-    components: {
-      schemas: mergeSchemas(own.components?.schemas ?? {}, library.components?.schemas ?? {}),
-    },
+    components: { schemas: mergeSchemas(own.components?.schemas ?? {}, library.components?.schemas ?? {}) },
   };
-  delete doc.tags;
   const clean = cleanupOpenApiDoc(doc, { version: '3.0' });
   for (const [name, schema] of describedSchemas()) {
     const out = clean.components?.schemas?.[name];
@@ -78,7 +74,9 @@ function addPath(paths: Record<string, PathItem>, path: string, item: PathItem):
 /**
  * The library's routes, from its controllers in a preview application: Nest reads their route
  * metadata but creates nothing (no database, no engine); the placeholders only satisfy the
- * dependency check of the constructors that are never called.
+ * dependency check of the constructors that are never called. It logs through the device's logger
+ * (a `logger` option here would replace the process's logger for every application), once: Nest
+ * warns that it runs "in the PREVIEW mode".
  */
 async function scanLibraryRoutes(config: Omit<OpenAPIObject, 'paths'>): Promise<OpenAPIObject> {
   const controllers = LIBRARY_MODULES.flatMap(
@@ -99,7 +97,6 @@ async function scanLibraryRoutes(config: Omit<OpenAPIObject, 'paths'>): Promise<
   class LibraryRoutes {}
   const app = await NestFactory.create(LibraryRoutes, new ExpressAdapter(express()), {
     preview: true,
-    logger: false,
     abortOnError: false,
   });
   return SwaggerModule.createDocument(app, config);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import SwaggerParser from '@apidevtools/swagger-parser';
-import type { INestApplication } from '@nestjs/common';
+import type { INestApplication, LoggerService } from '@nestjs/common';
 import Ajv, { ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { OpenAPIV3 } from 'openapi-types';
@@ -342,8 +342,21 @@ describe('GET /openapi.json', () => {
   });
 });
 
+/** Every line the device logs. */
+class CapturingLogger implements LoggerService {
+  readonly lines: string[] = [];
+  private add = (...args: unknown[]) => void this.lines.push(args.map((a) => String(a)).join(' '));
+  log = this.add;
+  error = this.add;
+  warn = this.add;
+  debug = this.add;
+  verbose = this.add;
+  fatal = this.add;
+}
+
 describe('GET /openapi.json and /docs with API_TOKEN', () => {
   const token = `openapi-${randomUUID()}`;
+  const logs = new CapturingLogger();
   let d: TestDevice;
 
   beforeAll(async () => {
@@ -352,6 +365,7 @@ describe('GET /openapi.json and /docs with API_TOKEN', () => {
       databaseUrl: await createTestDatabase('openapi'),
       syncEnabled: false,
       apiToken: token,
+      logger: logs,
     });
   });
   afterAll(async () => {
@@ -372,6 +386,14 @@ describe('GET /openapi.json and /docs with API_TOKEN', () => {
     expect(operation(doc, 'get', '/health').security).toEqual([]);
     const cookie = doc.components!.securitySchemes!.session as OpenAPIV3.ApiKeySecurityScheme;
     expect(cookie).toMatchObject({ in: 'cookie', name: `device_session_${d.port}` });
+  });
+
+  it("leaves the device's logging as it was (the description is built by a second Nest application)", async () => {
+    expect((await fetch(`${d.url}/openapi.json`, { headers: bearer(token) })).status).toBe(200);
+    const marker = `after-openapi-${randomUUID()}`;
+    await fetch(`${d.url}/health/live`, { headers: { 'x-request-id': marker } });
+    await waitFor('the request to be logged', () => logs.lines.some((l) => l.includes('GET /health/live 200')));
+    expect(logs.lines.filter((l) => l.includes(token))).toEqual([]);
   });
 });
 
