@@ -10,6 +10,7 @@ import { configureHttp } from './library/http/configure-http';
 import { DeviceModule } from './libraries/device.module';
 import { LibraryHost } from './libraries/library-host';
 import { DeviceLogger, levelsUpTo } from './logging/device-logger';
+import { OpenApiDocument } from './openapi/openapi-document.provider';
 
 export interface RunningDevice {
   /** The device's HTTP application (its own routes, and the libraries' behind them). */
@@ -57,17 +58,22 @@ export async function startDevice(
     host = new LibraryHost(store, config, deviceId, nats, logLevels);
     await host.load();
     await host.openAtStart();
-    const http = await NestFactory.create<NestExpressApplication>(DeviceModule.forHost(host, store.root, nats), {
-      bodyParser: false,
-      logger: logLevels,
-      abortOnError: false,
-      // keep-alive connections must not hold a graceful stop past its deadline
-      forceCloseConnections: true,
-    });
+    const openapi = new OpenApiDocument(config.apiToken !== null);
+    const http = await NestFactory.create<NestExpressApplication>(
+      DeviceModule.forHost(host, store.root, nats, openapi),
+      {
+        bodyParser: false,
+        logger: logLevels,
+        abortOnError: false,
+        // keep-alive connections must not hold a graceful stop past its deadline
+        forceCloseConnections: true,
+      },
+    );
     configureHttp(http, config);
     http.use(host.dispatch);
     await http.listen(config.port, config.host);
     const port = (http.getHttpServer().address() as AddressInfo).port;
+    openapi.attach(http, port);
     const h = host;
     const hub = nats;
     const defaultOf = () => {

@@ -24,22 +24,21 @@ import { configureHttp } from '../library/http/configure-http';
 import { withLogContext } from '../logging/device-logger';
 import { errorBody } from '../library/http/http-error.filter';
 import { MetricsController } from '../metrics/metrics.controller';
+import type { LibraryView } from './library.view';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Routes of the device itself: never handed to a library. */
-// (`/libraries/:id/`, with the slash, is that library's status page, not the device's route)
-const DEVICE_ROUTE = /^\/(libraries(\/[^/]*(\/(open|close))?)?|health(\/(live|ready))?|metrics)\/?$/;
+const DEVICE_ROUTE =
+  /^\/(libraries(\/[^/]*(\/(open|close))?)?|health(\/(live|ready))?|metrics|openapi\.json|docs(\/[^/]*)?)\/?$/;
+/** `/libraries/:id/`, with the slash, is that library's status page, not the device's route. */
 const LIBRARY_ROOT = /^\/libraries\/[^/]+\/$/;
+
+/** Whether a path is the device's own route (the others are the default library's). */
+export const isDeviceRoute = (path: string): boolean => DEVICE_ROUTE.test(path) && !LIBRARY_ROOT.test(path);
 /** How long a close waits for the library's requests in flight. */
 const DRAIN_MS = 10_000;
 
-export interface LibraryView {
-  libraryId: string;
-  name: string;
-  open: boolean;
-  default: boolean;
-  phase: string;
-}
+export type { LibraryView } from './library.view';
 
 /** How a library comes to this device (API.md "Libraries": POST /libraries, or the variables at start). */
 export interface LibrarySource {
@@ -376,7 +375,7 @@ export class LibraryHost {
    */
   dispatch = (req: Request, res: Response, next: NextFunction): void => {
     const [path, query] = splitUrl(req.url);
-    if (DEVICE_ROUTE.test(path) && !LIBRARY_ROOT.test(path)) return next();
+    if (isDeviceRoute(path)) return next();
     let libraryId: string | null;
     let rest = path;
     const prefixed = /^\/libraries\/([^/]+)(\/.*)$/.exec(path);

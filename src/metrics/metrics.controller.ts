@@ -1,9 +1,12 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { SyncMetrics, SyncStatusService } from '@lib/sync';
+import { ApiText } from '../library/http/openapi';
 
 const SYNC_PHASES = ['uninitialized', 'backfilling', 'catching_up', 'ready', 'disabled', 'removed'] as const;
 
 /** Prometheus exposition of the sync engine's metrics (docs/design.md "Observability"). */
+@ApiTags('device')
 @Controller()
 export class MetricsController {
   constructor(
@@ -12,6 +15,8 @@ export class MetricsController {
   ) {}
 
   @Get('metrics')
+  @ApiOperation({ summary: "this library's metrics (GET /metrics without the prefix has every library's)" })
+  @ApiText('text/plain; version=0.0.4', 'Prometheus text format')
   @Header('content-type', 'text/plain; version=0.0.4; charset=utf-8')
   async scrape(): Promise<string> {
     // per-peer gauges are read from the devices table at scrape time

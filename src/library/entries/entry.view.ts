@@ -1,17 +1,26 @@
-import { isoOf, numberOf } from '../http/json-values';
+import { z } from 'zod';
+import { bytesValue, idValue, isoOf, numberOf, timestampValue } from '../http/json-values';
 
 /** An entry (a file or folder of a location) as the API shows it: the same JSON on every device. */
-export interface EntryView {
-  id: string;
-  deviceId: string;
-  locationId: string;
-  name: string;
-  path: string;
-  kind: 'file' | 'dir';
-  sizeBytes: number;
-  modifiedAt: string;
-  updatedAt: string;
-}
+export const entryViewSchema = z
+  .object({
+    id: idValue,
+    deviceId: idValue,
+    locationId: idValue,
+    name: z.string(),
+    path: z.string(),
+    kind: z.enum(['file', 'dir']),
+    sizeBytes: bytesValue,
+    modifiedAt: timestampValue,
+    updatedAt: timestampValue,
+  })
+  .strict();
+export type EntryView = z.infer<typeof entryViewSchema>;
+
+/** POST /entries/batch's answer: the entries in item order, and how many were new. */
+export const entryBatchViewSchema = z
+  .object({ items: z.array(entryViewSchema), created: z.number().int().nonnegative() })
+  .strict();
 
 export function entryView(row: Record<string, unknown>): EntryView {
   return {

@@ -1,8 +1,10 @@
 import { Controller, Get, Inject, Logger, OnModuleDestroy, OnModuleInit, Query, Req, Res } from '@nestjs/common';
+import { ApiHeader, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { sql } from 'kysely';
 import { Db, InjectDb } from '@lib/db';
 import { ChangeSignal, InvalidInputError } from '@lib/sync';
+import { ApiErrors, ApiText } from '../http/openapi';
 
 /** The models a feed can be filtered on (`?models=`). */
 export const FEED_MODELS = [
@@ -41,6 +43,7 @@ interface FeedRow {
  * does not read is disconnected (its buffer past 1 MB) with a `retry:` hint instead of growing
  * memory.
  */
+@ApiTags('sync')
 @Controller()
 export class EventsController implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('ChangeFeed');
@@ -61,6 +64,20 @@ export class EventsController implements OnModuleInit, OnModuleDestroy {
   ) {}
 
   @Get('sync/events')
+  @ApiOperation({ summary: 'Server-Sent Events: one per change committed on this device (local or received)' })
+  @ApiHeader({ name: 'Last-Event-ID', required: false, description: 'the id of the last event received' })
+  @ApiQuery({ name: 'lastEventId', required: false, schema: { type: 'string', pattern: '^\\d{1,18}$' } })
+  @ApiQuery({
+    name: 'models',
+    required: false,
+    description: `comma-separated, of ${FEED_MODELS.join(', ')}`,
+    schema: { type: 'string' },
+  })
+  @ApiText(
+    'text/event-stream',
+    '`retry: 2000` first, then per change `id: <seq>` and `data: {"seq", "model", "id", "op": "upsert"|"delete", "origin"}`; `: keep-alive` every 15 s',
+  )
+  @ApiErrors(400)
   async events(@Req() req: Request, @Res() res: Response, @Query() query: Record<string, unknown>): Promise<void> {
     const models = parseModels(query.models);
     const lastHeader = req.headers['last-event-id'] ?? query.lastEventId;

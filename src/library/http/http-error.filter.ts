@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Response } from 'express';
+import { z } from 'zod';
 import { ConflictError, DomainError, InvalidInputError, JoinError, NotFoundError, NotOwnerError } from '@lib/sync';
 
 const REASON: Record<number, string> = {
@@ -12,6 +13,11 @@ const REASON: Record<number, string> = {
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
+
+/** The body of every error answer (docs/http.md "Errors"). */
+export const errorBodySchema = z
+  .object({ statusCode: z.number().int(), error: z.string(), message: z.string() })
+  .strict();
 
 export function errorBody(statusCode: number, message: string): { statusCode: number; error: string; message: string } {
   return { statusCode, error: REASON[statusCode] ?? 'Error', message };

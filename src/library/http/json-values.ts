@@ -1,4 +1,11 @@
+import { z } from 'zod';
+
 /** Column values as the JSON of docs/http.md shows them, whichever driver (pg or PGlite) read them. */
+
+/** What the views below give, as zod schemas of the answers (the OpenAPI description is made of them). */
+export const idValue = z.string().uuid();
+export const timestampValue = z.string().datetime();
+export const bytesValue = z.number().int().nonnegative();
 
 /** Text that is already what toISOString gives (as stored rows in wire form hold it). */
 const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;

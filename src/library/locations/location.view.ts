@@ -1,14 +1,18 @@
-import { isoOf } from '../http/json-values';
+import { z } from 'zod';
+import { idValue, isoOf, timestampValue } from '../http/json-values';
 
 /** A location (an indexed folder) as the API shows it: the same JSON on every device. */
-export interface LocationView {
-  id: string;
-  deviceId: string;
-  volumeId: string | null;
-  name: string;
-  path: string;
-  updatedAt: string;
-}
+export const locationViewSchema = z
+  .object({
+    id: idValue,
+    deviceId: idValue,
+    volumeId: idValue.nullable(),
+    name: z.string(),
+    path: z.string(),
+    updatedAt: timestampValue,
+  })
+  .strict();
+export type LocationView = z.infer<typeof locationViewSchema>;
 
 export function locationView(row: Record<string, unknown>): LocationView {
   return {

@@ -1,10 +1,11 @@
+import { z } from 'zod';
+import { idValue } from '../http/json-values';
+
 /** An entry's user metadata as the API shows it. */
-export interface MetadataView {
-  entryId: string;
-  favorite: boolean;
-  hidden: boolean;
-  notes: string | null;
-}
+export const metadataViewSchema = z
+  .object({ entryId: idValue, favorite: z.boolean(), hidden: z.boolean(), notes: z.string().nullable() })
+  .strict();
+export type MetadataView = z.infer<typeof metadataViewSchema>;
 
 /** Metadata of an entry nobody has annotated yet. */
 export const NO_METADATA = { favorite: false, hidden: false, notes: null };

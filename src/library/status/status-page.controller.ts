@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { Controller, Get, Header, Req, Res } from '@nestjs/common';
+import { ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { sql } from 'kysely';
 import { Db, InjectDb } from '@lib/db';
 import { SyncStatusService } from '@lib/sync';
+import { ApiErrors, ApiText } from '../http/openapi';
 import { FIRST_CHANGES, renderStatusPage } from './status-page';
 
 /** GET /: the status page (docs/http.md "Health and sync state"); its login is api-guard.ts's. */
+@ApiTags('status')
 @Controller()
 export class StatusPageController {
   constructor(
@@ -15,6 +18,9 @@ export class StatusPageController {
   ) {}
 
   @Get()
+  @ApiText('text/html', 'the status page for a person')
+  @ApiQuery({ name: 'token', required: false, description: 'log in: sets the session cookie, 303 to /' })
+  @ApiErrors(401)
   @Header('content-type', 'text/html; charset=utf-8')
   @Header('cache-control', 'no-store')
   async page(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<string> {

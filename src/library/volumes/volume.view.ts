@@ -1,15 +1,19 @@
-import { isoOf, numberOf, numberOrNull } from '../http/json-values';
+import { z } from 'zod';
+import { bytesValue, idValue, isoOf, numberOf, numberOrNull, timestampValue } from '../http/json-values';
 
 /** A volume as the API shows it: the same JSON on every device. */
-export interface VolumeView {
-  id: string;
-  deviceId: string;
-  name: string;
-  mountPoint: string;
-  capacityBytes: number;
-  freeBytes: number | null;
-  updatedAt: string;
-}
+export const volumeViewSchema = z
+  .object({
+    id: idValue,
+    deviceId: idValue,
+    name: z.string(),
+    mountPoint: z.string(),
+    capacityBytes: bytesValue,
+    freeBytes: bytesValue.nullable(),
+    updatedAt: timestampValue,
+  })
+  .strict();
+export type VolumeView = z.infer<typeof volumeViewSchema>;
 
 export function volumeView(row: Record<string, unknown>): VolumeView {
   return {
