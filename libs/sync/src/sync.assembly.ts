@@ -1,3 +1,4 @@
+import type { ChangeSignal } from './sync.signals';
 import type { Db } from '@lib/db';
 import { AntiEntropy } from './antientropy/anti-entropy';
 import { BackfillService } from './backfill/backfill';
@@ -40,6 +41,8 @@ export interface EngineDeps {
   devices: DevicesRepository;
   metrics: SyncMetrics;
   trust: LibraryTrust;
+  /** Told when changes from peers commit (the change feed wakes on it). */
+  signal: ChangeSignal;
 }
 
 /** What the parts ask of the engine's lifecycle. */
@@ -83,8 +86,8 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
   const discover = async (): Promise<WatermarksReply[]> =>
     (await peers.discover()).filter((p) => p.deviceId !== o.deviceId);
 
-  const ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics);
-  const sharedApplier = new SharedApplier(db, clock, sharedRepo, devices, metrics);
+  const ownedApplier = new OwnedApplier(db, clock, ownedRepo, devices, metrics, deps.signal);
+  const sharedApplier = new SharedApplier(db, clock, sharedRepo, devices, metrics, deps.signal);
   const pruner = new Pruner(db, devices, sharedRepo, metrics);
   const removal = new PeerRemoval(db, devices, transport, pruner, trust, self, engine.linked);
   const stateTransfer = new StateTransfer(db, peers, devices, sharedApplier, self);

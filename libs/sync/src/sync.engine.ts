@@ -53,7 +53,7 @@ export class SyncEngine {
       removed: () => undefined,
     });
     this.parts = assembleEngine(
-      { db, options, clock, ownedRepo, sharedRepo, devices, metrics, trust },
+      { db, options, clock, ownedRepo, sharedRepo, devices, metrics, trust, signal },
       {
         phase: () => this.phase,
         linked: () => this.linked,

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 
-export type ChangeKind = 'owned' | 'shared';
+/** owned/shared: a local write of that kind committed; received: changes from peers committed. */
+export type ChangeKind = 'owned' | 'shared' | 'received';
 
-/** In-process notice that a local write committed, so the publisher wakes without polling. */
+/** In-process notice that a write committed, so the publisher (and the change feed) wake without polling. */
 export class ChangeSignal {
   private readonly emitter = new EventEmitter();
   notify(kind: ChangeKind): void {

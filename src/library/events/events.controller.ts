@@ -119,7 +119,7 @@ export class EventsController implements OnModuleInit, OnModuleDestroy {
     };
     this.open.add(stop);
     req.on('close', stop);
-    const unsubscribe = [this.signal.on('owned', () => wake?.()), this.signal.on('shared', () => wake?.())];
+    const unsubscribe = (['owned', 'shared', 'received'] as const).map((kind) => this.signal.on(kind, () => wake?.()));
     let lastWrite = Date.now();
     try {
       while (!closed) {

@@ -5,6 +5,7 @@ import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import type { DevicesRepository } from '../store/devices.repository';
+import type { ChangeSignal } from '../sync.signals';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
 import { encodeCursor, TOMBSTONE_KIND } from './cursor';
@@ -31,6 +32,7 @@ export class OwnedApplier {
     private readonly repo: OwnedRepository,
     private readonly devices: DevicesRepository,
     private readonly metrics: SyncMetrics,
+    private readonly signal?: ChangeSignal,
   ) {}
 
   /** Throws RejectedMessageError (nothing applied) for a forged or malformed message. */
@@ -157,6 +159,7 @@ export class OwnedApplier {
       if (continues && opts.raiseWatermark !== false) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
       return continues;
     });
+    this.signal?.notify('received');
     for (const [model, rows] of byModel) this.metrics.applied.inc({ model }, rows.length);
     if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
     return contiguous;

@@ -4,6 +4,7 @@ import type { ClockService } from '../clock/clock.service';
 import { decodeHlc } from '../clock/hlc';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
+import type { ChangeSignal } from '../sync.signals';
 import { decodeRecordKey, SharedModel, sharedModel } from '../models/registry';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { SharedMessage } from '../transport/messages';
@@ -24,6 +25,7 @@ export class SharedApplier {
     private readonly repo: SharedRepository,
     private readonly devices: DevicesRepository,
     private readonly metrics: SyncMetrics,
+    private readonly signal?: ChangeSignal,
   ) {}
 
   /** Throws RejectedMessageError (nothing applied) for a forged or malformed change. */
@@ -87,6 +89,7 @@ export class SharedApplier {
         changed++;
       }
     });
+    if (changed) this.signal?.notify('received');
     this.metrics.applied.inc({ model: model.name }, changed);
     return changed;
   }
@@ -124,6 +127,7 @@ export class SharedApplier {
       if (continues) await this.devices.raiseSharedWatermark(tx, msg.origin, last);
       return continues;
     });
+    this.signal?.notify('received');
     return contiguous;
   }
 }
