@@ -134,7 +134,7 @@ export class OwnedApplier {
       }>`select exists (select 1 from devices where id = ${msg.origin}) as known,
         (select state_watermark from devices where id = ${msg.origin}) as held,
         ${this.repo.foreignIdsSql(msg.origin, items)} as foreign,
-        ${this.repo.hasTombstonesSql(msg.origin)} as shadowed,
+        ${this.repo.hasTombstonesSql([msg.origin])} as shadowed,
         ${clockFirst ? this.clock.advanceSql(maxVersion) : sql`null`} as stamp`.execute(tx);
       const { known, held, foreign, shadowed, stamp } = pre.rows[0];
       if (stamp) this.clock.advanced(stamp);

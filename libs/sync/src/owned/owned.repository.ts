@@ -138,7 +138,7 @@ export class OwnedRepository {
     );
     const t = sql.table(model.table);
     const filters: RawBuilder<unknown>[] = [sql`true`];
-    if (onlyNewer && (shadowed ?? (await this.hasTombstones(db, rows, model)))) {
+    if (onlyNewer && (shadowed ?? (await this.hasTombstones(db, rows)))) {
       filters.push(
         sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`,
       );
@@ -173,21 +173,10 @@ export class OwnedRepository {
   }
 
   /** Whether any row's owner has tombstones that could shadow these rows (usually not: skip the probes). */
-  private async hasTombstones(
-    db: DbOrTx,
-    rows: readonly Record<string, unknown>[],
-    model: OwnedModel,
-  ): Promise<boolean> {
+  private async hasTombstones(db: DbOrTx, rows: readonly Record<string, unknown>[]): Promise<boolean> {
     const owners = [...new Set(rows.map((r) => String(r.device_id)))];
-    const models = model.parent?.onDelete === 'cascade' ? [model.name, model.parent.model] : [model.name];
-    const hit = await db
-      .selectFrom('owned_tombstones')
-      .select('id')
-      .where('device_id', 'in', owners)
-      .where('model', 'in', models)
-      .limit(1)
-      .executeTakeFirst();
-    return !!hit;
+    const res = await sql<{ hit: boolean }>`select ${this.hasTombstonesSql(owners)} as hit`.execute(db);
+    return res.rows[0].hit;
   }
 
   /**
@@ -227,15 +216,10 @@ export class OwnedRepository {
   }
 
   /**
-   * Ids among rows/tombstones that this device already holds under another owner: a message
-   * claiming them is forged (ids are never shared between owners).
+   * Ids among rows/tombstones that this device already holds under another owner (a message
+   * claiming them is forged: ids are never shared between owners), as an expression for a
+   * caller's statement: text[], at most 5 "model id".
    */
-  async foreignIds(db: DbOrTx, owner: string, items: readonly { model: string; id: string }[]): Promise<string[]> {
-    const res = await sql<{ ids: string[] }>`select ${this.foreignIdsSql(owner, items)} as ids`.execute(db);
-    return res.rows[0].ids;
-  }
-
-  /** foreignIds as an expression (text[], at most 5 "model id"), for a caller's own statement. */
   foreignIdsSql(owner: string, items: readonly { model: string; id: string }[]): RawBuilder<string[]> {
     const branches: RawBuilder<unknown>[] = [];
     for (const model of OWNED_MODELS) {
@@ -251,9 +235,9 @@ export class OwnedRepository {
     return sql<string[]>`array(select f from (${sql.join(branches, sql` union all `)}) as f(f) limit 5)`;
   }
 
-  /** Whether owner has tombstones of any model (rows it sends may be shadowed), as an expression. */
-  hasTombstonesSql(owner: string): RawBuilder<boolean> {
-    return sql<boolean>`exists (select 1 from owned_tombstones where device_id = ${owner})`;
+  /** Whether the owners have tombstones of any model (rows they send may be shadowed), as an expression. */
+  hasTombstonesSql(owners: readonly string[]): RawBuilder<boolean> {
+    return sql<boolean>`exists (select 1 from owned_tombstones where device_id = any(${owners}::uuid[]))`;
   }
 
   async isTombstoned(db: DbOrTx, model: string, id: string): Promise<boolean> {

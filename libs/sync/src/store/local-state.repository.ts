@@ -11,22 +11,6 @@ export class LocalStateRepository {
     return row?.value ?? null;
   }
 
-  /** Reads one key under a row lock (inside a transaction). */
-  async lock(tx: DbOrTx, key: string): Promise<string | null> {
-    const row = await tx
-      .selectFrom('sync_local_state')
-      .select('value')
-      .where('key', '=', key)
-      .forUpdate()
-      .executeTakeFirst();
-    return row?.value ?? null;
-  }
-
-  /** Overwrites a key that exists. */
-  async update(db: DbOrTx, key: string, value: string): Promise<void> {
-    await db.updateTable('sync_local_state').set({ value }).where('key', '=', key).execute();
-  }
-
   /** Reads several keys under a row lock (inside a transaction), so that they change together. */
   async getForUpdate<K extends string>(tx: DbOrTx, keys: K[]): Promise<Partial<Record<K, string>>> {
     const rows = await tx
