@@ -42,14 +42,9 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
           for (const m of MODELS) await sql`delete from ${sql.table(m.table)}`.execute(tx);
           await sql`delete from owned_tombstones`.execute(tx);
           const empty = await computeDigest(tx);
-          await repo.upsert(
-            tx,
-            VOLUMES,
-            [wire({ ...volume(), id: id(1), free_bytes: null }, owner, v(owner, 1))],
-            true,
-          );
-          await repo.upsert(tx, LOCATIONS, [wire({ ...location(id(1)), id: id(2) }, owner, v(owner, 1))], true);
-          await repo.upsert(
+          await repo.applyRows(tx, VOLUMES, [wire({ ...volume(), id: id(1), free_bytes: null }, owner, v(owner, 1))]);
+          await repo.applyRows(tx, LOCATIONS, [wire({ ...location(id(1)), id: id(2) }, owner, v(owner, 1))]);
+          await repo.applyRows(
             tx,
             ENTRIES,
             [1, 2, 3].map((i) =>
@@ -59,7 +54,6 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
                 v(owner, 2),
               ),
             ),
-            true,
           );
           await repo.applyTombstones(tx, [{ model: 'entries', id: id(99), device_id: owner, version: v(owner, 3) }]);
           const tag = (name: string, deleted: string | null) => ({

@@ -63,8 +63,8 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       // another owner's rows and tombstones in the same tables must never appear
       const stranger = randomUUID();
       const sl = location(null);
-      await repo.upsert(db, LOCATIONS, [wire(sl, stranger, v(stranger, 5))], true);
-      await repo.upsert(db, ENTRIES, [wire(entry(sl.id, 1), stranger, v(stranger, 5))], true);
+      await repo.applyRows(db, LOCATIONS, [wire(sl, stranger, v(stranger, 5))]);
+      await repo.applyRows(db, ENTRIES, [wire(entry(sl.id, 1), stranger, v(stranger, 5))]);
       await repo.applyTombstones(db, [
         { model: 'entries', id: randomUUID(), device_id: stranger, version: v(stranger, 6) },
       ]);
@@ -219,33 +219,26 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
 
     it('inserts a new row and applies only strictly newer versions (older, equal and redelivered are no-ops)', async () => {
       const loc = location(null);
-      expect(await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true)).toBe(1);
+      expect(await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 5))])).toBe(1);
       expect(await find(LOCATIONS, loc.id)).toEqual(wire(loc, owner, v(owner, 5)));
-      expect(await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true)).toBe(0); // redelivery
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'older' }, owner, v(owner, 3))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'same version' }, owner, v(owner, 5))], true)).toBe(
-        0,
-      );
+      expect(await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 5))])).toBe(0); // redelivery
+      expect(await repo.applyRows(db, LOCATIONS, [wire({ ...loc, name: 'older' }, owner, v(owner, 3))])).toBe(0);
+      expect(await repo.applyRows(db, LOCATIONS, [wire({ ...loc, name: 'same version' }, owner, v(owner, 5))])).toBe(0);
       expect(
-        await repo.upsert(
-          db,
-          LOCATIONS,
-          [wire({ ...loc, name: 'same ms, lower counter' }, owner, v(owner, 4, 9))],
-          true,
-        ),
+        await repo.applyRows(db, LOCATIONS, [wire({ ...loc, name: 'same ms, lower counter' }, owner, v(owner, 4, 9))]),
       ).toBe(0);
       expect(await find(LOCATIONS, loc.id)).toMatchObject({ name: 'photos', version: v(owner, 5) });
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'newer' }, owner, v(owner, 5, 1))], true)).toBe(1);
+      expect(await repo.applyRows(db, LOCATIONS, [wire({ ...loc, name: 'newer' }, owner, v(owner, 5, 1))])).toBe(1);
       expect(await find(LOCATIONS, loc.id)).toMatchObject({ name: 'newer', version: v(owner, 5, 1) });
     });
 
     it('ends on the newer version whatever the arrival order', async () => {
       const a = location(null);
       const b = location(null);
-      await repo.upsert(db, LOCATIONS, [wire({ ...a, name: 'v9' }, owner, v(owner, 9))], true);
-      await repo.upsert(db, LOCATIONS, [wire({ ...a, name: 'v8' }, owner, v(owner, 8))], true);
-      await repo.upsert(db, LOCATIONS, [wire({ ...b, name: 'v8' }, owner, v(owner, 8))], true);
-      await repo.upsert(db, LOCATIONS, [wire({ ...b, name: 'v9' }, owner, v(owner, 9))], true);
+      await repo.applyRows(db, LOCATIONS, [wire({ ...a, name: 'v9' }, owner, v(owner, 9))]);
+      await repo.applyRows(db, LOCATIONS, [wire({ ...a, name: 'v8' }, owner, v(owner, 8))]);
+      await repo.applyRows(db, LOCATIONS, [wire({ ...b, name: 'v8' }, owner, v(owner, 8))]);
+      await repo.applyRows(db, LOCATIONS, [wire({ ...b, name: 'v9' }, owner, v(owner, 9))]);
       expect(await find(LOCATIONS, a.id)).toMatchObject({ name: 'v9', version: v(owner, 9) });
       expect(await find(LOCATIONS, b.id)).toMatchObject({ name: 'v9', version: v(owner, 9) });
     });
@@ -263,10 +256,10 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
             for (const i of dups) deliveries.splice(i % (deliveries.length + 1), 0, states[i % states.length]);
             if (batched) {
               // one message per row here; a batch with two states of one row is not what the owner sends
-              for (const s of deliveries) await repo.upsert(db, ENTRIES, [s], true);
+              for (const s of deliveries) await repo.applyRows(db, ENTRIES, [s]);
             } else {
               await db.transaction().execute(async (tx) => {
-                for (const s of deliveries) await repo.upsert(tx, ENTRIES, [s], true);
+                for (const s of deliveries) await repo.applyRows(tx, ENTRIES, [s]);
               });
             }
             const top = Math.max(...versions);
@@ -279,17 +272,12 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
 
     it('applies each row of a batch on its own merits and counts what it wrote', async () => {
       const [a, b, c] = [location(null), location(null), location(null)];
-      await repo.upsert(db, LOCATIONS, [wire(a, owner, v(owner, 5)), wire(b, owner, v(owner, 5))], true);
-      const n = await repo.upsert(
-        db,
-        LOCATIONS,
-        [
-          wire({ ...a, name: 'older' }, owner, v(owner, 4)),
-          wire({ ...b, name: 'newer' }, owner, v(owner, 6)),
-          wire(c, owner, v(owner, 1)),
-        ],
-        true,
-      );
+      await repo.applyRows(db, LOCATIONS, [wire(a, owner, v(owner, 5)), wire(b, owner, v(owner, 5))]);
+      const n = await repo.applyRows(db, LOCATIONS, [
+        wire({ ...a, name: 'older' }, owner, v(owner, 4)),
+        wire({ ...b, name: 'newer' }, owner, v(owner, 6)),
+        wire(c, owner, v(owner, 1)),
+      ]);
       expect(n).toBe(2);
       expect((await find(LOCATIONS, a.id))!.name).toBe('photos');
       expect((await find(LOCATIONS, b.id))!.name).toBe('newer');
@@ -298,33 +286,33 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
 
     it('ignores a row whose id is tombstoned with a version at or above its own', async () => {
       const loc = location(null);
-      await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true);
+      await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 5))]);
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: owner, version: v(owner, 10) }]);
       expect(await find(LOCATIONS, loc.id)).toBeNull();
       // the late redelivery of old states must not resurrect it
-      expect(await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 9))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 10))], true)).toBe(0);
+      expect(await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 5))])).toBe(0);
+      expect(await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 9))])).toBe(0);
+      expect(await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 10))])).toBe(0);
       expect(await find(LOCATIONS, loc.id)).toBeNull();
       // a tombstone that arrives before the row it deletes (reordering) also keeps it out
       const early = volume();
       await repo.applyTombstones(db, [{ model: 'volumes', id: early.id, device_id: owner, version: v(owner, 3) }]);
-      expect(await repo.upsert(db, VOLUMES, [wire(early, owner, v(owner, 2))], true)).toBe(0);
+      expect(await repo.applyRows(db, VOLUMES, [wire(early, owner, v(owner, 2))])).toBe(0);
       expect(await find(VOLUMES, early.id)).toBeNull();
       // the tombstone is per model: the same id in another model is not affected
-      expect(await repo.upsert(db, VOLUMES, [wire({ ...volume(), id: loc.id }, owner, v(owner, 5))], true)).toBe(1);
+      expect(await repo.applyRows(db, VOLUMES, [wire({ ...volume(), id: loc.id }, owner, v(owner, 5))])).toBe(1);
       await sql`delete from volumes where id = ${loc.id}`.execute(db);
     });
 
     it('ignores entries whose location is tombstoned', async () => {
       const loc = location(null);
       const live = location(null);
-      await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5)), wire(live, owner, v(owner, 5))], true);
+      await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 5)), wire(live, owner, v(owner, 5))]);
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: owner, version: v(owner, 6) }]);
       const orphan = entry(loc.id, 1);
       const fine = entry(live.id, 2);
       expect(
-        await repo.upsert(db, ENTRIES, [wire(orphan, owner, v(owner, 7)), wire(fine, owner, v(owner, 7))], true),
+        await repo.applyRows(db, ENTRIES, [wire(orphan, owner, v(owner, 7)), wire(fine, owner, v(owner, 7))]),
       ).toBe(1);
       expect(await find(ENTRIES, orphan.id)).toBeNull();
       expect(await find(ENTRIES, fine.id)).not.toBeNull();
@@ -333,11 +321,9 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
     it('never overwrites a row that has a different device_id', async () => {
       const forger = randomUUID();
       const loc = location(null);
-      await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 5))], true);
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))], true)).toBe(0);
-      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))], false)).toBe(
-        0,
-      );
+      await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 5))]);
+      expect(await repo.applyRows(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))])).toBe(0);
+      expect(await repo.upsert(db, LOCATIONS, [wire({ ...loc, name: 'forged' }, forger, v(forger, 50))])).toBe(0);
       expect(await find(LOCATIONS, loc.id)).toEqual(wire(loc, owner, v(owner, 5)));
       // nor does a tombstone from another device delete it
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: forger, version: v(forger, 60) }]);
@@ -351,7 +337,7 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
 
     it('is idempotent', async () => {
       const vol = volume();
-      await repo.upsert(db, VOLUMES, [wire(vol, owner, v(owner, 5))], true);
+      await repo.applyRows(db, VOLUMES, [wire(vol, owner, v(owner, 5))]);
       const t: Tombstone = { model: 'volumes', id: vol.id, device_id: owner, version: v(owner, 6) };
       expect(await repo.applyTombstones(db, [t])).toBe(1);
       expect(await find(VOLUMES, vol.id)).toBeNull();
@@ -364,12 +350,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
     it('a batch that repeats a tombstone (a redelivered page, a duplicated message) applies it once', async () => {
       const loc = location(null);
       const ents = [entry(loc.id, 0), entry(loc.id, 1)];
-      await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 1))], true);
-      await repo.upsert(
+      await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 1))]);
+      await repo.applyRows(
         db,
         ENTRIES,
         ents.map((e) => wire(e, owner, v(owner, 1))),
-        true,
       );
       const older: Tombstone = { model: 'locations', id: loc.id, device_id: owner, version: v(owner, 2) };
       const newer: Tombstone = { ...older, version: v(owner, 3) };
@@ -382,7 +367,7 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
 
     it('a tombstone older than the row version does not delete the row', async () => {
       const vol = volume();
-      await repo.upsert(db, VOLUMES, [wire(vol, owner, v(owner, 8))], true);
+      await repo.applyRows(db, VOLUMES, [wire(vol, owner, v(owner, 8))]);
       await repo.applyTombstones(db, [{ model: 'volumes', id: vol.id, device_id: owner, version: v(owner, 7) }]);
       expect(await find(VOLUMES, vol.id)).toEqual(wire(vol, owner, v(owner, 8)));
     });
@@ -405,13 +390,11 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const other = location(null);
       const ents = Array.from({ length: 10 }, (_, i) => entry(loc.id, i));
       const keep = entry(other.id, 0);
-      await repo.upsert(db, LOCATIONS, [wire(loc, owner, v(owner, 1)), wire(other, owner, v(owner, 1))], true);
-      await repo.upsert(
-        db,
-        ENTRIES,
-        [...ents.map((e) => wire(e, owner, v(owner, 2))), wire(keep, owner, v(owner, 2))],
-        true,
-      );
+      await repo.applyRows(db, LOCATIONS, [wire(loc, owner, v(owner, 1)), wire(other, owner, v(owner, 1))]);
+      await repo.applyRows(db, ENTRIES, [
+        ...ents.map((e) => wire(e, owner, v(owner, 2))),
+        wire(keep, owner, v(owner, 2)),
+      ]);
       await repo.applyTombstones(db, [{ model: 'locations', id: loc.id, device_id: owner, version: v(owner, 3) }]);
       expect(await find(LOCATIONS, loc.id)).toBeNull();
       const left = await sql<{

@@ -119,7 +119,7 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       const d = await ownerDevice();
       const other = randomUUID();
       const theirs = location(null);
-      await repo.upsert(db, LOCATIONS, [wire(theirs, other, v(other, 1))], true);
+      await repo.applyRows(db, LOCATIONS, [wire(theirs, other, v(other, 1))]);
       await expect(d.writer.transact((w) => w.requireOwn(LOCATIONS, theirs.id))).rejects.toBeInstanceOf(NotOwnerError);
       await expect(d.writer.transact((w) => w.delete(LOCATIONS, theirs.id))).rejects.toBeInstanceOf(NotOwnerError);
       await expect(d.writer.transact((w) => w.delete(LOCATIONS, randomUUID()))).rejects.toBeInstanceOf(NotFoundError);
@@ -191,7 +191,7 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       });
       // another device's location that (wrongly) points at our volume: only its owner may change it
       const foreign = location(vol.id);
-      await repo.upsert(db, LOCATIONS, [wire(foreign, other, v(other, 1))], true);
+      await repo.applyRows(db, LOCATIONS, [wire(foreign, other, v(other, 1))]);
       const [beforeDelete] = (await pageAll(d.id, 1000)).slice(-1);
 
       const version = await d.writer.transact(async (w) => {

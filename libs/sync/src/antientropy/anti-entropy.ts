@@ -268,7 +268,7 @@ export class AntiEntropy {
         const local = await this.repo.localHashes(tx, m, owner, buckets);
         const write = [...remote.values()].filter((r) => local.get(r.row.id) !== r.hash).map((r) => r.row);
         const drop = [...local.keys()].filter((id) => !remote.has(id));
-        if (write.length) await this.owned.upsert(tx, model, write, false);
+        if (write.length) await this.owned.upsert(tx, model, write);
         if (drop.length)
           await sql`delete from ${sql.table(model.table)} where device_id = ${owner}::uuid and id = any(${drop}::uuid[])`.execute(
             tx,

@@ -57,7 +57,13 @@ export class ClockService {
    * statement of its own; pass what it returns to advanced().
    */
   advanceSql(remote: string | null): RawBuilder<string> {
-    return sql<string>`sync_clock_advance(${this.wallClock()}::bigint, ${this.node}::text, ${encodeHlc(this.last)}::text, ${remote}::text)`;
+    const a = this.advanceArgs(remote);
+    return sql<string>`sync_clock_advance(${a.wall}::bigint, ${a.node}::text, ${a.floor}::text, ${a.remote}::text)`;
+  }
+
+  /** The arguments of sync_clock_advance for one step (see advanceSql), for a function that steps the clock itself. */
+  advanceArgs(remote: string | null): { wall: number; node: string; floor: string; remote: string | null } {
+    return { wall: this.wallClock(), node: this.node, floor: encodeHlc(this.last), remote };
   }
 
   /** Takes in the stamp a statement built with advanceSql returned. */

@@ -1,5 +1,5 @@
 import { sql, Transaction } from 'kysely';
-import type { Database, Db } from '@lib/db';
+import type { Database, Db, DbOrTx } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
@@ -8,7 +8,6 @@ import type { DevicesRepository } from '../store/devices.repository';
 import type { ChangeSignal } from '../sync.signals';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
-import { encodeCursor, TOMBSTONE_KIND } from './cursor';
 
 const CHUNK = 5000;
 
@@ -112,76 +111,54 @@ export class OwnedApplier {
   ): Promise<boolean> {
     const { msg, byModel, chunks, tombstones, maxVersion } = 'chunks' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
-    const contiguous = await this.db.transaction().execute(async (tx) => {
-      await opts.alsoInTx?.(tx);
-      const items = [
-        ...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))),
-        ...tombstones.map((t) => ({ model: t.model, id: t.id })),
-      ];
-      // One statement before the rows: the clock's row locked (until commit; taken before the
-      // rows, it queues concurrent applies before they touch any row, so they cannot deadlock)
-      // and advanced past the message, our watermark of the owner, the ids the message claims
-      // that belong to someone else, and whether the owner has tombstones that could shadow rows.
-      // A caller that orders its own commits (beforeCommit) writes disjoint rows and takes the
-      // clock last, so that the writes overlap.
-      const clockFirst = !opts.beforeCommit;
-      const pre = await sql<{
-        known: boolean;
-        held: string | null;
-        foreign: string[];
-        shadowed: boolean;
-        stamp: string | null;
-      }>`select exists (select 1 from devices where id = ${msg.origin}) as known,
-        (select state_watermark from devices where id = ${msg.origin}) as held,
-        ${this.repo.foreignIdsSql(msg.origin, items)} as foreign,
-        ${this.repo.hasTombstonesSql([msg.origin])} as shadowed,
-        ${clockFirst ? this.clock.advanceSql(maxVersion) : sql`null`} as stamp`.execute(tx);
-      const { known, held, foreign, shadowed, stamp } = pre.rows[0];
-      if (stamp) this.clock.advanced(stamp);
-      if (foreign.length)
+    const items = [
+      ...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))),
+      ...tombstones.map((t) => ({ model: t.model, id: t.id })),
+    ];
+    const { writes, payloads } = this.repo.applyStatements(chunks, tombstones);
+    // One statement (migration apply_state_function): the clock's row locked (until commit; taken
+    // before the rows, it queues concurrent applies before they touch any row, so they cannot
+    // deadlock) and advanced past the message, the ids checked against other owners, the rows and
+    // tombstones above our watermark of the owner written, and the watermark raised. A caller that
+    // orders its own commits (beforeCommit) writes disjoint rows and takes the clock last, so that
+    // the writes overlap.
+    const step = (tx: DbOrTx, clockFirst: boolean) => {
+      const clock = clockFirst ? this.clock.advanceArgs(maxVersion) : null;
+      return sql<{ o_stamp: string | null; o_continues: boolean; o_known: boolean }>`select * from sync_apply_state(
+        ${msg.origin}::uuid, ${msg.from}::text, ${msg.to}::text, ${opts.raiseWatermark !== false}::boolean,
+        ${clock?.wall ?? null}::bigint, ${clock?.node ?? null}::text, ${clock?.floor ?? null}::text, ${clock?.remote ?? null}::text,
+        ${this.repo.foreignIdsQuery(msg.origin, items)}::text, ${writes}::text[], ${payloads}::text[])`.execute(tx);
+    };
+    let result;
+    try {
+      if (!opts.alsoInTx && !opts.beforeCommit) {
+        // alone, the statement is its own transaction: one round trip
+        result = (await step(this.db, true)).rows[0];
+      } else {
+        result = await this.db.transaction().execute(async (tx) => {
+          await opts.alsoInTx?.(tx);
+          const r = (await step(tx, !opts.beforeCommit)).rows[0];
+          if (opts.beforeCommit) {
+            await opts.beforeCommit(tx);
+            await this.clock.observe(tx, maxVersion);
+          }
+          return r;
+        });
+      }
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'SY001')
         throw new RejectedMessageError(
           'not_owner',
-          `${foreign.join(', ')} belong to another device, not to the sender ${msg.origin}`,
+          `${(e as Error).message} belong to another device, not to the sender ${msg.origin}`,
         );
-      // What lies at or below our watermark of this owner we hold already, or its delete: a
-      // redelivered or overlapping message must not write it again (its tombstone may be
-      // collected by now, and the row would come back from the dead).
-      const { chunks: fresh, tombstones: freshTombstones } =
-        held === null ? { chunks, tombstones } : above(held, chunks, tombstones);
-      for (const chunk of fresh) await this.repo.upsert(tx, chunk.model, chunk.rows, true, chunk.json, shadowed);
-      await this.repo.applyTombstones(tx, freshTombstones);
-      if (opts.beforeCommit) {
-        await opts.beforeCommit(tx);
-        await this.clock.observe(tx, maxVersion);
-      }
-      if (!known) await this.devices.ensurePeer(tx, msg.origin);
-      const continues = msg.from === null || (held !== null && held >= msg.from);
-      if (continues && opts.raiseWatermark !== false) await this.devices.raiseStateWatermark(tx, msg.origin, msg.to);
-      return continues;
-    });
+      throw e;
+    }
+    if (result.o_stamp) this.clock.advanced(result.o_stamp);
+    if (!result.o_known || result.o_continues) this.devices.watermarksMoved++;
+    const contiguous = result.o_continues;
     this.signal?.notify('received');
     for (const [model, rows] of byModel) this.metrics.applied.inc({ model }, rows.length);
     if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
     return contiguous;
   }
-}
-
-/** The rows and tombstones of a prepared message whose cursor lies above `held` (chunks reserialised only if cut). */
-function above(
-  held: string,
-  chunks: PreparedState['chunks'],
-  tombstones: Tombstone[],
-): { chunks: PreparedState['chunks']; tombstones: Tombstone[] } {
-  const out: PreparedState['chunks'] = [];
-  for (const chunk of chunks) {
-    const rows = chunk.rows.filter(
-      (r) => encodeCursor({ version: r.version, kind: chunk.model.order, id: r.id }) > held,
-    );
-    if (rows.length === chunk.rows.length) out.push(chunk);
-    else if (rows.length) out.push({ model: chunk.model, rows, json: JSON.stringify(rows) });
-  }
-  return {
-    chunks: out,
-    tombstones: tombstones.filter((t) => encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }) > held),
-  };
 }

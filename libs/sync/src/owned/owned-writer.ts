@@ -79,8 +79,7 @@ export class OwnedWrite {
   /** Writes rows as their owner (see stamp). */
   async upsert(model: OwnedModel, rows: readonly Record<string, unknown>[]): Promise<OwnedRow[]> {
     const stamped = this.stamp(rows);
-    for (let i = 0; i < stamped.length; i += CHUNK)
-      await this.repo.upsert(this.tx, model, stamped.slice(i, i + CHUNK), false);
+    for (let i = 0; i < stamped.length; i += CHUNK) await this.repo.upsert(this.tx, model, stamped.slice(i, i + CHUNK));
     return stamped;
   }
 

@@ -1,4 +1,4 @@
-import { Kysely, RawBuilder, sql } from 'kysely';
+import { CompiledQuery, Kysely, RawBuilder, sql } from 'kysely';
 import type { Database, DbOrTx } from '@lib/db';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import { decodeCursor, encodeCursor, endOfVersion, OwnedCursor, TOMBSTONE_KIND } from './cursor';
@@ -111,25 +111,65 @@ function toWire(model: OwnedModel, row: Record<string, unknown>): OwnedRow {
   return out as OwnedRow;
 }
 
+/** A quoted identifier (names come from the model registry). */
+const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+/** A quoted literal. */
+const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+
+/** $1 (the watermark) is below the change at (x.version, kind, x.id): the cursor order, as text. */
+const aboveHeld = (kind: number): string =>
+  `($1::text is null or (x.version || '|${kind}|' || x.id::text) collate "C" > $1::text collate "C")`;
+
+/** The statement that applies a peer's rows of one model (see OwnedRepository.applyStatements). */
+function rowsStatement(model: OwnedModel): string {
+  const cols = model.columns.map(ident).join(', ');
+  const xcols = model.columns.map((c) => `x.${ident(c)}`).join(', ');
+  const defs = model.columns.map((c) => `${ident(c)} ${model.sqlTypes[c]}`).join(', ');
+  const updates = model.columns
+    .filter((c) => c !== 'id')
+    .map((c) => `${ident(c)} = excluded.${ident(c)}`)
+    .join(', ');
+  const t = ident(model.table);
+  let shadow = `not exists (select 1 from owned_tombstones ts where ts.model = ${literal(model.name)} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`;
+  if (model.parent?.onDelete === 'cascade')
+    shadow += ` and not exists (select 1 from owned_tombstones tp where tp.model = ${literal(model.parent.model)} and tp.id = x.${ident(model.parent.column)} and tp.device_id = x.device_id)`;
+  return `insert into ${t} (${cols}) select ${xcols} from jsonb_to_recordset($3::jsonb) as x(${defs})
+    where ${aboveHeld(model.order)} and (not $2::boolean or (${shadow}))
+    on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`;
+}
+
+/** The statements that apply tombstones of the given models (see OwnedRepository.applyStatements). */
+function tombstoneStatements(models: ReadonlySet<string>): string[] {
+  // every statement takes the same three typed parameters; these do not need $2 (a tombstone
+  // always applies), which is named only so that Postgres knows its type
+  const x = `jsonb_to_recordset($3::jsonb) as x(model text, id uuid, device_id uuid, version text), (select $2::boolean) as s(shadowed)`;
+  const out = [
+    `insert into owned_tombstones (model, id, device_id, version)
+      select x.model, x.id, x.device_id, x.version from ${x} where ${aboveHeld(TOMBSTONE_KIND)}
+      on conflict (model, id) do update set version = excluded.version
+      where owned_tombstones.version < excluded.version and owned_tombstones.device_id = excluded.device_id`,
+  ];
+  for (const model of OWNED_MODELS.filter((m) => models.has(m.name))) {
+    const mine = `x.model = ${literal(model.name)} and ${aboveHeld(TOMBSTONE_KIND)}`;
+    out.push(`delete from ${ident(model.table)} r using ${x}
+      where ${mine} and r.id = x.id and r.device_id = x.device_id and r.version <= x.version`);
+    for (const child of OWNED_MODELS.filter((m) => m.parent?.model === model.name && m.parent.onDelete === 'cascade'))
+      out.push(`delete from ${ident(child.table)} c using ${x}
+        where ${mine} and c.${ident(child.parent!.column)} = x.id and c.device_id = x.device_id`);
+  }
+  return out;
+}
+
 /**
  * Device-owned rows, their tombstones and the owner's change stream. The rows are the log: an
  * owner's changes after a cursor are simply its rows and tombstones with a greater (version, id).
  */
 export class OwnedRepository {
   /**
-   * Upserts rows. `onlyNewer` applies a row only when its version is greater than the stored one
-   * and it was not deleted since (remote state); the owner's own writes skip those checks.
-   * Returns the number of rows written. `json` is the rows' JSON when the caller has it already.
+   * Upserts rows as their owner writes them (or a repair restores them): a row held under another
+   * owner is left alone. Returns the number of rows written.
    */
-  async upsert(
-    db: DbOrTx,
-    model: OwnedModel,
-    rows: readonly Record<string, unknown>[],
-    onlyNewer: boolean,
-    json?: string,
-    /** Whether the owners have tombstones that could shadow the rows, when the caller knows (else probed). */
-    shadowed?: boolean,
-  ): Promise<number> {
+  async upsert(db: DbOrTx, model: OwnedModel, rows: readonly Record<string, unknown>[]): Promise<number> {
     if (rows.length === 0) return 0;
     const cols = sql.join(model.columns.map((c) => sql.ref(c)));
     const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
@@ -137,24 +177,61 @@ export class OwnedRepository {
       model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`),
     );
     const t = sql.table(model.table);
-    const filters: RawBuilder<unknown>[] = [sql`true`];
-    if (onlyNewer && (shadowed ?? (await this.hasTombstones(db, rows)))) {
-      filters.push(
-        sql`not exists (select 1 from owned_tombstones ts where ts.model = ${model.name} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`,
-      );
-      if (model.parent?.onDelete === 'cascade') {
-        filters.push(
-          sql`not exists (select 1 from owned_tombstones tp where tp.model = ${model.parent.model} and tp.id = ${sql.ref(`x.${model.parent.column}`)} and tp.device_id = x.device_id)`,
-        );
+    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, JSON.stringify(rows))}
+      on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id`.execute(db);
+    return Number(res.numAffectedRows ?? 0);
+  }
+
+  /**
+   * Applies a peer's rows of one model as a state message does (see applyStatements), above
+   * `held` (a cursor) when given; returns the number of rows written.
+   */
+  async applyRows(
+    db: DbOrTx,
+    model: OwnedModel,
+    rows: readonly Record<string, unknown>[],
+    held: string | null = null,
+  ): Promise<number> {
+    if (rows.length === 0) return 0;
+    const res = await db.executeQuery(CompiledQuery.raw(rowsStatement(model), [held, true, JSON.stringify(rows)]));
+    return Number(res.numAffectedRows ?? 0);
+  }
+
+  /**
+   * The writes of an owner's state message, as sync_apply_state runs them (migration
+   * apply_state_function): each statement gets $1 the peer's watermark of the owner (a cursor, or
+   * null), $2 whether the owner has tombstones, $3 its payload (JSON rows). What lies at or below
+   * the watermark is skipped: a redelivered or overlapping message must not write it again (its
+   * tombstone may be collected by now, and the row would come back from the dead). A row applies
+   * only over an older version of the same owner's row, and not when its delete (or its cascading
+   * parent's) is held; a tombstone removes the rows it covers and their cascading children.
+   */
+  applyStatements(
+    chunks: readonly { model: OwnedModel; json: string }[],
+    tombstones: readonly Tombstone[],
+  ): { writes: string[]; payloads: string[] } {
+    const writes: string[] = [];
+    const payloads: string[] = [];
+    for (const { model, json } of chunks) {
+      writes.push(rowsStatement(model));
+      payloads.push(json);
+    }
+    if (tombstones.length) {
+      // one tombstone per record, the newest: a batch may repeat a delete, and one INSERT … ON
+      // CONFLICT cannot update a row twice (it would fail the whole batch, on every redelivery)
+      const newest = new Map<string, Tombstone>();
+      for (const t of tombstones) {
+        const held = newest.get(`${t.model}:${t.id}`);
+        if (!held || held.version < t.version) newest.set(`${t.model}:${t.id}`, t);
+      }
+      const json = JSON.stringify([...newest.values()]);
+      const models = new Set(tombstones.map((t) => t.model));
+      for (const statement of tombstoneStatements(models)) {
+        writes.push(statement);
+        payloads.push(json);
       }
     }
-    const guard = onlyNewer
-      ? sql`where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`
-      : sql`where ${t}.device_id = excluded.device_id`;
-    const res =
-      await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, json ?? JSON.stringify(rows))} where ${sql.join(filters, sql` and `)}
-      on conflict (id) do update set ${updates} ${guard}`.execute(db);
-    return Number(res.numAffectedRows ?? 0);
+    return { writes, payloads };
   }
 
   /**
@@ -172,72 +249,39 @@ export class OwnedRepository {
     return Number(res.numAffectedRows ?? 0);
   }
 
-  /** Whether any row's owner has tombstones that could shadow these rows (usually not: skip the probes). */
-  private async hasTombstones(db: DbOrTx, rows: readonly Record<string, unknown>[]): Promise<boolean> {
-    const owners = [...new Set(rows.map((r) => String(r.device_id)))];
-    const res = await sql<{ hit: boolean }>`select ${this.hasTombstonesSql(owners)} as hit`.execute(db);
-    return res.rows[0].hit;
-  }
-
   /**
-   * Records deletes: the tombstones, the rows (if not newer) and what goes with them: a location's
-   * entries. Returns the number of tombstones that were new or newer.
+   * Records deletes as their owner makes them: the tombstones, the rows (if not newer) and what
+   * goes with them (a location's entries), with the statements a peer applies them with. Returns
+   * how many tombstones were new or newer.
    */
   async applyTombstones(db: DbOrTx, tombstones: readonly Tombstone[]): Promise<number> {
-    if (tombstones.length === 0) return 0;
-    // one tombstone per record, the newest: a batch may repeat a delete, and one INSERT … ON
-    // CONFLICT cannot update a row twice (it would fail the whole batch, on every redelivery)
-    const newest = new Map<string, Tombstone>();
-    for (const t of tombstones) {
-      const held = newest.get(`${t.model}:${t.id}`);
-      if (!held || held.version < t.version) newest.set(`${t.model}:${t.id}`, t);
+    const { writes, payloads } = this.applyStatements([], tombstones);
+    let recorded = 0;
+    for (const [i, text] of writes.entries()) {
+      const res = await db.executeQuery(CompiledQuery.raw(text, [null, false, payloads[i]]));
+      if (i === 0) recorded = Number(res.numAffectedRows ?? 0);
     }
-    const json = JSON.stringify([...newest.values()]);
-    const res = await sql`insert into owned_tombstones (model, id, device_id, version)
-      select x.model, x.id, x.device_id, x.version from jsonb_to_recordset(${json}::jsonb) as x(model text, id uuid, device_id uuid, version text)
-      on conflict (model, id) do update set version = excluded.version
-      where owned_tombstones.version < excluded.version and owned_tombstones.device_id = excluded.device_id`.execute(
-      db,
-    );
-    for (const model of OWNED_MODELS) {
-      const mine = tombstones.filter((t) => t.model === model.name);
-      if (mine.length === 0) continue;
-      const mj = JSON.stringify(mine);
-      await sql`delete from ${sql.table(model.table)} r using jsonb_to_recordset(${mj}::jsonb) as x(id uuid, device_id uuid, version text)
-        where r.id = x.id and r.device_id = x.device_id and r.version <= x.version`.execute(db);
-      for (const child of OWNED_MODELS.filter(
-        (m) => m.parent?.model === model.name && m.parent.onDelete === 'cascade',
-      )) {
-        await sql`delete from ${sql.table(child.table)} c using jsonb_to_recordset(${mj}::jsonb) as x(id uuid, device_id uuid)
-          where ${sql.ref(`c.${child.parent!.column}`)} = x.id and c.device_id = x.device_id`.execute(db);
-      }
-    }
-    return Number(res.numAffectedRows ?? 0);
+    return recorded;
   }
 
   /**
-   * Ids among rows/tombstones that this device already holds under another owner (a message
-   * claiming them is forged: ids are never shared between owners), as an expression for a
-   * caller's statement: text[], at most 5 "model id".
+   * A query for the ids among rows/tombstones that this device already holds under another owner
+   * (a message claiming them is forged: ids are never shared between owners): text[], at most 5
+   * "model id". Null when there is nothing to check. Ids and owner are validated uuids.
    */
-  foreignIdsSql(owner: string, items: readonly { model: string; id: string }[]): RawBuilder<string[]> {
-    const branches: RawBuilder<unknown>[] = [];
+  foreignIdsQuery(owner: string, items: readonly { model: string; id: string }[]): string | null {
+    const branches: string[] = [];
     for (const model of OWNED_MODELS) {
       const ids = [...new Set(items.filter((i) => i.model === model.name).map((i) => i.id))];
       if (ids.length === 0) continue;
-      const json = JSON.stringify(ids);
-      branches.push(sql`select ${model.name}::text || ' ' || id from ${sql.table(model.table)}
-        where id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}
-        union all select ${model.name}::text || ' ' || id from owned_tombstones
-        where model = ${model.name} and id in (select jsonb_array_elements_text(${json}::jsonb)::uuid) and device_id <> ${owner}`);
+      const list = `(select jsonb_array_elements_text(${literal(JSON.stringify(ids))}::jsonb)::uuid)`;
+      branches.push(`select ${literal(model.name)} || ' ' || id from ${ident(model.table)}
+        where id in ${list} and device_id <> ${literal(owner)}::uuid
+        union all select ${literal(model.name)} || ' ' || id from owned_tombstones
+        where model = ${literal(model.name)} and id in ${list} and device_id <> ${literal(owner)}::uuid`);
     }
-    if (branches.length === 0) return sql<string[]>`'{}'::text[]`;
-    return sql<string[]>`array(select f from (${sql.join(branches, sql` union all `)}) as f(f) limit 5)`;
-  }
-
-  /** Whether the owners have tombstones of any model (rows they send may be shadowed), as an expression. */
-  hasTombstonesSql(owners: readonly string[]): RawBuilder<boolean> {
-    return sql<boolean>`exists (select 1 from owned_tombstones where device_id = any(${owners}::uuid[]))`;
+    if (branches.length === 0) return null;
+    return `select array(select f from (${branches.join(' union all ')}) as f(f) limit 5)`;
   }
 
   async isTombstoned(db: DbOrTx, model: string, id: string): Promise<boolean> {
