@@ -232,6 +232,25 @@ describe.each(DB_MODES)('storage on %s', (mode) => {
       expect(await find(LOCATIONS, loc.id)).toMatchObject({ name: 'newer', version: v(owner, 5, 1) });
     });
 
+    it('a message that repeats an id applies its newest version once (in either order)', async () => {
+      const a = location(null);
+      const b = location(null);
+      const older = (l: typeof a) => wire({ ...l, name: 'older' }, owner, v(owner, 6));
+      const newer = (l: typeof a) => wire({ ...l, name: 'newer' }, owner, v(owner, 7));
+      expect(await repo.applyRows(db, LOCATIONS, [older(a), newer(a), newer(b), older(b)])).toBe(2);
+      expect(await find(LOCATIONS, a.id)).toMatchObject({ name: 'newer', version: v(owner, 7) });
+      expect(await find(LOCATIONS, b.id)).toMatchObject({ name: 'newer', version: v(owner, 7) });
+    });
+
+    it('skips what lies at or below the watermark it is given', async () => {
+      const [a, b] = [location(null), location(null)].sort((x, y) => (x.id < y.id ? -1 : 1));
+      const held = encodeCursor({ version: v(owner, 7), kind: LOCATIONS.order, id: a.id });
+      const rows = [wire(a, owner, v(owner, 7)), wire(b, owner, v(owner, 7)), wire(location(null), owner, v(owner, 6))];
+      expect(await repo.applyRows(db, LOCATIONS, rows, held)).toBe(1);
+      expect(await find(LOCATIONS, a.id)).toBeNull();
+      expect(await find(LOCATIONS, b.id)).toMatchObject({ version: v(owner, 7) });
+    });
+
     it('ends on the newer version whatever the arrival order', async () => {
       const a = location(null);
       const b = location(null);

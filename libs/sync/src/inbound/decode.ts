@@ -40,7 +40,7 @@ export function decodeLogMessage(m: JsMsg, ctx: DecodeContext): Decoded {
     if (msg.library !== ctx.libraryId) throw new RejectedMessageError('wrong_library', `library ${msg.library}`);
     if (msg.origin !== subjectOrigin)
       throw new RejectedMessageError('origin_mismatch', `subject names ${subjectOrigin}, payload ${msg.origin}`);
-    return { kind: 'message', msg, raw, state: msg.kind === 'state' ? ctx.owned.prepare(msg) : null };
+    return { kind: 'message', msg, raw, state: msg.kind === 'state' ? ctx.owned.prepare(msg, raw) : null };
   } catch (e) {
     const reason =
       e instanceof RejectedMessageError

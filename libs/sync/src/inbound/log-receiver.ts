@@ -60,7 +60,7 @@ export class LogReceiver {
         if (!(await this.owned.apply(decoded.state ?? msg))) this.events.gap(msg.origin, 'state');
         this.events.applied(msg.origin);
       } else {
-        if (!(await this.shared.apply(msg))) this.events.gap(msg.origin, 'shared');
+        if (!(await this.shared.apply(msg, raw))) this.events.gap(msg.origin, 'shared');
         this.events.applied(msg.origin);
       }
       m.ack();

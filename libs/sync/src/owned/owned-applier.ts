@@ -3,21 +3,19 @@ import type { Database, Db, DbOrTx } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
-import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
+import { OWNED_MODELS, ownedModel } from '../models/registry';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { ChangeSignal } from '../sync.signals';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
 
-const CHUNK = 5000;
-
-/** A validated state message with its rows serialised for the upserts (see OwnedApplier.prepare). */
+/** A validated state message with its JSON text, which the database reads the rows from (see OwnedApplier.prepare). */
 export interface PreparedState {
   msg: StateMessage;
   byModel: Map<string, OwnedRow[]>;
-  chunks: { model: OwnedModel; rows: OwnedRow[]; json: string }[];
   tombstones: Tombstone[];
   maxVersion: string;
+  json: string;
 }
 
 /**
@@ -77,20 +75,13 @@ export class OwnedApplier {
   }
 
   /**
-   * Everything about a message that needs no database: validation, and the rows serialised for
-   * the upserts. A caller can prepare the next message while the previous one is being written.
+   * Everything about a message that needs no database: validation, and its JSON (`raw`, the text
+   * it arrived as, when given: not serialised again). A caller can prepare the next message while
+   * the previous one is being written.
    */
-  prepare(msg: StateMessage): PreparedState {
+  prepare(msg: StateMessage, raw?: string): PreparedState {
     const { byModel, tombstones, maxVersion } = this.validate(msg);
-    const chunks: PreparedState['chunks'] = [];
-    for (const model of OWNED_MODELS) {
-      const rows = byModel.get(model.name) ?? [];
-      for (let i = 0; i < rows.length; i += CHUNK) {
-        const part = rows.slice(i, i + CHUNK);
-        chunks.push({ model, rows: part, json: JSON.stringify(part) });
-      }
-    }
-    return { msg, byModel, chunks, tombstones, maxVersion };
+    return { msg, byModel, tombstones, maxVersion, json: raw ?? JSON.stringify(msg) };
   }
 
   /**
@@ -109,13 +100,16 @@ export class OwnedApplier {
       beforeCommit?: (tx: Transaction<Database>) => Promise<void>;
     } = {},
   ): Promise<boolean> {
-    const { msg, byModel, chunks, tombstones, maxVersion } = 'chunks' in message ? message : this.prepare(message);
+    const { msg, byModel, tombstones, maxVersion, json } = 'json' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
     const items = [
       ...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))),
       ...tombstones.map((t) => ({ model: t.model, id: t.id })),
     ];
-    const { writes, payloads } = this.repo.applyStatements(chunks, tombstones);
+    const writes = this.repo.applyStatements(
+      OWNED_MODELS.filter((m) => byModel.has(m.name)),
+      new Set(tombstones.map((t) => t.model)),
+    );
     // One statement (migration apply_state_function): the clock's row locked (until commit; taken
     // before the rows, it queues concurrent applies before they touch any row, so they cannot
     // deadlock) and advanced past the message, the ids checked against other owners, the rows and
@@ -127,7 +121,7 @@ export class OwnedApplier {
       return sql<{ o_stamp: string | null; o_continues: boolean; o_known: boolean }>`select * from sync_apply_state(
         ${msg.origin}::uuid, ${msg.from}::text, ${msg.to}::text, ${opts.raiseWatermark !== false}::boolean,
         ${clock?.wall ?? null}::bigint, ${clock?.node ?? null}::text, ${clock?.floor ?? null}::text, ${clock?.remote ?? null}::text,
-        ${this.repo.foreignIdsQuery(msg.origin, items)}::text, ${writes}::text[], ${payloads}::text[])`.execute(tx);
+        ${this.repo.foreignIdsQuery(msg.origin, items)}::text, ${writes}::text[], ${json}::jsonb)`.execute(tx);
     };
     let result;
     try {

@@ -1,6 +1,7 @@
 import { CompiledQuery, Kysely, RawBuilder, sql } from 'kysely';
 import type { Database, DbOrTx } from '@lib/db';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
+import { ident, literal } from '../models/sql-text';
 import { decodeCursor, encodeCursor, endOfVersion, OwnedCursor, TOMBSTONE_KIND } from './cursor';
 
 /** One owned row as it travels: snake_case columns, timestamps as ISO-8601 text. */
@@ -111,16 +112,14 @@ function toWire(model: OwnedModel, row: Record<string, unknown>): OwnedRow {
   return out as OwnedRow;
 }
 
-/** A quoted identifier (names come from the model registry). */
-const ident = (name: string): string => `"${name.replace(/"/g, '""')}"`;
-/** A quoted literal. */
-const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
-
 /** $1 (the watermark) is below the change at (x.version, kind, x.id): the cursor order, as text. */
 const aboveHeld = (kind: number): string =>
   `($1::text is null or (x.version || '|${kind}|' || x.id::text) collate "C" > $1::text collate "C")`;
 
-/** The statement that applies a peer's rows of one model (see OwnedRepository.applyStatements). */
+/**
+ * The statement that applies a peer's rows of one model (see OwnedRepository.applyStatements):
+ * the message's rows of that model, the newest of each id.
+ */
 function rowsStatement(model: OwnedModel): string {
   const cols = model.columns.map(ident).join(', ');
   const xcols = model.columns.map((c) => `x.${ident(c)}`).join(', ');
@@ -133,19 +132,26 @@ function rowsStatement(model: OwnedModel): string {
   let shadow = `not exists (select 1 from owned_tombstones ts where ts.model = ${literal(model.name)} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`;
   if (model.parent?.onDelete === 'cascade')
     shadow += ` and not exists (select 1 from owned_tombstones tp where tp.model = ${literal(model.parent.model)} and tp.id = x.${ident(model.parent.column)} and tp.device_id = x.device_id)`;
-  return `insert into ${t} (${cols}) select ${xcols} from jsonb_to_recordset($3::jsonb) as x(${defs})
-    where ${aboveHeld(model.order)} and (not $2::boolean or (${shadow}))
+  return `insert into ${t} (${cols})
+    select distinct on (x.id) ${xcols}
+    from jsonb_array_elements($3::jsonb -> 'rows') as e(r), jsonb_to_record(e.r -> 'row') as x(${defs})
+    where e.r ->> 'model' = ${literal(model.name)} and ${aboveHeld(model.order)} and (not $2::boolean or (${shadow}))
+    order by x.id, x.version collate "C" desc
     on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`;
 }
 
-/** The statements that apply tombstones of the given models (see OwnedRepository.applyStatements). */
+/**
+ * The statements that apply a message's tombstones, of the given models (see
+ * OwnedRepository.applyStatements): the newest of each record.
+ */
 function tombstoneStatements(models: ReadonlySet<string>): string[] {
   // every statement takes the same three typed parameters; these do not need $2 (a tombstone
   // always applies), which is named only so that Postgres knows its type
-  const x = `jsonb_to_recordset($3::jsonb) as x(model text, id uuid, device_id uuid, version text), (select $2::boolean) as s(shadowed)`;
+  const x = `jsonb_to_recordset($3::jsonb -> 'tombstones') as x(model text, id uuid, device_id uuid, version text), (select $2::boolean) as s(shadowed)`;
   const out = [
     `insert into owned_tombstones (model, id, device_id, version)
-      select x.model, x.id, x.device_id, x.version from ${x} where ${aboveHeld(TOMBSTONE_KIND)}
+      select distinct on (x.model, x.id) x.model, x.id, x.device_id, x.version from ${x} where ${aboveHeld(TOMBSTONE_KIND)}
+      order by x.model, x.id, x.version collate "C" desc
       on conflict (model, id) do update set version = excluded.version
       where owned_tombstones.version < excluded.version and owned_tombstones.device_id = excluded.device_id`,
   ];
@@ -193,45 +199,25 @@ export class OwnedRepository {
     held: string | null = null,
   ): Promise<number> {
     if (rows.length === 0) return 0;
-    const res = await db.executeQuery(CompiledQuery.raw(rowsStatement(model), [held, true, JSON.stringify(rows)]));
+    const payload = JSON.stringify({ rows: rows.map((row) => ({ model: model.name, row })) });
+    const res = await db.executeQuery(CompiledQuery.raw(rowsStatement(model), [held, true, payload]));
     return Number(res.numAffectedRows ?? 0);
   }
 
   /**
    * The writes of an owner's state message, as sync_apply_state runs them (migration
-   * apply_state_function): each statement gets $1 the peer's watermark of the owner (a cursor, or
-   * null), $2 whether the owner has tombstones, $3 its payload (JSON rows). What lies at or below
-   * the watermark is skipped: a redelivered or overlapping message must not write it again (its
-   * tombstone may be collected by now, and the row would come back from the dead). A row applies
-   * only over an older version of the same owner's row, and not when its delete (or its cascading
-   * parent's) is held; a tombstone removes the rows it covers and their cascading children.
+   * apply_functions): each statement gets $1 the peer's watermark of the owner (a cursor, or
+   * null), $2 whether the owner has tombstones, $3 the message (its `rows` of the given models
+   * and its `tombstones`). What lies at or below the watermark is skipped: a redelivered or
+   * overlapping message must not write it again (its tombstone may be collected by now, and the
+   * row would come back from the dead). A row applies only over an older version of the same
+   * owner's row, and not when its delete (or its cascading parent's) is held; a tombstone removes
+   * the rows it covers and their cascading children.
    */
-  applyStatements(
-    chunks: readonly { model: OwnedModel; json: string }[],
-    tombstones: readonly Tombstone[],
-  ): { writes: string[]; payloads: string[] } {
-    const writes: string[] = [];
-    const payloads: string[] = [];
-    for (const { model, json } of chunks) {
-      writes.push(rowsStatement(model));
-      payloads.push(json);
-    }
-    if (tombstones.length) {
-      // one tombstone per record, the newest: a batch may repeat a delete, and one INSERT … ON
-      // CONFLICT cannot update a row twice (it would fail the whole batch, on every redelivery)
-      const newest = new Map<string, Tombstone>();
-      for (const t of tombstones) {
-        const held = newest.get(`${t.model}:${t.id}`);
-        if (!held || held.version < t.version) newest.set(`${t.model}:${t.id}`, t);
-      }
-      const json = JSON.stringify([...newest.values()]);
-      const models = new Set(tombstones.map((t) => t.model));
-      for (const statement of tombstoneStatements(models)) {
-        writes.push(statement);
-        payloads.push(json);
-      }
-    }
-    return { writes, payloads };
+  applyStatements(rowModels: Iterable<OwnedModel>, tombstoneModels: ReadonlySet<string>): string[] {
+    const writes = [...rowModels].map(rowsStatement);
+    if (tombstoneModels.size) writes.push(...tombstoneStatements(tombstoneModels));
+    return writes;
   }
 
   /**
@@ -255,10 +241,12 @@ export class OwnedRepository {
    * how many tombstones were new or newer.
    */
   async applyTombstones(db: DbOrTx, tombstones: readonly Tombstone[]): Promise<number> {
-    const { writes, payloads } = this.applyStatements([], tombstones);
+    if (tombstones.length === 0) return 0;
+    const writes = this.applyStatements([], new Set(tombstones.map((t) => t.model)));
+    const payload = JSON.stringify({ tombstones });
     let recorded = 0;
     for (const [i, text] of writes.entries()) {
-      const res = await db.executeQuery(CompiledQuery.raw(text, [null, false, payloads[i]]));
+      const res = await db.executeQuery(CompiledQuery.raw(text, [null, false, payload]));
       if (i === 0) recorded = Number(res.numAffectedRows ?? 0);
     }
     return recorded;

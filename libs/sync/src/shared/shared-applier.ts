@@ -8,8 +8,8 @@ import type { ChangeSignal } from '../sync.signals';
 import { decodeRecordKey, SharedModel, sharedModel } from '../models/registry';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { SharedMessage } from '../transport/messages';
-import { applyChange, changes, initialState, mergeStates, SharedChange, SharedState } from './merge';
-import type { SharedRepository } from './shared.repository';
+import { initialState, mergeStates, SharedChange, SharedState } from './merge';
+import { mergeStatement, type SharedRepository } from './shared.repository';
 
 interface ValidChange {
   model: SharedModel;
@@ -94,40 +94,40 @@ export class SharedApplier {
     return changed;
   }
 
-  /** Applies the changes; returns whether they continue the origin's log contiguously. */
-  async apply(msg: SharedMessage): Promise<boolean> {
+  /**
+   * Applies the changes (`raw`: the message's JSON text as it arrived, when there is one);
+   * returns whether they continue the origin's log contiguously. One
+   * statement (sync_apply_shared, migration apply_functions): the clock locked (until commit) and
+   * advanced past the changes, each model's changes merged field by field by one statement
+   * (mergeStatement: merge.ts's rules in SQL), an unknown origin recorded, and our watermark of the
+   * origin raised when they continue its log. Alone, it is its own transaction: one round trip.
+   */
+  async apply(msg: SharedMessage, raw?: string): Promise<boolean> {
     const valid = this.validate(msg);
     const last = msg.changes.reduce((m, c) => (c.hlc > m ? c.hlc : m), msg.changes[0].hlc);
     this.clock.checkDrift(last);
-    const contiguous = await this.db.transaction().execute(async (tx) => {
-      // one statement: the clock locked (until commit) and advanced past the changes, and our
-      // watermark of the origin, read before its changes are written
-      const pre = await sql<{ stamp: string; known: boolean; held: string | null }>`select
-        ${this.clock.advanceSql(last)} as stamp,
-        exists (select 1 from devices where id = ${msg.origin}) as known,
-        (select shared_watermark from devices where id = ${msg.origin}) as held`.execute(tx);
-      const { stamp, known, held } = pre.rows[0];
-      this.clock.advanced(stamp);
-      for (const { model, key, change } of valid) {
-        const state = await this.repo.load(tx, model, key, true);
-        if (state && !changes(state, change)) continue;
-        if (
-          state &&
-          change.op === 'set' &&
-          Object.entries(change.fields).some(([f]) => (state.clocks[f] ?? '') > change.hlc)
-        ) {
-          this.metrics.conflicts.inc({ model: model.name });
-        }
-        const next = applyChange(state ?? initialState(model), change);
-        await this.repo.save(tx, model, key, next);
-        this.metrics.applied.inc({ model: model.name });
-      }
-      if (!known) await this.devices.ensurePeer(tx, msg.origin);
-      const continues = msg.prev === null || (held !== null && held >= msg.prev);
-      if (continues) await this.devices.raiseSharedWatermark(tx, msg.origin, last);
-      return continues;
+    const models = [...new Set(valid.map((v) => v.model))];
+    const writes = models.map((m) => mergeStatement(m));
+    const clock = this.clock.advanceArgs(last);
+    const res = await sql<{
+      o_stamp: string;
+      o_continues: boolean;
+      o_known: boolean;
+      o_applied: string[];
+      o_conflicts: string[];
+    }>`select * from sync_apply_shared(${msg.origin}::uuid, ${msg.prev}::text, ${last}::text,
+      ${clock.wall}::bigint, ${clock.node}::text, ${clock.floor}::text, ${writes}::text[], ${raw ?? JSON.stringify(msg)}::jsonb)`.execute(
+      this.db,
+    );
+    const r = res.rows[0];
+    this.clock.advanced(r.o_stamp);
+    if (!r.o_known || r.o_continues) this.devices.watermarksMoved++;
+    models.forEach((model, i) => {
+      this.metrics.applied.inc({ model: model.name }, Number(r.o_applied[i]));
+      const lost = Number(r.o_conflicts[i]);
+      if (lost) this.metrics.conflicts.inc({ model: model.name }, lost);
     });
     this.signal?.notify('received');
-    return contiguous;
+    return r.o_continues;
   }
 }

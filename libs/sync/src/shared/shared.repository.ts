@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { DbOrTx, executeTx } from '@lib/db';
 
 import type { SharedModel } from '../models/registry';
+import { ident, literal } from '../models/sql-text';
 import { LocalStateRepository } from '../store/local-state.repository';
 import type { SharedState } from './merge';
 
@@ -13,6 +14,98 @@ export interface ChangeLogRow {
   record_key: string;
   op: 'set' | 'delete';
   fields: Record<string, unknown>;
+}
+
+/**
+ * A field's SQL form: the registry's shared fields are text (nullable or not) or boolean, told
+ * apart by their initial value.
+ */
+function fieldSql(initial: unknown): { value: (json: string) => string; initial: string } {
+  if (typeof initial === 'boolean') return { value: (j) => `(${j})::boolean`, initial: String(initial) };
+  return { value: (j) => `(${j} #>> '{}')`, initial: initial === null ? 'null' : literal(String(initial)) };
+}
+
+/**
+ * The statement that merges a shared message's changes of one model into its records, field by
+ * field, as merge.ts's applyChange does (sync_apply_shared runs it with $1 the message as jsonb:
+ * its `changes`, `[{hlc, model, record_key, op, fields}]`, record keys already checked): each
+ * field takes the value of the newest edit, when it is newer than the record's clock of that
+ * field; a delete keeps the newest delete stamp; updated_hlc is the newest stamp merged. Returns
+ * one row: how many records changed, and how many edits lost to a newer one held (conflicts
+ * resolved).
+ */
+export function mergeStatement(model: SharedModel): string {
+  const t = ident(model.table);
+  const keys = model.keyColumns.map(ident);
+  const fields = Object.entries(model.fields).map(([name, f]) => ({ name, q: ident(name), ...fieldSql(f.initial) }));
+  const C = (e: string) => `${e} collate "C"`;
+  // per field: the newest edit's stamp and value among the batch's edits of it
+  const perField = fields.map(
+    (f, i) => `max(${C('c.hlc')}) filter (where c.op = 'set' and c.f ? ${literal(f.name)}) as c${i},
+      (array_agg(c.f -> ${literal(f.name)} order by ${C('c.hlc')} desc) filter (where c.op = 'set' and c.f ? ${literal(f.name)}))[1] as v${i}`,
+  );
+  const newer = (a: string, b: string) => `(${b} is not null and (${a} is null or ${C(b)} > ${C(a)}))`;
+  const cols = [
+    ...keys,
+    ...fields.map((f) => f.q),
+    'clocks',
+    'updated_hlc',
+    ...(model.deletable ? ['deleted_hlc'] : []),
+  ];
+  const values = [
+    ...keys.map((k) => `a.${k}`),
+    ...fields.map((f, i) => `case when a.c${i} is null then ${f.initial} else ${f.value(`a.v${i}`)} end`),
+    `jsonb_strip_nulls(jsonb_build_object(${fields.map((f, i) => `${literal(f.name)}, a.c${i}`).join(', ')}))`,
+    'a.up',
+    ...(model.deletable ? ['a.del'] : []),
+  ];
+  const held = (f: string) => `${t}.clocks ->> ${literal(f)}`;
+  const incoming = (f: string) => `excluded.clocks ->> ${literal(f)}`;
+  const updates = [
+    ...fields.map(
+      (f) => `${f.q} = case when ${newer(held(f.name), incoming(f.name))} then excluded.${f.q} else ${t}.${f.q} end`,
+    ),
+    `clocks = ${t}.clocks || jsonb_strip_nulls(jsonb_build_object(${fields
+      .map((f) => `${literal(f.name)}, case when ${newer(held(f.name), incoming(f.name))} then ${incoming(f.name)} end`)
+      .join(', ')}))`,
+    `updated_hlc = greatest(${C(`${t}.updated_hlc`)}, ${C('excluded.updated_hlc')})`,
+    ...(model.deletable
+      ? [
+          `deleted_hlc = case when ${newer(`${t}.deleted_hlc`, 'excluded.deleted_hlc')} then excluded.deleted_hlc else ${t}.deleted_hlc end`,
+        ]
+      : []),
+  ];
+  const changed = [
+    `${C('excluded.updated_hlc')} > ${C(`${t}.updated_hlc`)}`,
+    ...(model.deletable ? [newer(`${t}.deleted_hlc`, 'excluded.deleted_hlc')] : []),
+    ...fields.map((f) => newer(held(f.name), incoming(f.name))),
+  ];
+  const keyCols = model.keyColumns.map((k, i) => `split_part(c.record_key, ':', ${i + 1})::uuid as ${ident(k)}`);
+  const join = model.keyColumns.map((k) => `r.${ident(k)} = c.${ident(k)}`).join(' and ');
+  return `with c as (
+      select c.hlc, c.op, c.fields as f, ${keyCols.join(', ')}
+      from jsonb_to_recordset($1::jsonb -> 'changes') as c(hlc text, model text, record_key text, op text, fields jsonb)
+      where c.model = ${literal(model.name)}
+    ),
+    a as (
+      select ${keys.map((k) => `c.${k}`).join(', ')},
+        max(${C('c.hlc')}) as up,
+        max(${C('c.hlc')}) filter (where c.op = 'delete') as del,
+        ${perField.join(',\n        ')}
+      from c group by ${keys.map((k) => `c.${k}`).join(', ')}
+    ),
+    lost as (
+      select count(*) as n from c join ${t} r on ${join}
+      where c.op = 'set' and exists (select 1 from jsonb_object_keys(c.f) k where ${C('r.clocks ->> k')} > ${C('c.hlc')})
+    ),
+    merged as (
+      insert into ${t} (${cols.join(', ')})
+      select ${values.join(', ')} from a
+      on conflict (${keys.join(', ')}) do update set ${updates.join(', ')}
+      where ${changed.join(' or ')}
+      returning 1
+    )
+    select (select count(*) from merged) as applied, (select n from lost) as conflicts`;
 }
 
 /** Reads and writes shared records with their field clocks, and this device's change log. */

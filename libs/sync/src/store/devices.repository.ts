@@ -94,10 +94,8 @@ export class DevicesRepository {
   /** Makes sure a device we received changes from is known, without knowing its name yet. */
   async ensurePeer(db: DbOrTx, id: string): Promise<void> {
     this.watermarksMoved++;
-    // one statement: the library is ours (the self row's)
-    await sql`insert into devices (id, name, library_id, is_self, online)
-      select ${id}::uuid, ${id}, coalesce((select library_id from devices where is_self limit 1), ${id}::uuid), false, false
-      on conflict (id) do nothing`.execute(db);
+    // the library is ours (the self row's): migration apply_functions
+    await sql`select sync_ensure_peer(${id}::uuid)`.execute(db);
   }
 
   async list(db: DbOrTx): Promise<DeviceRow[]> {
