@@ -8,6 +8,7 @@ import * as m20261205000000 from './20261205000000_change_feed';
 import * as m20261206000000 from './20261206000000_clock_function';
 import * as m20261207000000 from './20261207000000_change_feed_commit_order';
 import * as m20261208000000 from './20261208000000_apply_functions';
+import * as m20261209000000 from './20261209000000_change_feed_batches';
 
 /** Every migration, in order. Listed statically so the same set runs from ts (tests) and dist. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '20261206000000_clock_function': m20261206000000,
   '20261207000000_change_feed_commit_order': m20261207000000,
   '20261208000000_apply_functions': m20261208000000,
+  '20261209000000_change_feed_batches': m20261209000000,
 };

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
-import type { Db } from '@lib/db';
+import { Migrator, sql } from 'kysely';
+import { openDatabase, type Db } from '@lib/db';
+import { migrations } from '../../migrations';
+import { createEmptyDatabase, dropTestDatabases, tempDataDir } from '../support/databases';
 import { DB_MODES, useTestDb } from './storage-db';
 
 /**
@@ -98,5 +100,32 @@ describe.each(DB_MODES)('change feed numbering on %s', (mode) => {
     const seqs = events.map((e) => e.seq);
     expect(new Set(seqs).size).toBe(seqs.length);
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+  });
+});
+
+describe('change feed across the upgrade to batches (migration change_feed_batches), on postgres', () => {
+  it('keeps the numbers it gave, numbers on from there, and gives a statement of many rows consecutive numbers', async () => {
+    const url = await createEmptyDatabase('feedup');
+    const { db } = await openDatabase({ databaseUrl: url, dataDir: tempDataDir('feedup-') });
+    try {
+      const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+      const before = await migrator.migrateTo('20261208000000_apply_functions');
+      expect(before.error).toBeUndefined();
+      const old = [await insertVolume(db, 'a'), await insertVolume(db, 'b')];
+      const oldEvents = await eventsAfter(db, 0);
+      expect((await migrator.migrateToLatest()).error).toBeUndefined();
+      expect(await eventsAfter(db, 0)).toEqual(oldEvents);
+      // one statement, three rows
+      const ids = [randomUUID(), randomUUID(), randomUUID()];
+      await sql`insert into volumes (id, device_id, name, mount_point, capacity_bytes, version, updated_at)
+        select id, ${OWNER}, 'n', '/m', 1, '000000000000002-000000-' || ${OWNER}, now()
+        from unnest(${ids}::uuid[]) with ordinality as u(id, k) order by k`.execute(db);
+      const events = await eventsAfter(db, 0);
+      expect(events.map((e) => e.id)).toEqual([...old, ...ids]);
+      expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5].map((i) => oldEvents[0].seq + i - 1));
+    } finally {
+      await db.destroy();
+      await dropTestDatabases();
+    }
   });
 });

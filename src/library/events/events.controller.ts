@@ -37,7 +37,7 @@ interface FeedRow {
 
 /**
  * GET /sync/events: Server-Sent Events, one per change committed on this device (local or
- * received), `id: <seq>` from sync_events' durable sequence. A client reconnecting with
+ * received), `id: <seq>` from the feed's durable sequence. A client reconnecting with
  * Last-Event-ID gets every change after it (within the newest FEED_RETENTION; older: a `reset`
  * event first) and none it had. `?models=` filters. Keep-alive comments every 15 s; a client that
  * does not read is disconnected (its buffer past 1 MB) with a `retry:` hint instead of growing
@@ -90,7 +90,7 @@ export class EventsController implements OnModuleInit, OnModuleDestroy {
     const bounds = await sql<{
       lo: string | null;
       hi: string | null;
-    }>`select min(seq)::text as lo, max(seq)::text as hi from sync_events`.execute(this.db);
+    }>`select min(seq)::text as lo, max(last)::text as hi from sync_event_batches`.execute(this.db);
     const hi = BigInt(bounds.rows[0].hi ?? '0');
     const lo = bounds.rows[0].lo === null ? hi + 1n : BigInt(bounds.rows[0].lo);
 
@@ -160,16 +160,19 @@ export class EventsController implements OnModuleInit, OnModuleDestroy {
   }
 
   private async page(after: bigint, models: string[] | null): Promise<FeedRow[]> {
-    const filter = models ? sql`and model = any(${models}::text[])` : sql``;
-    const r = await sql<FeedRow>`select seq::text as seq, model, id, op, origin::text as origin from sync_events
-      where seq > ${after.toString()}::bigint ${filter} order by seq limit ${PAGE}`.execute(this.db);
+    const filter = models ? sql`and b.model = any(${models}::text[])` : sql``;
+    // a statement's changes are one batch, numbered seq..last (migration change_feed_batches)
+    const r = await sql<FeedRow>`select (b.seq + u.k - 1)::text as seq, b.model, u.id, u.op, u.origin::text as origin
+      from sync_event_batches b, unnest(b.ids, b.ops, b.origins) with ordinality as u(id, op, origin, k)
+      where b.last > ${after.toString()}::bigint and b.seq + u.k - 1 > ${after.toString()}::bigint ${filter}
+      order by b.last, u.k limit ${PAGE}`.execute(this.db);
     return r.rows;
   }
 
   /** Keeps the newest FEED_RETENTION changes (whether or not the device syncs). */
   onModuleInit(): void {
     this.pruner = setInterval(() => {
-      sql`delete from sync_events where seq <= (select max(seq) from sync_events) - ${FEED_RETENTION}`
+      sql`delete from sync_event_batches where last <= (select max(last) from sync_event_batches) - ${FEED_RETENTION}`
         .execute(this.db)
         .catch((e) => this.logger.warn(`change feed not pruned: ${(e as Error).message}`));
     }, PRUNE_EVERY_MS);

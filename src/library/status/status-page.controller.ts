@@ -36,7 +36,7 @@ export class StatusPageController {
 
   /** The change feed's sequence just before its newest FIRST_CHANGES changes: the page lists them at once. */
   private async feedStart(): Promise<string> {
-    const r = await sql<{ hi: string | null }>`select max(seq)::text as hi from sync_events`.execute(this.db);
+    const r = await sql<{ hi: string | null }>`select max(last)::text as hi from sync_event_batches`.execute(this.db);
     const start = BigInt(r.rows[0]?.hi ?? '0') - BigInt(FIRST_CHANGES);
     return (start > 0n ? start : 0n).toString();
   }
