@@ -7,7 +7,7 @@ import type { StateTransfer } from './state-transfer';
 import { CheckpointsRepository } from '../store/checkpoints.repository';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { PeerClient } from '../rpc/peer.client';
-import { expandOwnedPage, OwnedPageReply, WatermarksReply } from '../rpc/protocol';
+import { OwnedPageReply, WatermarksReply } from '../rpc/protocol';
 
 const DONE = 'done';
 const KEY = {
@@ -123,27 +123,16 @@ export class BackfillService {
     let after = await this.get(KEY.owned(owner, model));
     item.startedAfter = after;
     if (after === DONE) return;
-    // a page is fetched and prepared (parsed, validated, serialised) while the previous one is
+    // a page is fetched and prepared (parsed, validated) while the previous one is
     // being written: the peer reads, this process checks and Postgres writes, all at once
     type Fetched = { page: OwnedPageReply; prepared: PreparedState | null; n: number };
     const fetchPage = (from: string | null): Promise<Fetched> =>
       this.peers
         .ownedPage(source, { owner, after: from, model }, 30_000) // twice the default timeout
         .then((page) => {
-          const { rows, tombstones } = expandOwnedPage(page);
-          const n = rows.length + tombstones.length;
-          const prepared = page.last
-            ? this.owned.prepare({
-                v: 1,
-                kind: 'state',
-                library: this.self.libraryId,
-                origin: owner,
-                from: null,
-                to: page.last,
-                rows,
-                tombstones,
-              })
-            : null;
+          // checked as it came (values in column order): no row objects are made
+          const prepared = page.last ? this.owned.preparePage(this.self.libraryId, owner, null, page.last, page) : null;
+          const n = page.rows.reduce((k, g) => k + g.values.length, 0) + page.tombstones.length;
           return { page, prepared, n };
         });
     // Up to `writers` pages are written at once, each in its own transaction. Their commits are

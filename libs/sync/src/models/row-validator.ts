@@ -17,6 +17,8 @@ export type RowCheck =
 
 export interface RowValidator {
   safeParse(row: unknown): RowCheck;
+  /** A row given as its values in column order (a backfill page): why it does not fit, or null. */
+  checkValues(values: unknown): string | null;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -72,6 +74,15 @@ export function rowValidator(specs: Readonly<Record<string, ColumnSpec>>): RowVa
         if (p) return fail(c, p);
       }
       return { success: true, data: r };
+    },
+    checkValues(values: unknown): string | null {
+      if (!Array.isArray(values) || values.length !== columns.length)
+        return `expected ${columns.length} values, one per column`;
+      for (let i = 0; i < columns.length; i++) {
+        const p = problem(specs[columns[i]], values[i]);
+        if (p) return `${columns[i]}: ${p}`;
+      }
+      return null;
     },
   };
 }

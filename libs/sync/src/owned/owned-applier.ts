@@ -9,14 +9,24 @@ import type { ChangeSignal } from '../sync.signals';
 import type { StateMessage } from '../transport/messages';
 import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
 
-/** A validated state message with its JSON text, which the database reads the rows from (see OwnedApplier.prepare). */
+/**
+ * A validated state message (or backfill page) with its JSON text, which the database reads the
+ * rows from (see OwnedApplier.prepare and preparePage).
+ */
 export interface PreparedState {
+  /** The message; a page's has no rows here (they are in `json`, as values in column order). */
   msg: StateMessage;
-  byModel: Map<string, OwnedRow[]>;
+  /** The ids of its rows, by model. */
+  ids: Map<string, string[]>;
   tombstones: Tombstone[];
   maxVersion: string;
   json: string;
+  /** `json` holds a backfill page (rows as values in column order) rather than a state message. */
+  columnar: boolean;
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const HLC = /^\d{15}-\d{6}-[0-9a-f-]{36}$/;
 
 /**
  * Applies an owner's broadcast state on a peer: only rows of the message's origin, only when
@@ -33,7 +43,7 @@ export class OwnedApplier {
   ) {}
 
   /** Throws RejectedMessageError (nothing applied) for a forged or malformed message. */
-  validate(msg: StateMessage): { byModel: Map<string, OwnedRow[]>; tombstones: Tombstone[]; maxVersion: string } {
+  validate(msg: StateMessage): { ids: Map<string, string[]>; tombstones: Tombstone[]; maxVersion: string } {
     const byModel = new Map<string, Map<string, OwnedRow>>();
     let maxVersion = msg.to.split('|')[0];
     msg.rows.forEach(({ model: name, row }, i) => {
@@ -57,21 +67,69 @@ export class OwnedApplier {
       if (!prev || prev.version < r.version) rows.set(r.id, r);
       byModel.set(name, rows);
     });
-    msg.tombstones.forEach((t, i) => {
-      if (!ownedModel(t.model)) throw new RejectedMessageError('unknown_model', `tombstones[${i}].model: ${t.model}`);
-      if (t.device_id !== msg.origin) {
-        throw new RejectedMessageError(
-          'not_owner',
-          `tombstones[${i}]: ${t.model} ${t.id} belongs to ${t.device_id}, not to the sender ${msg.origin}`,
-        );
-      }
-      if (t.version > maxVersion) maxVersion = t.version;
-    });
+    maxVersion = checkTombstones(msg.tombstones, msg.origin, maxVersion);
     return {
-      byModel: new Map([...byModel].map(([k, v]) => [k, [...v.values()]])),
+      ids: new Map([...byModel].map(([k, v]) => [k, [...v.keys()]])),
       tombstones: msg.tombstones,
       maxVersion,
     };
+  }
+
+  /**
+   * A page of `owner`'s stream after `from` up to `to`, validated without making
+   * row objects: each row's values are checked in column order, and the page's JSON is what the
+   * database reads them from. Throws RejectedMessageError for a malformed or forged page.
+   */
+  preparePage(
+    libraryId: string,
+    owner: string,
+    from: string | null,
+    to: string,
+    page: { rows: { model: string; values: unknown[][] }[]; tombstones: Tombstone[] },
+  ): PreparedState {
+    const ids = new Map<string, string[]>();
+    let maxVersion = to.split('|')[0];
+    if (!Array.isArray(page.rows) || !Array.isArray(page.tombstones))
+      throw new RejectedMessageError('malformed', 'a page without rows or tombstones');
+    for (const group of page.rows) {
+      const model = ownedModel(group?.model);
+      if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${String(group?.model)}`);
+      if (!Array.isArray(group.values)) throw new RejectedMessageError('malformed', `page rows of ${model.name}`);
+      const idAt = model.columns.indexOf('id');
+      const ownerAt = model.columns.indexOf('device_id');
+      const versionAt = model.columns.indexOf('version');
+      const list = ids.get(model.name) ?? [];
+      group.values.forEach((values, i) => {
+        const problem = model.wire.checkValues(values);
+        if (problem) throw new RejectedMessageError('invalid_row', `${model.name} values[${i}].${problem}`);
+        if (values[ownerAt] !== owner)
+          throw new RejectedMessageError(
+            'not_owner',
+            `${model.name} ${String(values[idAt])} belongs to ${String(values[ownerAt])}, not to ${owner}`,
+          );
+        const version = values[versionAt] as string;
+        if (version > maxVersion) maxVersion = version;
+        list.push(values[idAt] as string);
+      });
+      ids.set(model.name, list);
+    }
+    page.tombstones.forEach((t, i) => {
+      if (!UUID.test(String(t?.id)) || !HLC.test(String(t?.version)))
+        throw new RejectedMessageError('invalid_row', `tombstones[${i}]: not a tombstone`);
+    });
+    maxVersion = checkTombstones(page.tombstones, owner, maxVersion);
+    const msg: StateMessage = {
+      v: 1,
+      kind: 'state',
+      library: libraryId,
+      origin: owner,
+      from,
+      to,
+      rows: [],
+      tombstones: page.tombstones,
+    };
+    const json = JSON.stringify({ rows: page.rows, tombstones: page.tombstones });
+    return { msg, ids, tombstones: page.tombstones, maxVersion, json, columnar: true };
   }
 
   /**
@@ -80,8 +138,8 @@ export class OwnedApplier {
    * the previous one is being written.
    */
   prepare(msg: StateMessage, raw?: string): PreparedState {
-    const { byModel, tombstones, maxVersion } = this.validate(msg);
-    return { msg, byModel, tombstones, maxVersion, json: raw ?? JSON.stringify(msg) };
+    const { ids, tombstones, maxVersion } = this.validate(msg);
+    return { msg, ids, tombstones, maxVersion, json: raw ?? JSON.stringify(msg), columnar: false };
   }
 
   /**
@@ -100,15 +158,16 @@ export class OwnedApplier {
       beforeCommit?: (tx: Transaction<Database>) => Promise<void>;
     } = {},
   ): Promise<boolean> {
-    const { msg, byModel, tombstones, maxVersion, json } = 'json' in message ? message : this.prepare(message);
+    const { msg, ids, tombstones, maxVersion, json, columnar } = 'json' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
     const items = [
-      ...[...byModel].flatMap(([model, rows]) => rows.map((r) => ({ model, id: r.id }))),
+      ...[...ids].flatMap(([model, list]) => list.map((id) => ({ model, id }))),
       ...tombstones.map((t) => ({ model: t.model, id: t.id })),
     ];
     const writes = this.repo.applyStatements(
-      OWNED_MODELS.filter((m) => byModel.has(m.name)),
+      OWNED_MODELS.filter((m) => ids.has(m.name)),
       new Set(tombstones.map((t) => t.model)),
+      columnar,
     );
     // One statement (migration apply_state_function): the clock's row locked (until commit; taken
     // before the rows, it queues concurrent applies before they touch any row, so they cannot
@@ -151,8 +210,23 @@ export class OwnedApplier {
     if (!result.o_known || result.o_continues) this.devices.watermarksMoved++;
     const contiguous = result.o_continues;
     this.signal?.notify('received');
-    for (const [model, rows] of byModel) this.metrics.applied.inc({ model }, rows.length);
+    for (const [model, list] of ids) this.metrics.applied.inc({ model }, list.length);
     if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
     return contiguous;
   }
+}
+
+/** Checks tombstones' models and owner; returns the greatest version among them and `maxVersion`. */
+function checkTombstones(tombstones: readonly Tombstone[], owner: string, maxVersion: string): string {
+  tombstones.forEach((t, i) => {
+    if (!ownedModel(t.model)) throw new RejectedMessageError('unknown_model', `tombstones[${i}].model: ${t.model}`);
+    if (t.device_id !== owner) {
+      throw new RejectedMessageError(
+        'not_owner',
+        `tombstones[${i}]: ${t.model} ${t.id} belongs to ${t.device_id}, not to the sender ${owner}`,
+      );
+    }
+    if (t.version > maxVersion) maxVersion = t.version;
+  });
+  return maxVersion;
 }

@@ -116,6 +116,14 @@ function toWire(model: OwnedModel, row: Record<string, unknown>): OwnedRow {
 const aboveHeld = (kind: number): string =>
   `($1::text is null or (x.version || '|${kind}|' || x.id::text) collate "C" > $1::text collate "C")`;
 
+/** Row x is not shadowed by a delete held: its own (as new or newer), or its cascading parent's. */
+function notShadowed(model: OwnedModel): string {
+  let cond = `not exists (select 1 from owned_tombstones ts where ts.model = ${literal(model.name)} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`;
+  if (model.parent?.onDelete === 'cascade')
+    cond += ` and not exists (select 1 from owned_tombstones tp where tp.model = ${literal(model.parent.model)} and tp.id = x.${ident(model.parent.column)} and tp.device_id = x.device_id)`;
+  return cond;
+}
+
 /**
  * The statement that applies a peer's rows of one model (see OwnedRepository.applyStatements):
  * the message's rows of that model, the newest of each id.
@@ -129,13 +137,34 @@ function rowsStatement(model: OwnedModel): string {
     .map((c) => `${ident(c)} = excluded.${ident(c)}`)
     .join(', ');
   const t = ident(model.table);
-  let shadow = `not exists (select 1 from owned_tombstones ts where ts.model = ${literal(model.name)} and ts.id = x.id and ts.device_id = x.device_id and ts.version >= x.version)`;
-  if (model.parent?.onDelete === 'cascade')
-    shadow += ` and not exists (select 1 from owned_tombstones tp where tp.model = ${literal(model.parent.model)} and tp.id = x.${ident(model.parent.column)} and tp.device_id = x.device_id)`;
   return `insert into ${t} (${cols})
     select distinct on (x.id) ${xcols}
     from jsonb_array_elements($3::jsonb -> 'rows') as e(r), jsonb_to_record(e.r -> 'row') as x(${defs})
-    where e.r ->> 'model' = ${literal(model.name)} and ${aboveHeld(model.order)} and (not $2::boolean or (${shadow}))
+    where e.r ->> 'model' = ${literal(model.name)} and ${aboveHeld(model.order)} and (not $2::boolean or (${notShadowed(model)}))
+    order by x.id, x.version collate "C" desc
+    on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`;
+}
+
+/**
+ * The statement that applies a backfill page's rows of one model (see
+ * OwnedRepository.applyStatements): $3's `rows` are `[{model, values: [[...], ...]}]`, each row its
+ * values in column order (protocol.ts OwnedPageReply), read as they came, the newest of each id.
+ */
+function valuesStatement(model: OwnedModel): string {
+  const cols = model.columns.map(ident).join(', ');
+  const xcols = model.columns.map((c) => `x.${ident(c)}`).join(', ');
+  const fromValues = model.columns.map((c, i) => `(e.v ->> ${i})::${model.sqlTypes[c]} as ${ident(c)}`).join(', ');
+  const updates = model.columns
+    .filter((c) => c !== 'id')
+    .map((c) => `${ident(c)} = excluded.${ident(c)}`)
+    .join(', ');
+  const t = ident(model.table);
+  return `insert into ${t} (${cols})
+    select distinct on (x.id) ${xcols}
+    from (select ${fromValues}
+      from jsonb_array_elements($3::jsonb -> 'rows') as g(grp), jsonb_array_elements(g.grp -> 'values') as e(v)
+      where g.grp ->> 'model' = ${literal(model.name)}) as x
+    where ${aboveHeld(model.order)} and (not $2::boolean or (${notShadowed(model)}))
     order by x.id, x.version collate "C" desc
     on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`;
 }
@@ -214,8 +243,13 @@ export class OwnedRepository {
    * owner's row, and not when its delete (or its cascading parent's) is held; a tombstone removes
    * the rows it covers and their cascading children.
    */
-  applyStatements(rowModels: Iterable<OwnedModel>, tombstoneModels: ReadonlySet<string>): string[] {
-    const writes = [...rowModels].map(rowsStatement);
+  applyStatements(
+    rowModels: Iterable<OwnedModel>,
+    tombstoneModels: ReadonlySet<string>,
+    /** The rows are a backfill page's: values in column order (see valuesStatement). */
+    columnar = false,
+  ): string[] {
+    const writes = [...rowModels].map(columnar ? valuesStatement : rowsStatement);
     if (tombstoneModels.size) writes.push(...tombstoneStatements(tombstoneModels));
     return writes;
   }

@@ -5,7 +5,7 @@ import type { StateTransfer } from '../backfill/state-transfer';
 import type { SharedApplier } from '../shared/shared-applier';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { PeerClient } from '../rpc/peer.client';
-import { expandOwnedPage, WatermarksReply } from '../rpc/protocol';
+import { WatermarksReply } from '../rpc/protocol';
 
 /**
  * Incremental catch-up from one peer, after a watermark exchange: device-owned rows and tombstones
@@ -59,18 +59,8 @@ export class CatchUpService {
       const last = page.last ?? after;
       // a finished stream vouches up to the peer's watermark; a partial page only up to its end
       const to = page.done || last === null || last > theirs ? theirs : last;
-      const { rows, tombstones } = expandOwnedPage(page);
-      await this.owned.apply({
-        v: 1,
-        kind: 'state',
-        library: this.self.libraryId,
-        origin: owner,
-        from: after,
-        to,
-        rows,
-        tombstones,
-      });
-      n += rows.length + tombstones.length;
+      await this.owned.apply(this.owned.preparePage(this.self.libraryId, owner, after, to, page));
+      n += page.rows.reduce((k, g) => k + g.values.length, 0) + page.tombstones.length;
       if (page.done || page.last === null) return n;
       after = last;
     }

@@ -1,6 +1,4 @@
 import { z } from 'zod';
-import { RejectedMessageError } from '../errors';
-import { ownedModel } from '../models/registry';
 import type { Tombstone } from '../owned/owned.repository';
 import type { SharedState } from '../shared/merge';
 import type { ChangeLogRow } from '../shared/shared.repository';
@@ -104,26 +102,6 @@ export interface OwnedPageReply {
   /** Cursor of the page's last change (null for an empty page). */
   last: string | null;
   done: boolean;
-}
-
-/** Rows of a page as objects (what the applier validates); a malformed page is refused. */
-export function expandOwnedPage(page: OwnedPageReply): {
-  rows: { model: string; row: Record<string, unknown> }[];
-  tombstones: Tombstone[];
-} {
-  const rows: { model: string; row: Record<string, unknown> }[] = [];
-  for (const group of page.rows) {
-    const model = ownedModel(group.model);
-    if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${group.model}`);
-    for (const values of group.values) {
-      if (!Array.isArray(values) || values.length !== model.columns.length)
-        throw new RejectedMessageError('invalid_row', `a ${group.model} row of the wrong width`);
-      const row: Record<string, unknown> = {};
-      for (let i = 0; i < model.columns.length; i++) row[model.columns[i]] = values[i];
-      rows.push({ model: group.model, row });
-    }
-  }
-  return { rows, tombstones: page.tombstones };
 }
 
 // ---- shared.changes: the device's own shared change log after a clock
