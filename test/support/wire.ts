@@ -51,6 +51,8 @@ export function stateMessage(
     from: string | null;
     to: string;
     rows?: { model: string; row: Record<string, unknown> }[];
+    /** Rows as values in column order, as devices send them. */
+    columns?: { model: string; values: unknown[][] }[];
     tombstones?: { model: string; id: string; device_id: string; version: string }[];
   },
 ): Record<string, unknown> {
@@ -62,6 +64,7 @@ export function stateMessage(
     from: body.from,
     to: body.to,
     rows: body.rows ?? [],
+    ...(body.columns ? { columns: body.columns } : {}),
     tombstones: body.tombstones ?? [],
   };
 }

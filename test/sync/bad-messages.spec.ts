@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ENTRIES } from '@lib/sync';
 import { must, statusOf, waitConverged } from '../support/api';
 import { Cluster } from '../support/cluster';
 import { deadLetters } from '../support/db-queries';
@@ -102,6 +103,25 @@ describe('bad messages', () => {
           ],
         }),
         reason: /own/i,
+      },
+      {
+        what: "a state message claiming another device's entry id as the sender's own (rows as values)",
+        subject: logSubject(lib, 'state', forger),
+        payload: stateMessage(lib, forger, {
+          from: null,
+          to: cursor(stamp(now, 3, forger), 2, victim),
+          columns: [
+            {
+              model: 'entries',
+              values: [
+                ENTRIES.columns.map(
+                  (c) => entryRow(forger, stamp(now, 3, forger), { id: victim, locationId, name: 'claimed.jpg' })[c],
+                ),
+              ],
+            },
+          ],
+        }),
+        reason: /another device|own/i,
       },
       {
         what: "a tombstone for another device's entry",

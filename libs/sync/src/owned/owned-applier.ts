@@ -14,15 +14,16 @@ import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
  * rows from (see OwnedApplier.prepare and preparePage).
  */
 export interface PreparedState {
-  /** The message; a page's has no rows here (they are in `json`, as values in column order). */
   msg: StateMessage;
   /** The ids of its rows, by model. */
   ids: Map<string, string[]>;
+  /** The models whose rows come as objects (`rows`), and as values in column order (`columns`). */
+  rowModels: Set<string>;
+  valueModels: Set<string>;
   tombstones: Tombstone[];
   maxVersion: string;
+  /** The JSON the database reads the rows from: the message as it came, or a page's. */
   json: string;
-  /** `json` holds a backfill page (rows as values in column order) rather than a state message. */
-  columnar: boolean;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -42,9 +43,14 @@ export class OwnedApplier {
     private readonly signal?: ChangeSignal,
   ) {}
 
-  /** Throws RejectedMessageError (nothing applied) for a forged or malformed message. */
-  validate(msg: StateMessage): { ids: Map<string, string[]>; tombstones: Tombstone[]; maxVersion: string } {
-    const byModel = new Map<string, Map<string, OwnedRow>>();
+  /**
+   * Throws RejectedMessageError (nothing applied) for a forged or malformed message. Returns the
+   * ids of its rows by model, which models come as objects (`rows`) and which as values
+   * (`columns`), and the greatest version it carries.
+   */
+  validate(msg: StateMessage): Omit<PreparedState, 'msg' | 'json'> {
+    const ids = new Map<string, string[]>();
+    const rowModels = new Set<string>();
     let maxVersion = msg.to.split('|')[0];
     msg.rows.forEach(({ model: name, row }, i) => {
       const model = ownedModel(name);
@@ -62,23 +68,20 @@ export class OwnedApplier {
         );
       }
       if (r.version > maxVersion) maxVersion = r.version;
-      const rows = byModel.get(name) ?? new Map<string, OwnedRow>();
-      const prev = rows.get(r.id);
-      if (!prev || prev.version < r.version) rows.set(r.id, r);
-      byModel.set(name, rows);
+      rowModels.add(name);
+      const list = ids.get(name);
+      if (list) list.push(r.id);
+      else ids.set(name, [r.id]);
     });
-    maxVersion = checkTombstones(msg.tombstones, msg.origin, maxVersion);
-    return {
-      ids: new Map([...byModel].map(([k, v]) => [k, [...v.keys()]])),
-      tombstones: msg.tombstones,
-      maxVersion,
-    };
+    const columns = checkColumns(msg.columns ?? [], msg.origin, ids, maxVersion);
+    maxVersion = checkTombstones(msg.tombstones, msg.origin, columns.maxVersion);
+    return { ids, rowModels, valueModels: columns.models, tombstones: msg.tombstones, maxVersion };
   }
 
   /**
-   * A page of `owner`'s stream after `from` up to `to`, validated without making
-   * row objects: each row's values are checked in column order, and the page's JSON is what the
-   * database reads them from. Throws RejectedMessageError for a malformed or forged page.
+   * A page of `owner`'s stream after `from` up to `to` (a backfill's or a catch-up's), validated
+   * like a message whose rows come as values (see validate). Throws RejectedMessageError for a
+   * malformed or forged page.
    */
   preparePage(
     libraryId: string,
@@ -87,37 +90,12 @@ export class OwnedApplier {
     to: string,
     page: { rows: { model: string; values: unknown[][] }[]; tombstones: Tombstone[] },
   ): PreparedState {
-    const ids = new Map<string, string[]>();
-    let maxVersion = to.split('|')[0];
     if (!Array.isArray(page.rows) || !Array.isArray(page.tombstones))
       throw new RejectedMessageError('malformed', 'a page without rows or tombstones');
-    for (const group of page.rows) {
-      const model = ownedModel(group?.model);
-      if (!model) throw new RejectedMessageError('unknown_model', `page rows of ${String(group?.model)}`);
-      if (!Array.isArray(group.values)) throw new RejectedMessageError('malformed', `page rows of ${model.name}`);
-      const idAt = model.columns.indexOf('id');
-      const ownerAt = model.columns.indexOf('device_id');
-      const versionAt = model.columns.indexOf('version');
-      const list = ids.get(model.name) ?? [];
-      group.values.forEach((values, i) => {
-        const problem = model.wire.checkValues(values);
-        if (problem) throw new RejectedMessageError('invalid_row', `${model.name} values[${i}].${problem}`);
-        if (values[ownerAt] !== owner)
-          throw new RejectedMessageError(
-            'not_owner',
-            `${model.name} ${String(values[idAt])} belongs to ${String(values[ownerAt])}, not to ${owner}`,
-          );
-        const version = values[versionAt] as string;
-        if (version > maxVersion) maxVersion = version;
-        list.push(values[idAt] as string);
-      });
-      ids.set(model.name, list);
-    }
     page.tombstones.forEach((t, i) => {
       if (!UUID.test(String(t?.id)) || !HLC.test(String(t?.version)))
         throw new RejectedMessageError('invalid_row', `tombstones[${i}]: not a tombstone`);
     });
-    maxVersion = checkTombstones(page.tombstones, owner, maxVersion);
     const msg: StateMessage = {
       v: 1,
       kind: 'state',
@@ -126,10 +104,10 @@ export class OwnedApplier {
       from,
       to,
       rows: [],
+      columns: page.rows,
       tombstones: page.tombstones,
     };
-    const json = JSON.stringify({ rows: page.rows, tombstones: page.tombstones });
-    return { msg, ids, tombstones: page.tombstones, maxVersion, json, columnar: true };
+    return { msg, ...this.validate(msg), json: JSON.stringify({ columns: page.rows, tombstones: page.tombstones }) };
   }
 
   /**
@@ -138,8 +116,7 @@ export class OwnedApplier {
    * the previous one is being written.
    */
   prepare(msg: StateMessage, raw?: string): PreparedState {
-    const { ids, tombstones, maxVersion } = this.validate(msg);
-    return { msg, ids, tombstones, maxVersion, json: raw ?? JSON.stringify(msg), columnar: false };
+    return { msg, ...this.validate(msg), json: raw ?? JSON.stringify(msg) };
   }
 
   /**
@@ -158,16 +135,17 @@ export class OwnedApplier {
       beforeCommit?: (tx: Transaction<Database>) => Promise<void>;
     } = {},
   ): Promise<boolean> {
-    const { msg, ids, tombstones, maxVersion, json, columnar } = 'json' in message ? message : this.prepare(message);
+    const { msg, ids, rowModels, valueModels, tombstones, maxVersion, json } =
+      'json' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
     const items = [
       ...[...ids].flatMap(([model, list]) => list.map((id) => ({ model, id }))),
       ...tombstones.map((t) => ({ model: t.model, id: t.id })),
     ];
     const writes = this.repo.applyStatements(
-      OWNED_MODELS.filter((m) => ids.has(m.name)),
+      OWNED_MODELS.filter((m) => rowModels.has(m.name)),
+      OWNED_MODELS.filter((m) => valueModels.has(m.name)),
       new Set(tombstones.map((t) => t.model)),
-      columnar,
     );
     // One statement (migration apply_state_function): the clock's row locked (until commit; taken
     // before the rows, it queues concurrent applies before they touch any row, so they cannot
@@ -229,4 +207,42 @@ function checkTombstones(tombstones: readonly Tombstone[], owner: string, maxVer
     if (t.version > maxVersion) maxVersion = t.version;
   });
   return maxVersion;
+}
+
+/**
+ * Checks rows given as values in column order (a message's `columns`, a page's rows): each value
+ * against its column, the owner; adds their ids to `ids`. Returns the models present and the
+ * greatest version among them and `maxVersion`.
+ */
+function checkColumns(
+  groups: readonly { model: string; values: unknown[][] }[],
+  owner: string,
+  ids: Map<string, string[]>,
+  maxVersion: string,
+): { models: Set<string>; maxVersion: string } {
+  const models = new Set<string>();
+  for (const group of groups) {
+    const model = ownedModel(group?.model);
+    if (!model) throw new RejectedMessageError('unknown_model', `columns of ${String(group?.model)}`);
+    if (!Array.isArray(group.values)) throw new RejectedMessageError('malformed', `columns of ${model.name}`);
+    const idAt = model.columns.indexOf('id');
+    const ownerAt = model.columns.indexOf('device_id');
+    const versionAt = model.columns.indexOf('version');
+    const list = ids.get(model.name) ?? [];
+    group.values.forEach((values, i) => {
+      const problem = model.wire.checkValues(values);
+      if (problem) throw new RejectedMessageError('invalid_row', `${model.name} values[${i}].${problem}`);
+      if (values[ownerAt] !== owner)
+        throw new RejectedMessageError(
+          'not_owner',
+          `${model.name} ${String(values[idAt])} belongs to ${String(values[ownerAt])}, not to the sender ${owner}`,
+        );
+      const version = values[versionAt] as string;
+      if (version > maxVersion) maxVersion = version;
+      list.push(values[idAt] as string);
+    });
+    ids.set(model.name, list);
+    models.add(model.name);
+  }
+  return { models, maxVersion };
 }

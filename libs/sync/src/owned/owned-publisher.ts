@@ -1,3 +1,4 @@
+import { OWNED_MODELS } from '../models/registry';
 import { splitBySize } from '../transport/batching';
 import { LogPublisher } from '../transport/log-publisher';
 import type { StateMessage } from '../transport/messages';
@@ -35,7 +36,7 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
       // the last message of a drain covers its whole version (writes commit whole, in version order)
       const lastCursor = batch[batch.length - 1].cursor;
       const to = drained && i === batches.length - 1 ? endOfVersion(lastCursor.split('|')[0]) : lastCursor;
-      const envelope: Omit<StateMessage, 'rows' | 'tombstones'> = {
+      const envelope: Omit<StateMessage, 'rows' | 'columns' | 'tombstones'> = {
         v: 1,
         kind: 'state',
         library: this.libraryId,
@@ -43,10 +44,22 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
         from,
         to,
       };
-      const rows = batch.filter((c) => c.type === 'row').map((c) => c.json);
-      const tombstones = batch.filter((c) => c.type === 'tombstone').map((c) => c.json);
+      // rows as values in column order, grouped by model (in the registry's order: parents first)
+      const groups = new Map<string, string[]>();
+      const tombstones: string[] = [];
+      for (const c of batch) {
+        if (c.type === 'tombstone') tombstones.push(c.json);
+        else {
+          const group = groups.get(c.model);
+          if (group) group.push(c.json);
+          else groups.set(c.model, [c.json]);
+        }
+      }
+      const columns = OWNED_MODELS.filter((m) => groups.has(m.name)).map(
+        (m) => `{"model":${JSON.stringify(m.name)},"values":[${groups.get(m.name)!.join(',')}]}`,
+      );
       // the StateMessage's JSON: the envelope, then the pre-serialised rows and tombstones
-      const text = `${JSON.stringify(envelope).slice(0, -1)},"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}]}`;
+      const text = `${JSON.stringify(envelope).slice(0, -1)},"rows":[],"columns":[${columns.join(',')}],"tombstones":[${tombstones.join(',')}]}`;
       await this.send('state', text, to);
       await this.state.set(this.db, OWNED_PUBLISHED_KEY, to);
       this.published = { value: to };

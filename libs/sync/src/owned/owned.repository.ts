@@ -40,7 +40,7 @@ export async function collectTombstones(db: DbOrTx, horizons: Map<string, string
   return n;
 }
 
-/** One change of an owner's stream as it travels: its cursor, and its wire JSON (row with its model, or tombstone). */
+/** One change of an owner's stream as it travels: its cursor, and its wire JSON (a row's values in column order, or a tombstone). */
 export interface OwnedChangeJson {
   type: 'row' | 'tombstone';
   /** The row's model, or TOMBSTONES. */
@@ -92,14 +92,10 @@ function wireColumns(model: OwnedModel): RawBuilder<unknown> {
   );
 }
 
-/** json_build_object's arguments for a model's wire row: column name, value (timestamps as toWire gives them). */
-function wireJsonArgs(model: OwnedModel): RawBuilder<unknown> {
+/** json_build_array's arguments for a model's wire row: its values in column order (timestamps as toWire gives them). */
+function wireJsonValues(model: OwnedModel): RawBuilder<unknown> {
   return sql.join(
-    model.columns.map((col) =>
-      model.timestampColumns.includes(col)
-        ? sql`${sql.lit(col)}::text, ${wireTimestamp(col)}`
-        : sql`${sql.lit(col)}::text, ${sql.ref(col)}`,
-    ),
+    model.columns.map((col) => (model.timestampColumns.includes(col) ? wireTimestamp(col) : sql.ref(col))),
   );
 }
 
@@ -146,9 +142,10 @@ function rowsStatement(model: OwnedModel): string {
 }
 
 /**
- * The statement that applies a backfill page's rows of one model (see
- * OwnedRepository.applyStatements): $3's `rows` are `[{model, values: [[...], ...]}]`, each row its
- * values in column order (protocol.ts OwnedPageReply), read as they came, the newest of each id.
+ * The statement that applies a message's rows of one model given as values (see
+ * OwnedRepository.applyStatements): $3's `columns` are `[{model, values: [[...], ...]}]`, each row
+ * its values in column order (as a state message carries them, and a page: protocol.ts
+ * OwnedPageReply), read as they came, the newest of each id.
  */
 function valuesStatement(model: OwnedModel): string {
   const cols = model.columns.map(ident).join(', ');
@@ -162,7 +159,7 @@ function valuesStatement(model: OwnedModel): string {
   return `insert into ${t} (${cols})
     select distinct on (x.id) ${xcols}
     from (select ${fromValues}
-      from jsonb_array_elements($3::jsonb -> 'rows') as g(grp), jsonb_array_elements(g.grp -> 'values') as e(v)
+      from jsonb_array_elements($3::jsonb -> 'columns') as g(grp), jsonb_array_elements(g.grp -> 'values') as e(v)
       where g.grp ->> 'model' = ${literal(model.name)}) as x
     where ${aboveHeld(model.order)} and (not $2::boolean or (${notShadowed(model)}))
     order by x.id, x.version collate "C" desc
@@ -236,8 +233,8 @@ export class OwnedRepository {
   /**
    * The writes of an owner's state message, as sync_apply_state runs them (migration
    * apply_functions): each statement gets $1 the peer's watermark of the owner (a cursor, or
-   * null), $2 whether the owner has tombstones, $3 the message (its `rows` of the given models
-   * and its `tombstones`). What lies at or below the watermark is skipped: a redelivered or
+   * null), $2 whether the owner has tombstones, $3 the message (its `rows` as objects, its
+   * `columns` as values in column order, of the given models, and its `tombstones`). What lies at or below the watermark is skipped: a redelivered or
    * overlapping message must not write it again (its tombstone may be collected by now, and the
    * row would come back from the dead). A row applies only over an older version of the same
    * owner's row, and not when its delete (or its cascading parent's) is held; a tombstone removes
@@ -245,11 +242,10 @@ export class OwnedRepository {
    */
   applyStatements(
     rowModels: Iterable<OwnedModel>,
+    valueModels: Iterable<OwnedModel>,
     tombstoneModels: ReadonlySet<string>,
-    /** The rows are a backfill page's: values in column order (see valuesStatement). */
-    columnar = false,
   ): string[] {
-    const writes = [...rowModels].map(columnar ? valuesStatement : rowsStatement);
+    const writes = [...[...rowModels].map(rowsStatement), ...[...valueModels].map(valuesStatement)];
     if (tombstoneModels.size) writes.push(...tombstoneStatements(tombstoneModels));
     return writes;
   }
@@ -276,7 +272,7 @@ export class OwnedRepository {
    */
   async applyTombstones(db: DbOrTx, tombstones: readonly Tombstone[]): Promise<number> {
     if (tombstones.length === 0) return 0;
-    const writes = this.applyStatements([], new Set(tombstones.map((t) => t.model)));
+    const writes = this.applyStatements([], [], new Set(tombstones.map((t) => t.model)));
     const payload = JSON.stringify({ tombstones });
     let recorded = 0;
     for (const [i, text] of writes.entries()) {
@@ -393,7 +389,7 @@ export class OwnedRepository {
     const pageCond = pageAfter(after);
     const branches = OWNED_MODELS.map(
       (model) => sql`(select ${sql.lit(model.order)}::int as k, version, id::text as id,
-        json_build_object('model', ${sql.lit(model.name)}::text, 'row', json_build_object(${wireJsonArgs(model)}))::text as j
+        json_build_array(${wireJsonValues(model)})::text as j
         from ${sql.table(model.table)} where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit})`,
     );
     branches.push(sql`(select ${sql.lit(TOMBSTONE_KIND)}::int as k, version, id::text as id,

@@ -31,7 +31,30 @@ const stateRow = z.custom<{ model: string; row: Record<string, unknown> }>(
   'expected {model: string, row: object}',
 );
 
-/** Owned state of one owner: rows and tombstones in cursor order, after `from` up to `to`. */
+/**
+ * Rows of one model as values in column order (the registry's columns): `{model, values: [[...]]}`.
+ * A plain check, like stateRow; the values are checked against the model when applied.
+ */
+function isColumnGroup(v: unknown): v is { model: string; values: unknown[][] } {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  let keys = 0;
+  for (const k in o) {
+    if (k !== 'model' && k !== 'values') return false;
+    keys++;
+  }
+  return keys === 2 && typeof o.model === 'string' && Array.isArray(o.values) && o.values.every(Array.isArray);
+}
+const columnGroup = z.custom<{ model: string; values: unknown[][] }>(
+  isColumnGroup,
+  'expected {model: string, values: array of arrays}',
+);
+
+/**
+ * Owned state of one owner: rows and tombstones in cursor order, after `from` up to `to`. Rows
+ * travel as `columns` (values in column order, grouped by model: what a device sends), or as
+ * `rows` (objects: what devices sent before, still applied).
+ */
 export const StateMessage = z
   .object({
     ...base,
@@ -40,6 +63,11 @@ export const StateMessage = z
     from: cursor.nullable(),
     to: cursor,
     rows: z.array(stateRow).max(100_000),
+    columns: z
+      .array(columnGroup)
+      .max(20)
+      .refine((g) => g.reduce((n, x) => n + x.values.length, 0) <= 100_000, 'more than 100000 rows')
+      .optional(),
     tombstones: z.array(z.object({ model: z.string(), id: uuid, device_id: uuid, version: hlc }).strict()).max(100_000),
   })
   .strict();
