@@ -54,9 +54,14 @@ export type OwnedChange =
   | { type: 'row'; model: string; row: OwnedRow; cursor: string }
   | { type: 'tombstone'; tombstone: Tombstone; cursor: string };
 
-function recordset(model: OwnedModel, json: string): RawBuilder<unknown> {
-  const defs = model.columns.map((c) => sql.raw(`${c} ${model.sqlTypes[c]}`));
-  return sql`jsonb_to_recordset(${json}::jsonb) as x(${sql.join(defs)})`;
+/**
+ * Rows as a relation `x` with the model's columns, sent as one JSON array of each row's values in
+ * column order (no column names repeated per row: half the text of objects, and cheaper to read).
+ */
+function recordset(model: OwnedModel, rows: readonly Record<string, unknown>[]): RawBuilder<unknown> {
+  const values = rows.map((r) => model.columns.map((c) => r[c]));
+  const cols = model.columns.map((c, i) => sql.raw(`(e.v ->> ${i})::${model.sqlTypes[c]} as ${ident(c)}`));
+  return sql`(select ${sql.join(cols)} from jsonb_array_elements(${JSON.stringify(values)}::jsonb) as e(v)) as x`;
 }
 
 /** A timestamp column as rows travel: UTC, to the millisecond, formatted by Postgres. */
@@ -209,7 +214,7 @@ export class OwnedRepository {
       model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`),
     );
     const t = sql.table(model.table);
-    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, JSON.stringify(rows))}
+    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, rows)}
       on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id`.execute(db);
     return Number(res.numAffectedRows ?? 0);
   }
@@ -259,7 +264,7 @@ export class OwnedRepository {
     const cols = sql.join(model.columns.map((c) => sql.ref(c)));
     const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
     const res = await sql`insert into ${sql.table(model.table)} (${cols}) select ${xcols}
-      from ${recordset(model, JSON.stringify(rows))}
+      from ${recordset(model, rows)}
       where not exists (select 1 from owned_tombstones t where t.model = ${model.name} and t.id = x.id)
       on conflict (id) do nothing`.execute(db);
     return Number(res.numAffectedRows ?? 0);
