@@ -88,15 +88,6 @@ function pageAfter(after: string | null): (kind: number) => RawBuilder<unknown> 
   };
 }
 
-/** The select list of a model's wire form: timestamps formatted by Postgres (no Date round trip). */
-function wireColumns(model: OwnedModel): RawBuilder<unknown> {
-  return sql.join(
-    model.columns.map((col) =>
-      model.timestampColumns.includes(col) ? sql`${wireTimestamp(col)} as ${sql.ref(col)}` : sql.ref(col),
-    ),
-  );
-}
-
 /** json_build_array's arguments for a model's wire row: its values in column order (timestamps as toWire gives them). */
 function wireJsonValues(model: OwnedModel): RawBuilder<unknown> {
   return sql.join(
@@ -329,47 +320,17 @@ export class OwnedRepository {
     limit: number,
     only?: string,
   ): Promise<OwnedChange[]> {
-    // The sources must be read in one snapshot: a write committing between two of the queries
-    // would show in a later source only, and the page's last cursor would skip it in the earlier
-    // one for good. (A caller passing its own transaction must give it a snapshot too.)
-    if (!db.isTransaction) {
-      return (db as Kysely<Database>)
-        .transaction()
-        .setIsolationLevel('repeatable read')
-        .execute(async (tx) => {
-          await keepKeysetPlan(tx);
-          return this.changesAfter(tx, owner, after, limit, only);
-        });
-    }
-    const pageCond = pageAfter(after);
-    const out: OwnedChange[] = [];
-    for (const model of OWNED_MODELS.filter((m) => !only || m.name === only)) {
-      const res = await sql<Record<string, unknown>>`select ${wireColumns(model)} from ${sql.table(model.table)}
-        where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit}`.execute(db);
-      for (const r of res.rows) {
-        const row = toWire(model, r);
-        out.push({
-          type: 'row',
-          model: model.name,
-          row,
-          cursor: encodeCursor({ version: row.version, kind: model.order, id: row.id }),
-        });
-      }
-    }
-    const ts =
-      only && only !== TOMBSTONES
-        ? { rows: [] }
-        : await sql<Tombstone>`select model, id, device_id, version from owned_tombstones
-      where device_id = ${owner} and ${pageCond(TOMBSTONE_KIND)} order by version, id limit ${limit}`.execute(db);
-    for (const t of ts.rows) {
-      out.push({
-        type: 'tombstone',
-        tombstone: t,
-        cursor: encodeCursor({ version: t.version, kind: TOMBSTONE_KIND, id: t.id }),
-      });
-    }
-    out.sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
-    return out.slice(0, limit);
+    // the page the publisher and the page server read (changesAfterJson), as objects
+    const changes = await this.changesAfterJson(db, owner, after, limit, !db.isTransaction, only);
+    return changes.map((c): OwnedChange => {
+      if (c.type === 'tombstone')
+        return { type: 'tombstone', tombstone: JSON.parse(c.json) as Tombstone, cursor: c.cursor };
+      const model = this.modelOf(c.model);
+      const values = JSON.parse(c.json) as unknown[];
+      const row: Record<string, unknown> = {};
+      model.columns.forEach((col, i) => (row[col] = values[i]));
+      return { type: 'row', model: c.model, row: row as OwnedRow, cursor: c.cursor };
+    });
   }
 
   /**
@@ -380,24 +341,27 @@ export class OwnedRepository {
    * without, for a drain near the head (a few rows), the statement runs alone.
    */
   async changesAfterJson(
-    db: Kysely<Database>,
+    db: DbOrTx,
     owner: string,
     after: string | null,
     limit: number,
     planHints: boolean,
+    /** Only this model's rows (or TOMBSTONES): a backfill pulls model by model. */
+    only?: string,
   ): Promise<OwnedChangeJson[]> {
-    if (planHints)
-      return db.transaction().execute(async (tx) => {
+    if (planHints && !db.isTransaction)
+      return (db as Kysely<Database>).transaction().execute(async (tx) => {
         await keepKeysetPlan(tx);
-        return this.changesAfterJson(tx as unknown as Kysely<Database>, owner, after, limit, false);
+        return this.changesAfterJson(tx, owner, after, limit, false, only);
       });
     const pageCond = pageAfter(after);
-    const branches = OWNED_MODELS.map(
+    const branches = OWNED_MODELS.filter((m) => !only || m.name === only).map(
       (model) => sql`(select ${sql.lit(model.order)}::int as k, version, id::text as id,
         json_build_array(${wireJsonValues(model)})::text as j
         from ${sql.table(model.table)} where device_id = ${owner} and ${pageCond(model.order)} order by version, id limit ${limit})`,
     );
-    branches.push(sql`(select ${sql.lit(TOMBSTONE_KIND)}::int as k, version, id::text as id,
+    if (!only || only === TOMBSTONES)
+      branches.push(sql`(select ${sql.lit(TOMBSTONE_KIND)}::int as k, version, id::text as id,
       json_build_object('model', model, 'id', id, 'device_id', device_id, 'version', version)::text as j
       from owned_tombstones where device_id = ${owner} and ${pageCond(TOMBSTONE_KIND)} order by version, id limit ${limit})`);
     const res = await sql<{

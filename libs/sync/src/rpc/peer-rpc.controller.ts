@@ -11,7 +11,7 @@ import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { Observable, throwError } from 'rxjs';
 import type { ZodType } from 'zod';
 import { DB, type Db } from '@lib/db';
-import { OWNED_MODELS, ownedModel, sharedModel } from '../models/registry';
+import { OWNED_MODELS, sharedModel } from '../models/registry';
 import { OwnedRepository, TOMBSTONES } from '../owned/owned.repository';
 import { DevicesRepository } from '../store/devices.repository';
 import { SharedRepository } from '../shared/shared.repository';
@@ -125,16 +125,14 @@ export class PeerRpcController implements PeerRpcHandlers<NatsRpcContext> {
   ): Promise<RawJson<OwnedPageReply>> {
     if (r.model && r.model !== TOMBSTONES && !OWNED_MODELS.some((m) => m.name === r.model))
       throw new Error(`unknown model ${r.model}`);
-    const changes = await this.owned.changesAfter(this.db, r.owner, r.after, PAGE_ROWS, r.model);
+    // each change as its wire JSON built by Postgres (a row's values in column order, a tombstone)
+    const changes = await this.owned.changesAfterJson(this.db, r.owner, r.after, PAGE_ROWS, true, r.model);
     const groups = new Map<string, string[]>();
     const tombstones: string[] = [];
     let size = 256;
     let taken = 0;
     for (const c of changes) {
-      const json =
-        c.type === 'row'
-          ? JSON.stringify(ownedModel(c.model)!.columns.map((col) => c.row[col]))
-          : JSON.stringify(c.tombstone);
+      const json = c.json;
       size += Buffer.byteLength(json) + 1;
       if (size > budget(ctx) && taken > 0) break;
       if (c.type === 'row') {
