@@ -6,8 +6,7 @@ import { Kysely, sql } from 'kysely';
 // sync_ensure_peer records a device first heard of in a message (the library is ours).
 //
 // An owner's state message applied in one statement: sync_apply_state steps the clock
-// (when asked), reads the peer's watermark of the owner, refuses ids held under another owner
-// (p_foreign: a query given the message, OwnedRepository.foreignIdsQuery),
+// (when asked), reads the peer's watermark of the owner, refuses ids held under another owner,
 // runs the message's writes (statements built by OwnedRepository.applyStatements, each given the
 // watermark, whether the owner has tombstones, and the message itself as jsonb), records an unknown owner, and
 // raises the watermark when the message continues the owner's stream. Run alone it is one round
@@ -50,7 +49,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       select true, d.state_watermark into v_known, v_held from devices d where d.id = p_origin;
       v_known := coalesce(v_known, false);
       if p_foreign is not null then
-        execute p_foreign into v_foreign using p_payload;
+        execute p_foreign into v_foreign;
         if cardinality(v_foreign) > 0 then
           raise exception using errcode = 'SY001', message = array_to_string(v_foreign, ', ');
         end if;

@@ -45,7 +45,7 @@ describe('backfill writes', () => {
       ...args: Parameters<OwnedApplier['apply']>
     ) {
       // only a backfill orders its commits; count its pages of entries
-      const entriesPage = !!args[1]?.beforeCommit && 'json' in args[0] && args[0].counts.has('entries');
+      const entriesPage = !!args[1]?.beforeCommit && 'json' in args[0] && args[0].ids.has('entries');
       if (entriesPage && ++calls === 2) {
         await new Promise((r) => setTimeout(r, 50)); // let the next page start meanwhile
         throw new Error('injected failure of page 2');

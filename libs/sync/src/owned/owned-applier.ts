@@ -15,8 +15,8 @@ import type { OwnedRepository, OwnedRow, Tombstone } from './owned.repository';
  */
 export interface PreparedState {
   msg: StateMessage;
-  /** How many rows it carries, by model. */
-  counts: Map<string, number>;
+  /** The ids of its rows, by model. */
+  ids: Map<string, string[]>;
   /** The models whose rows come as objects (`rows`), and as values in column order (`columns`). */
   rowModels: Set<string>;
   valueModels: Set<string>;
@@ -44,12 +44,12 @@ export class OwnedApplier {
   ) {}
 
   /**
-   * Throws RejectedMessageError (nothing applied) for a forged or malformed message. Returns how
-   * many rows it carries by model, which models come as objects (`rows`) and which as values
+   * Throws RejectedMessageError (nothing applied) for a forged or malformed message. Returns the
+   * ids of its rows by model, which models come as objects (`rows`) and which as values
    * (`columns`), and the greatest version it carries.
    */
   validate(msg: StateMessage): Omit<PreparedState, 'msg' | 'json'> {
-    const counts = new Map<string, number>();
+    const ids = new Map<string, string[]>();
     const rowModels = new Set<string>();
     let maxVersion = msg.to.split('|')[0];
     msg.rows.forEach(({ model: name, row }, i) => {
@@ -69,11 +69,13 @@ export class OwnedApplier {
       }
       if (r.version > maxVersion) maxVersion = r.version;
       rowModels.add(name);
-      counts.set(name, (counts.get(name) ?? 0) + 1);
+      const list = ids.get(name);
+      if (list) list.push(r.id);
+      else ids.set(name, [r.id]);
     });
-    const columns = checkColumns(msg.columns ?? [], msg.origin, counts, maxVersion);
+    const columns = checkColumns(msg.columns ?? [], msg.origin, ids, maxVersion);
     maxVersion = checkTombstones(msg.tombstones, msg.origin, columns.maxVersion);
-    return { counts, rowModels, valueModels: columns.models, tombstones: msg.tombstones, maxVersion };
+    return { ids, rowModels, valueModels: columns.models, tombstones: msg.tombstones, maxVersion };
   }
 
   /**
@@ -133,14 +135,18 @@ export class OwnedApplier {
       beforeCommit?: (tx: Transaction<Database>) => Promise<void>;
     } = {},
   ): Promise<boolean> {
-    const { msg, counts, rowModels, valueModels, tombstones, maxVersion, json } =
+    const { msg, ids, rowModels, valueModels, tombstones, maxVersion, json } =
       'json' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
-    const asRows = OWNED_MODELS.filter((m) => rowModels.has(m.name));
-    const asValues = OWNED_MODELS.filter((m) => valueModels.has(m.name));
-    const tombstoneModels = new Set(tombstones.map((t) => t.model));
-    const writes = this.repo.applyStatements(asRows, asValues, tombstoneModels);
-    const foreign = this.repo.foreignIdsQuery(msg.origin, asRows, asValues, tombstoneModels);
+    const items = [
+      ...[...ids].flatMap(([model, list]) => list.map((id) => ({ model, id }))),
+      ...tombstones.map((t) => ({ model: t.model, id: t.id })),
+    ];
+    const writes = this.repo.applyStatements(
+      OWNED_MODELS.filter((m) => rowModels.has(m.name)),
+      OWNED_MODELS.filter((m) => valueModels.has(m.name)),
+      new Set(tombstones.map((t) => t.model)),
+    );
     // One statement (migration apply_state_function): the clock's row locked (until commit; taken
     // before the rows, it queues concurrent applies before they touch any row, so they cannot
     // deadlock) and advanced past the message, the ids checked against other owners, the rows and
@@ -152,7 +158,7 @@ export class OwnedApplier {
       return sql<{ o_stamp: string | null; o_continues: boolean; o_known: boolean }>`select * from sync_apply_state(
         ${msg.origin}::uuid, ${msg.from}::text, ${msg.to}::text, ${opts.raiseWatermark !== false}::boolean,
         ${clock?.wall ?? null}::bigint, ${clock?.node ?? null}::text, ${clock?.floor ?? null}::text, ${clock?.remote ?? null}::text,
-        ${foreign}::text, ${writes}::text[], ${json}::jsonb)`.execute(tx);
+        ${this.repo.foreignIdsQuery(msg.origin, items)}::text, ${writes}::text[], ${json}::jsonb)`.execute(tx);
     };
     let result;
     try {
@@ -182,7 +188,7 @@ export class OwnedApplier {
     if (!result.o_known || result.o_continues) this.devices.watermarksMoved++;
     const contiguous = result.o_continues;
     this.signal?.notify('received');
-    for (const [model, n] of counts) this.metrics.applied.inc({ model }, n);
+    for (const [model, list] of ids) this.metrics.applied.inc({ model }, list.length);
     if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
     return contiguous;
   }
@@ -205,13 +211,13 @@ function checkTombstones(tombstones: readonly Tombstone[], owner: string, maxVer
 
 /**
  * Checks rows given as values in column order (a message's `columns`, a page's rows): each value
- * against its column, the owner; adds them to `counts`. Returns the models present and the
+ * against its column, the owner; adds their ids to `ids`. Returns the models present and the
  * greatest version among them and `maxVersion`.
  */
 function checkColumns(
   groups: readonly { model: string; values: unknown[][] }[],
   owner: string,
-  counts: Map<string, number>,
+  ids: Map<string, string[]>,
   maxVersion: string,
 ): { models: Set<string>; maxVersion: string } {
   const models = new Set<string>();
@@ -222,6 +228,7 @@ function checkColumns(
     const idAt = model.columns.indexOf('id');
     const ownerAt = model.columns.indexOf('device_id');
     const versionAt = model.columns.indexOf('version');
+    const list = ids.get(model.name) ?? [];
     group.values.forEach((values, i) => {
       const problem = model.wire.checkValues(values);
       if (problem) throw new RejectedMessageError('invalid_row', `${model.name} values[${i}].${problem}`);
@@ -232,8 +239,9 @@ function checkColumns(
         );
       const version = values[versionAt] as string;
       if (version > maxVersion) maxVersion = version;
+      list.push(values[idAt] as string);
     });
-    counts.set(model.name, (counts.get(model.name) ?? 0) + group.values.length);
+    ids.set(model.name, list);
     models.add(model.name);
   }
   return { models, maxVersion };

@@ -279,41 +279,16 @@ export class OwnedRepository {
   }
 
   /**
-   * A query for the ids of a message that this device already holds under another owner (a
-   * message claiming them is forged: ids are never shared between owners): text[], at most 5
-   * "model id". It reads the ids from $1, the message (its `rows`, `columns` and `tombstones` of
-   * the given models), as sync_apply_state gives it. Null when there is nothing to check.
+   * A query for the ids among rows/tombstones that this device already holds under another owner
+   * (a message claiming them is forged: ids are never shared between owners): text[], at most 5
+   * "model id". Null when there is nothing to check. Ids and owner are validated uuids.
    */
-  foreignIdsQuery(
-    owner: string,
-    rowModels: Iterable<OwnedModel>,
-    valueModels: Iterable<OwnedModel>,
-    tombstoneModels: ReadonlySet<string>,
-  ): string | null {
-    const sources = new Map<OwnedModel, string[]>();
-    const add = (model: OwnedModel, ids: string) => sources.set(model, [...(sources.get(model) ?? []), ids]);
-    for (const model of rowModels)
-      add(
-        model,
-        `select (e.r -> 'row' ->> 'id')::uuid from jsonb_array_elements($1::jsonb -> 'rows') as e(r)
-        where e.r ->> 'model' = ${literal(model.name)}`,
-      );
-    for (const model of valueModels)
-      add(
-        model,
-        `select (e.v ->> ${model.columns.indexOf('id')})::uuid
-        from jsonb_array_elements($1::jsonb -> 'columns') as g(grp), jsonb_array_elements(g.grp -> 'values') as e(v)
-        where g.grp ->> 'model' = ${literal(model.name)}`,
-      );
-    for (const model of OWNED_MODELS.filter((m) => tombstoneModels.has(m.name)))
-      add(
-        model,
-        `select (t.t ->> 'id')::uuid from jsonb_array_elements($1::jsonb -> 'tombstones') as t(t)
-        where t.t ->> 'model' = ${literal(model.name)}`,
-      );
+  foreignIdsQuery(owner: string, items: readonly { model: string; id: string }[]): string | null {
     const branches: string[] = [];
-    for (const [model, ids] of sources) {
-      const list = `(${ids.join(' union ')})`;
+    for (const model of OWNED_MODELS) {
+      const ids = [...new Set(items.filter((i) => i.model === model.name).map((i) => i.id))];
+      if (ids.length === 0) continue;
+      const list = `(select jsonb_array_elements_text(${literal(JSON.stringify(ids))}::jsonb)::uuid)`;
       branches.push(`select ${literal(model.name)} || ' ' || id from ${ident(model.table)}
         where id in ${list} and device_id <> ${literal(owner)}::uuid
         union all select ${literal(model.name)} || ' ' || id from owned_tombstones
