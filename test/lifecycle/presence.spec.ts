@@ -136,6 +136,13 @@ describe('presence and heartbeats', () => {
     await createEntries(a, loc, 10, 'a');
     await waitConverged([a, b], { entries: 10 });
     await waitOnline(a, b.deviceId, true, 5000);
+    // B acknowledges what it applied a little later: freeze it only once A has the acknowledgement,
+    // so that what is pending for it below is exactly what A writes meanwhile
+    await waitFor(
+      'B to acknowledge the first entries',
+      async () => peerIn(await statusOf(a), b.deviceId)!.pendingToPeer === 0,
+      10_000,
+    );
 
     b.proc!.kill('SIGSTOP'); // its TCP connection to NATS stays open, it just says nothing
     try {
