@@ -121,20 +121,12 @@ function notShadowed(model: OwnedModel): string {
  * the message's rows of that model, the newest of each id.
  */
 function rowsStatement(model: OwnedModel): string {
-  const cols = model.columns.map(ident).join(', ');
-  const xcols = model.columns.map((c) => `x.${ident(c)}`).join(', ');
   const defs = model.columns.map((c) => `${ident(c)} ${model.sqlTypes[c]}`).join(', ');
-  const updates = model.columns
-    .filter((c) => c !== 'id')
-    .map((c) => `${ident(c)} = excluded.${ident(c)}`)
-    .join(', ');
-  const t = ident(model.table);
-  return `insert into ${t} (${cols})
-    select distinct on (x.id) ${xcols}
-    from jsonb_array_elements($3::jsonb -> 'rows') as e(r), jsonb_to_record(e.r -> 'row') as x(${defs})
-    where e.r ->> 'model' = ${literal(model.name)} and ${aboveHeld(model.order)} and (not $2::boolean or (${notShadowed(model)}))
-    order by x.id, x.version collate "C" desc
-    on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`;
+  return peerUpsert(
+    model,
+    `jsonb_array_elements($3::jsonb -> 'rows') as e(r), jsonb_to_record(e.r -> 'row') as x(${defs})`,
+    `e.r ->> 'model' = ${literal(model.name)} and `,
+  );
 }
 
 /**
@@ -144,9 +136,24 @@ function rowsStatement(model: OwnedModel): string {
  * OwnedPageReply), read as they came, the newest of each id.
  */
 function valuesStatement(model: OwnedModel): string {
+  const fromValues = model.columns.map((c, i) => `(e.v ->> ${i})::${model.sqlTypes[c]} as ${ident(c)}`).join(', ');
+  return peerUpsert(
+    model,
+    `(select ${fromValues}
+      from jsonb_array_elements($3::jsonb -> 'columns') as g(grp), jsonb_array_elements(g.grp -> 'values') as e(v)
+      where g.grp ->> 'model' = ${literal(model.name)}) as x`,
+    '',
+  );
+}
+
+/**
+ * A peer's rows of `model`, the relation x of `from` (filtered by `where`, which ends in "and"
+ * when given), upserted: the newest of each id, above the watermark, not shadowed, and only over
+ * an older version of the same owner's row.
+ */
+function peerUpsert(model: OwnedModel, from: string, where: string): string {
   const cols = model.columns.map(ident).join(', ');
   const xcols = model.columns.map((c) => `x.${ident(c)}`).join(', ');
-  const fromValues = model.columns.map((c, i) => `(e.v ->> ${i})::${model.sqlTypes[c]} as ${ident(c)}`).join(', ');
   const updates = model.columns
     .filter((c) => c !== 'id')
     .map((c) => `${ident(c)} = excluded.${ident(c)}`)
@@ -154,10 +161,8 @@ function valuesStatement(model: OwnedModel): string {
   const t = ident(model.table);
   return `insert into ${t} (${cols})
     select distinct on (x.id) ${xcols}
-    from (select ${fromValues}
-      from jsonb_array_elements($3::jsonb -> 'columns') as g(grp), jsonb_array_elements(g.grp -> 'values') as e(v)
-      where g.grp ->> 'model' = ${literal(model.name)}) as x
-    where ${aboveHeld(model.order)} and (not $2::boolean or (${notShadowed(model)}))
+    from ${from}
+    where ${where}${aboveHeld(model.order)} and (not $2::boolean or (${notShadowed(model)}))
     order by x.id, x.version collate "C" desc
     on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id and ${t}.version < excluded.version`;
 }
