@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
-import { OwnedApplier } from '@lib/sync';
+import { randomUUID } from 'node:crypto';
+import { OwnedApplier, PEER_RPC, PeerClient } from '@lib/sync';
+import type { JetStreamTransport } from '@lib/sync/transport/jetstream.transport';
 import { BackfillService } from '@lib/sync/backfill/backfill';
 import { digestOf, must, statusOf, waitConverged, waitPhase } from '../support/api';
 import { Cluster } from '../support/cluster';
@@ -45,7 +47,10 @@ describe('backfill writes', () => {
       ...args: Parameters<OwnedApplier['apply']>
     ) {
       // only a backfill orders its commits; count its pages of entries
-      const entriesPage = !!args[1]?.beforeCommit && 'json' in args[0] && args[0].ids.has('entries');
+      const entriesPage =
+        !!args[1]?.beforeCommit &&
+        'json' in args[0] &&
+        (args[0].ids.has('entries') || args[0].stage?.model.name === 'entries');
       if (entriesPage && ++calls === 2) {
         await new Promise((r) => setTimeout(r, 50)); // let the next page start meanwhile
         throw new Error('injected failure of page 2');
@@ -94,6 +99,30 @@ describe('backfill writes', () => {
         expect.objectContaining({ owner: a.deviceId, model: 'entries', startedAfter: first.checkpoint }),
       ]),
     );
+  });
+
+  it('a source that does not answer owned.copy (a device from before it) serves its pages as JSON', async () => {
+    const a = await cluster.device('a3');
+    await seedEntries(a, 6_000, 'a3');
+    // owned.copy asked of nobody: NATS answers "no responders", as for a device without the method
+    const copyAsked: string[] = [];
+    jest.spyOn(PeerClient.prototype, 'ownedCopyPage').mockImplementation(function (this: PeerClient, peer, request) {
+      copyAsked.push(peer);
+      const transport = (this as unknown as { transport: JetStreamTransport }).transport;
+      return transport.request(transport.subjects.rpc(randomUUID(), PEER_RPC.ownedCopyPage), request, 5_000);
+    });
+    const jsonPages = jest.spyOn(OwnedApplier.prototype, 'preparePage');
+    const copyPages = jest.spyOn(OwnedApplier.prototype, 'prepareCopyPage');
+    const c = await cluster.device('c3', { wait: false });
+    await waitPhase(c, 'ready');
+    const held = (await digestOf(a)).entries.count;
+    await waitRows([c], 'entries', held);
+    expect(await digestOf(c)).toEqual(await digestOf(a));
+    expect(copyAsked.length).toBeGreaterThan(0);
+    // asked once per source, then JSON pages only
+    expect(new Set(copyAsked).size).toBe(copyAsked.length);
+    expect(copyPages).not.toHaveBeenCalled();
+    expect(jsonPages.mock.calls.length).toBeGreaterThan(1);
   });
 
   it('a device on embedded PGlite backfills page by page, then syncs both ways', async () => {

@@ -2,6 +2,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import { Pool, PoolClient, types } from 'pg';
+import { enableCopy } from './copy';
 import { PGliteDialect } from './pglite-dialect';
 import type { Database } from './schema';
 import { migrations } from '../../../migrations';
@@ -38,6 +39,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<{ db: Db; emb
       connectionTimeoutMillis: 10_000,
     });
     pool.on('error', () => undefined); // an idle client dropped by the server; the next query reconnects
+    pool.on('connect', enableCopy); // COPY through Kysely (copy.ts)
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
       await sql`select 1`.execute(db);
@@ -135,6 +137,7 @@ async function openPostgresStore(opts: DatabaseOptions): Promise<DeviceStore> {
     connectionTimeoutMillis: 10_000,
   });
   pool.on('error', () => undefined); // an idle client dropped by the server; the next query reconnects
+  pool.on('connect', enableCopy); // COPY through Kysely (copy.ts)
   const inSchema = (schema: string) =>
     new Kysely<Database>({ dialect: new PostgresDialect({ pool: new SchemaPool(pool, schema) }) });
   const root = inSchema(ROOT_LOCATION);

@@ -3,3 +3,4 @@ export * from './database';
 export * from './transaction';
 export * from './db.module';
 export { PGliteDialect } from './pglite-dialect';
+export { copyFrom, copyTo } from './copy';

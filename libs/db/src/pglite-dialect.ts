@@ -14,6 +14,7 @@ import {
   DialectAdapter,
   QueryCompiler,
 } from 'kysely';
+import { isCopyFrom, isCopyTo } from './copy';
 
 /**
  * Kysely over embedded PGlite. PGlite is one session, so connections are handed out one at a time:
@@ -86,6 +87,19 @@ class PGliteConnection implements DatabaseConnection {
   constructor(private readonly db: PGlite) {}
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    // COPY (copy.ts): from and to '/dev/blob', PGlite's way of passing COPY data
+    if (isCopyFrom(query.sql)) {
+      const data = query.parameters[0] as Buffer;
+      const res = await this.db.query(query.sql.replace(/stdin\s*$/i, "'/dev/blob'"), [], {
+        blob: new Blob([data]),
+      });
+      return { rows: [], numAffectedRows: BigInt(res.affectedRows ?? 0) };
+    }
+    if (isCopyTo(query.sql)) {
+      const res = await this.db.query(query.sql.replace(/stdout\s*$/i, "'/dev/blob'"));
+      const data = res.blob ? Buffer.from(await res.blob.arrayBuffer()) : Buffer.alloc(0);
+      return { rows: [{ data } as R] };
+    }
     // Without parameters use the simple protocol, which (as with pg) allows several statements.
     const res =
       query.parameters.length === 0

@@ -7,7 +7,7 @@ import type { StateTransfer } from './state-transfer';
 import { CheckpointsRepository } from '../store/checkpoints.repository';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { PeerClient } from '../rpc/peer.client';
-import { OwnedPageReply, WatermarksReply } from '../rpc/protocol';
+import { WatermarksReply } from '../rpc/protocol';
 
 const DONE = 'done';
 const KEY = {
@@ -44,6 +44,8 @@ export class BackfillService {
   private readonly logger = new Logger('Backfill');
   progress: BackfillProgress = { source: null, items: [] };
   private readonly checkpoints = new CheckpointsRepository();
+  /** Sources that do not answer owned.copy (older devices): their pages come as JSON. */
+  private readonly copyUnsupported = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -123,18 +125,38 @@ export class BackfillService {
     let after = await this.get(KEY.owned(owner, model));
     item.startedAfter = after;
     if (after === DONE) return;
-    // a page is fetched and prepared (parsed, validated) while the previous one is
-    // being written: the peer reads, this process checks and Postgres writes, all at once
-    type Fetched = { page: OwnedPageReply; prepared: PreparedState | null; n: number };
-    const fetchPage = (from: string | null): Promise<Fetched> =>
+    // a page is fetched and prepared while the previous one is being written: the peer reads,
+    // this process checks and Postgres writes, all at once. Rows come as COPY text (owned.copy:
+    // checked and staged by the database, no row objects here) unless the source predates it;
+    // tombstones as JSON (owned.page).
+    type Fetched = { last: string | null; done: boolean; prepared: PreparedState | null; n: number };
+    const jsonPage = (from: string | null): Promise<Fetched> =>
       this.peers
         .ownedPage(source, { owner, after: from, model }, 30_000) // twice the default timeout
         .then((page) => {
           // checked as it came (values in column order): no row objects are made
           const prepared = page.last ? this.owned.preparePage(this.self.libraryId, owner, null, page.last, page) : null;
           const n = page.rows.reduce((k, g) => k + g.values.length, 0) + page.tombstones.length;
-          return { page, prepared, n };
+          return { last: page.last, done: page.done, prepared, n };
         });
+    const copyPage = (from: string | null): Promise<Fetched> =>
+      this.peers.ownedCopyPage(source, { owner, after: from, model }, 30_000).then((page) => ({
+        last: page.last,
+        done: page.done,
+        prepared: page.rows > 0 ? this.owned.prepareCopyPage(this.self.libraryId, owner, model, page) : null,
+        n: page.rows,
+      }));
+    const fetchPage = (from: string | null): Promise<Fetched> =>
+      model === TOMBSTONES || this.copyUnsupported.has(source)
+        ? jsonPage(from)
+        : copyPage(from).catch(async (e: unknown) => {
+            if ((e as { code?: unknown }).code !== '503') throw e;
+            // no responder for owned.copy: a source from before it, if it answers owned.page
+            // (otherwise it is gone, and that failure is the backfill's as any other)
+            const page = await jsonPage(from);
+            this.copyUnsupported.add(source);
+            return page;
+          });
     // Up to `writers` pages are written at once, each in its own transaction. Their commits are
     // chained: a page commits (with its checkpoint) only after the one before it has, and fails
     // if that one failed, so the checkpoint never passes a page that is not stored.
@@ -142,7 +164,8 @@ export class BackfillService {
     const writing: Promise<void>[] = [];
     let next: Promise<Fetched> | null = fetchPage(after);
     while (next) {
-      const { page, prepared, n }: Fetched = await next;
+      const page: Fetched = await next;
+      const { prepared, n } = page;
       const last = page.last ?? after;
       next = page.done || page.last === null ? null : fetchPage(last);
       next?.catch(() => undefined); // observed when awaited

@@ -19,6 +19,12 @@ export interface RowValidator {
   safeParse(row: unknown): RowCheck;
   /** A row given as its values in column order (a backfill page): why it does not fit, or null. */
   checkValues(values: unknown): string | null;
+  /**
+   * The same checks as SQL over a row `x` of typed columns (a staged COPY page, where the column
+   * types have already refused what does not parse): an expression giving the first problem as
+   * "column: why", or null.
+   */
+  sqlProblem(x: string): string;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -57,9 +63,47 @@ function problem(spec: ColumnSpec, v: unknown): string | null {
   }
 }
 
+const sqlText = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+/** The conditions under which a typed value of column `c` of row `x` does not fit, with why. */
+function sqlProblems(c: string, spec: ColumnSpec, x: string): [string, string][] {
+  const v = `${x}."${c}"`;
+  const out: [string, string][] = spec.nullable ? [] : [[`${v} is null`, 'must not be null']];
+  switch (spec.type) {
+    case 'text':
+      out.push([`length(${v}) > ${spec.max}`, `longer than ${spec.max} characters`]);
+      break;
+    case 'bytes':
+      out.push([`${v} < 0`, 'expected a non-negative integer']);
+      break;
+    case 'timestamp':
+      // what ISO-8601 with a four-digit year can say: no infinity, no year 0 or 10000
+      out.push([
+        `not isfinite(${v}) or ${v} < '0001-01-01T00:00:00Z' or ${v} >= '10000-01-01T00:00:00Z'`,
+        'expected an ISO-8601 timestamp',
+      ]);
+      break;
+    case 'hlc':
+      out.push([`${v} !~ '^\\d{15}-\\d{6}-[0-9a-f-]{36}$'`, 'expected a clock stamp']);
+      break;
+    case 'enum':
+      out.push([`${v} not in (${spec.values.map(sqlText).join(', ')})`, `expected one of ${spec.values.join(', ')}`]);
+      break;
+    case 'uuid': // the column's type parsed it
+      break;
+  }
+  return out;
+}
+
 export function rowValidator(specs: Readonly<Record<string, ColumnSpec>>): RowValidator {
   const columns = Object.keys(specs);
   return {
+    sqlProblem(x: string): string {
+      const whens = columns.flatMap((c) =>
+        sqlProblems(c, specs[c], x).map(([cond, why]) => `when ${cond} then ${sqlText(`${c}: ${why}`)}`),
+      );
+      return `case ${whens.join(' ')} else null end`;
+    },
     safeParse(row: unknown): RowCheck {
       const fail = (path: string | null, message: string): RowCheck => ({
         success: false,

@@ -3,7 +3,8 @@ import type { Database, Db, DbOrTx } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
-import { OWNED_MODELS, ownedModel } from '../models/registry';
+import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
+import { decodeCursor, isCursorText } from './cursor';
 import type { DevicesRepository } from '../store/devices.repository';
 import type { ChangeSignal } from '../sync.signals';
 import type { StateMessage } from '../transport/messages';
@@ -24,6 +25,8 @@ export interface PreparedState {
   maxVersion: string;
   /** The JSON the database reads the rows from: the message as it came, or a page's. */
   json: string;
+  /** A COPY page (backfill): its rows come as COPY text, staged and checked in the database. */
+  stage?: { model: OwnedModel; data: Buffer; rows: number };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -111,6 +114,46 @@ export class OwnedApplier {
   }
 
   /**
+   * A COPY page of `owner`'s rows of one model up to `page.last` (a backfill's, protocol.ts
+   * OwnedCopyPageReply). Its rows are checked in the database when it is applied (stagePage):
+   * here only the envelope.
+   */
+  prepareCopyPage(
+    libraryId: string,
+    owner: string,
+    modelName: string,
+    page: { copy: string; rows: number; last: string | null },
+  ): PreparedState {
+    const model = ownedModel(modelName);
+    if (!model) throw new RejectedMessageError('unknown_model', `page of ${modelName}`);
+    if (typeof page.copy !== 'string' || !Number.isSafeInteger(page.rows) || page.rows < 1)
+      throw new RejectedMessageError('malformed', 'a copy page without rows');
+    if (!isCursorText(page.last) || decodeCursor(page.last).kind !== model.order)
+      throw new RejectedMessageError('malformed', `a copy page of ${model.name} ending at ${String(page.last)}`);
+    const msg: StateMessage = {
+      v: 1,
+      kind: 'state',
+      library: libraryId,
+      origin: owner,
+      from: null,
+      to: page.last,
+      rows: [],
+      columns: [],
+      tombstones: [],
+    };
+    return {
+      msg,
+      ids: new Map(),
+      rowModels: new Set(),
+      valueModels: new Set(),
+      tombstones: [],
+      maxVersion: decodeCursor(page.last).version,
+      json: '{}',
+      stage: { model, data: Buffer.from(page.copy, 'utf8'), rows: page.rows },
+    };
+  }
+
+  /**
    * Everything about a message that needs no database: validation, and its JSON (`raw`, the text
    * it arrived as, when given: not serialised again). A caller can prepare the next message while
    * the previous one is being written.
@@ -135,18 +178,23 @@ export class OwnedApplier {
       beforeCommit?: (tx: Transaction<Database>) => Promise<void>;
     } = {},
   ): Promise<boolean> {
-    const { msg, ids, rowModels, valueModels, tombstones, maxVersion, json } =
+    const { msg, ids, rowModels, valueModels, tombstones, maxVersion, json, stage } =
       'json' in message ? message : this.prepare(message);
     this.clock.checkDrift(maxVersion);
     const items = [
       ...[...ids].flatMap(([model, list]) => list.map((id) => ({ model, id }))),
       ...tombstones.map((t) => ({ model: t.model, id: t.id })),
     ];
-    const writes = this.repo.applyStatements(
-      OWNED_MODELS.filter((m) => rowModels.has(m.name)),
-      OWNED_MODELS.filter((m) => valueModels.has(m.name)),
-      new Set(tombstones.map((t) => t.model)),
-    );
+    const writes = stage
+      ? [this.repo.stagedStatement(stage.model)]
+      : this.repo.applyStatements(
+          OWNED_MODELS.filter((m) => rowModels.has(m.name)),
+          OWNED_MODELS.filter((m) => valueModels.has(m.name)),
+          new Set(tombstones.map((t) => t.model)),
+        );
+    const foreign = stage
+      ? this.repo.stagedForeignQuery(stage.model, msg.origin)
+      : this.repo.foreignIdsQuery(msg.origin, items);
     // One statement (migration apply_state_function): the clock's row locked (until commit; taken
     // before the rows, it queues concurrent applies before they touch any row, so they cannot
     // deadlock) and advanced past the message, the ids checked against other owners, the rows and
@@ -158,16 +206,17 @@ export class OwnedApplier {
       return sql<{ o_stamp: string | null; o_continues: boolean; o_known: boolean }>`select * from sync_apply_state(
         ${msg.origin}::uuid, ${msg.from}::text, ${msg.to}::text, ${opts.raiseWatermark !== false}::boolean,
         ${clock?.wall ?? null}::bigint, ${clock?.node ?? null}::text, ${clock?.floor ?? null}::text, ${clock?.remote ?? null}::text,
-        ${this.repo.foreignIdsQuery(msg.origin, items)}::text, ${writes}::text[], ${json}::jsonb)`.execute(tx);
+        ${foreign}::text, ${writes}::text[], ${json}::jsonb)`.execute(tx);
     };
     let result;
     try {
-      if (!opts.alsoInTx && !opts.beforeCommit) {
+      if (!opts.alsoInTx && !opts.beforeCommit && !stage) {
         // alone, the statement is its own transaction: one round trip
         result = (await step(this.db, true)).rows[0];
       } else {
         result = await this.db.transaction().execute(async (tx) => {
           await opts.alsoInTx?.(tx);
+          if (stage) await this.stage(tx, msg.origin, maxVersion, stage);
           const r = (await step(tx, !opts.beforeCommit)).rows[0];
           if (opts.beforeCommit) {
             await opts.beforeCommit(tx);
@@ -177,7 +226,11 @@ export class OwnedApplier {
         });
       }
     } catch (e) {
-      if ((e as { code?: unknown }).code === 'SY001')
+      const code = (e as { code?: unknown }).code;
+      // a COPY page whose text does not parse as its columns' types
+      if (stage && typeof code === 'string' && code.startsWith('22'))
+        throw new RejectedMessageError('invalid_row', `${stage.model.name} page: ${(e as Error).message}`);
+      if (code === 'SY001')
         throw new RejectedMessageError(
           'not_owner',
           `${(e as Error).message} belong to another device, not to the sender ${msg.origin}`,
@@ -189,8 +242,30 @@ export class OwnedApplier {
     const contiguous = result.o_continues;
     this.signal?.notify('received');
     for (const [model, list] of ids) this.metrics.applied.inc({ model }, list.length);
+    if (stage) this.metrics.applied.inc({ model: stage.model.name }, stage.rows);
     if (tombstones.length) this.metrics.applied.inc({ model: 'tombstones' }, tombstones.length);
     return contiguous;
+  }
+
+  /**
+   * Stages a COPY page in `tx` and refuses it (RejectedMessageError, nothing applied) unless every
+   * row fits its columns, is the owner's, is not past the page's end, and the count is the one given.
+   */
+  private async stage(
+    tx: DbOrTx,
+    owner: string,
+    maxVersion: string,
+    stage: { model: OwnedModel; data: Buffer; rows: number },
+  ): Promise<void> {
+    const r = await this.repo.stagePage(tx, stage.model, owner, stage.data);
+    const name = stage.model.name;
+    if (r.problem) throw new RejectedMessageError('invalid_row', `${name} ${r.problem}`);
+    if (r.foreignOwner)
+      throw new RejectedMessageError('not_owner', `${name} rows of ${r.foreignOwner} in a page of ${owner}`);
+    if (r.rows !== stage.rows)
+      throw new RejectedMessageError('malformed', `${name} page: ${r.rows} rows, not ${stage.rows}`);
+    if (r.maxVersion !== null && r.maxVersion > maxVersion)
+      throw new RejectedMessageError('malformed', `${name} page: a row past the page's end`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { CompiledQuery, Kysely, RawBuilder, sql } from 'kysely';
-import type { Database, DbOrTx } from '@lib/db';
+import { copyFrom, copyTo, type Database, type DbOrTx } from '@lib/db';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import { ident, literal } from '../models/sql-text';
 import { decodeCursor, encodeCursor, endOfVersion, OwnedCursor, TOMBSTONE_KIND } from './cursor';
@@ -194,6 +194,27 @@ function tombstoneStatements(models: ReadonlySet<string>): string[] {
 }
 
 /**
+ * The session's staging table of a model's COPY pages (a backfill's bulk form, see stagePage):
+ * its synced columns, typed, and emptied at every commit.
+ */
+const stageTable = (model: OwnedModel): string => `pg_temp.${ident(`sync_stage_${model.table}`)}`;
+
+/** COPY's column list of a model: its synced columns in wire order (the source's and the stage's). */
+const copyColumns = (model: OwnedModel): string => model.columns.map(ident).join(', ');
+
+/** The page condition of pageAfter as SQL text (COPY takes no parameters; a cursor is validated text). */
+function pageAfterText(after: string | null, kind: number): string {
+  if (!after) return 'true';
+  const c = decodeCursor(after);
+  if (kind < c.kind) return `version > ${literal(c.version)}`;
+  if (kind > c.kind) return `version >= ${literal(c.version)}`;
+  return `(version, id) > (${literal(c.version)}, ${literal(c.id)}::uuid)`;
+}
+
+/** COPY text in and out in the same form whatever the sessions' settings: ISO timestamps in UTC. */
+const COPY_SETTINGS = `set local datestyle = 'ISO, YMD'; set local timezone = 'UTC'`;
+
+/**
  * Device-owned rows, their tombstones and the owner's change stream. The rows are the log: an
  * owner's changes after a cursor are simply its rows and tombstones with a greater (version, id).
  */
@@ -249,6 +270,69 @@ export class OwnedRepository {
     const writes = [...[...rowModels].map(rowsStatement), ...[...valueModels].map(valuesStatement)];
     if (tombstoneModels.size) writes.push(...tombstoneStatements(tombstoneModels));
     return writes;
+  }
+
+  /**
+   * A page of owner's rows of `model` after the cursor `after`, at most `limit`, in (version, id)
+   * order, as COPY text rows of its synced columns (protocol.ts OwnedCopyPageReply): Postgres
+   * formats them, nothing is built row by row here.
+   */
+  async copyPage(db: DbOrTx, owner: string, model: OwnedModel, after: string | null, limit: number): Promise<Buffer> {
+    const read = async (tx: DbOrTx) => {
+      await keepKeysetPlan(tx);
+      await sql.raw(COPY_SETTINGS).execute(tx);
+      return copyTo(
+        tx,
+        `select ${copyColumns(model)} from ${ident(model.table)}
+          where device_id = ${literal(owner)}::uuid and ${pageAfterText(after, model.order)}
+          order by version, id limit ${Math.floor(limit)}`,
+      );
+    };
+    return db.isTransaction ? read(db) : (db as Kysely<Database>).transaction().execute(read);
+  }
+
+  /**
+   * Stages a COPY page of owner's rows of `model` in this transaction (the session's staging
+   * table, see stageTable) and checks it as the JSON path checks values: the column types refuse
+   * what does not parse (the COPY fails), then every row is checked against its model's column
+   * specifications and its owner. Returns how many rows it holds and its greatest version, or a
+   * problem (nothing applied; the transaction is the caller's to roll back).
+   */
+  async stagePage(
+    tx: DbOrTx,
+    model: OwnedModel,
+    owner: string,
+    data: Buffer,
+  ): Promise<{ rows: number; maxVersion: string | null; foreignOwner: string | null; problem: string | null }> {
+    const defs = model.columns.map((c) => `${ident(c)} ${model.sqlTypes[c]}`).join(', ');
+    await sql
+      .raw(
+        `${COPY_SETTINGS}; create temp table if not exists ${ident(`sync_stage_${model.table}`)} (${defs}) on commit delete rows`,
+      )
+      .execute(tx);
+    const rows = await copyFrom(tx, `${stageTable(model)} (${copyColumns(model)})`, data);
+    const r = await sql<{ max_version: string | null; foreign_owner: string | null; problem: string | null }>`
+      select max(x.version collate "C") as max_version,
+        min(x.device_id::text) filter (where x.device_id is distinct from ${owner}::uuid) as foreign_owner,
+        (array_agg(coalesce(x.id::text, 'a row') || ' ' || x.p) filter (where x.p is not null))[1] as problem
+      from (select s.id, s.device_id, s.version, ${sql.raw(model.wire.sqlProblem('s'))} as p
+        from ${sql.raw(stageTable(model))} s) x`.execute(tx);
+    const { max_version, foreign_owner, problem } = r.rows[0];
+    return { rows, maxVersion: max_version, foreignOwner: foreign_owner, problem };
+  }
+
+  /** The write of a staged page (stagePage), as sync_apply_state runs it (see applyStatements). */
+  stagedStatement(model: OwnedModel): string {
+    return peerUpsert(model, `${stageTable(model)} as x`, '');
+  }
+
+  /** foreignIdsQuery for a staged page: the staged ids held here under another owner. */
+  stagedForeignQuery(model: OwnedModel, owner: string): string {
+    const o = `${literal(owner)}::uuid`;
+    return `select array(select f from (
+      select ${literal(model.name)} || ' ' || r.id from ${ident(model.table)} r join ${stageTable(model)} s on s.id = r.id where r.device_id <> ${o}
+      union all select ${literal(model.name)} || ' ' || t.id from owned_tombstones t join ${stageTable(model)} s on s.id = t.id
+        where t.model = ${literal(model.name)} and t.device_id <> ${o}) as f(f) limit 5)`;
   }
 
   /**

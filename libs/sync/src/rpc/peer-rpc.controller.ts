@@ -12,6 +12,8 @@ import { Observable, throwError } from 'rxjs';
 import type { ZodType } from 'zod';
 import { DB, type Db } from '@lib/db';
 import { OWNED_MODELS, sharedModel } from '../models/registry';
+import { isCursorText } from '../owned/cursor';
+import { CopyPages } from './copy-pages';
 import { OwnedRepository, TOMBSTONES } from '../owned/owned.repository';
 import { DevicesRepository } from '../store/devices.repository';
 import { SharedRepository } from '../shared/shared.repository';
@@ -23,6 +25,8 @@ import { rangeModel, RangesRepository } from '../antientropy/ranges.repository';
 import {
   EVERY_DEVICE,
   MembershipRequest,
+  OwnedCopyPageReply,
+  OwnedCopyPageRequest,
   OwnedPageReply,
   OwnedPageRequest,
   PEER_RPC,
@@ -85,6 +89,10 @@ export class PeerRpcErrorFilter implements RpcExceptionFilter {
 @UseFilters(PeerRpcErrorFilter)
 export class PeerRpcController implements PeerRpcHandlers<NatsRpcContext> {
   private readonly ranges = new RangesRepository();
+  private readonly copyPages = new CopyPages(
+    (owner, model, after, limit) => this.owned.copyPage(this.db, owner, model, after, limit),
+    PAGE_ROWS,
+  );
   constructor(
     @Inject(DB) private readonly db: Db,
     @Inject(SYNC_OPTIONS) private readonly options: SyncOptions,
@@ -151,6 +159,23 @@ export class PeerRpcController implements PeerRpcHandlers<NatsRpcContext> {
     const done = changes.length < PAGE_ROWS && taken === changes.length;
     return new RawJson(
       `{"rows":[${rows.join(',')}],"tombstones":[${tombstones.join(',')}],"last":${JSON.stringify(last)},"done":${done}}`,
+    );
+  }
+
+  @MessagePattern(PEER_RPC.ownedCopyPage)
+  async ownedCopyPage(
+    @Payload(new RequestPipe(PEER_RPC_REQUESTS.ownedCopyPage)) r: OwnedCopyPageRequest,
+    @Ctx() ctx: NatsRpcContext,
+  ): Promise<RawJson<OwnedCopyPageReply>> {
+    const model = OWNED_MODELS.find((m) => m.name === r.model);
+    if (!model) throw new Error(`unknown model ${r.model}`);
+    if (r.after !== null && !isCursorText(r.after)) throw new Error('after: not a cursor');
+    const room = budget(ctx);
+    const page = await this.copyPages.take(r.owner, model, r.after, room);
+    // the next page is read while this one travels and is written: a backfill asks for it next
+    if (!page.done && page.last) this.copyPages.prefetch(r.owner, model, page.last, room);
+    return new RawJson(
+      `{"copy":${page.json},"rows":${page.rows},"last":${JSON.stringify(page.last)},"done":${page.done}}`,
     );
   }
 

@@ -30,6 +30,10 @@ export class PeerClient {
     return this.call(peer, 'ownedPage', request, timeoutMs);
   }
 
+  ownedCopyPage(peer: string, request: PeerRpc['ownedCopyPage']['request'], timeoutMs?: number) {
+    return this.call(peer, 'ownedCopyPage', request, timeoutMs);
+  }
+
   sharedChanges(peer: string, request: PeerRpc['sharedChanges']['request']) {
     return this.call(peer, 'sharedChanges', request);
   }

@@ -15,6 +15,7 @@ import type { BucketDigest, RangeRowsPage } from '../antientropy/ranges.reposito
 export interface PeerRpc {
   watermarks: { request: WatermarksRequest; reply: WatermarksReply };
   ownedPage: { request: OwnedPageRequest; reply: OwnedPageReply };
+  ownedCopyPage: { request: OwnedCopyPageRequest; reply: OwnedCopyPageReply };
   sharedChanges: { request: SharedChangesRequest; reply: SharedChangesReply };
   snapshot: { request: SnapshotRequest; reply: SnapshotReply };
   membership: { request: MembershipRequest; reply: MembershipExport };
@@ -27,6 +28,7 @@ export type PeerMethod = keyof PeerRpc;
 export const PEER_RPC = {
   watermarks: 'watermarks',
   ownedPage: 'owned.page',
+  ownedCopyPage: 'owned.copy',
   sharedChanges: 'shared.changes',
   snapshot: 'shared.snapshot',
   membership: 'membership',
@@ -104,6 +106,27 @@ export interface OwnedPageReply {
   done: boolean;
 }
 
+// ---- owned.copy: a page of an owner's rows of one model as COPY text (a backfill's bulk form of
+// owned.page; tombstones come through owned.page). Answered by devices since this method exists:
+// an older one has no responder, and the requester falls back to owned.page.
+
+export const OwnedCopyPageRequest = z
+  .object({ owner: uuid, model: z.string().max(40), after: z.string().nullable() })
+  .strict();
+export type OwnedCopyPageRequest = z.infer<typeof OwnedCopyPageRequest>;
+
+/**
+ * `copy`: the rows in (version, id) order as Postgres COPY text rows (tab-separated values in the
+ * model's column order, one row per line, `\N` for null, timestamps ISO in UTC); `rows`: how many;
+ * `last`: the cursor of the last one (null when none); `done`: nothing follows.
+ */
+export interface OwnedCopyPageReply {
+  copy: string;
+  rows: number;
+  last: string | null;
+  done: boolean;
+}
+
 // ---- shared.changes: the device's own shared change log after a clock
 
 export const SharedChangesRequest = z.object({ after: z.string().nullable() }).strict();
@@ -158,6 +181,7 @@ export type RangesRowsReply = RangeRowsPage;
 export const PEER_RPC_REQUESTS: { [M in PeerMethod]: z.ZodType<PeerRpc[M]['request']> } = {
   watermarks: WatermarksRequest,
   ownedPage: OwnedPageRequest,
+  ownedCopyPage: OwnedCopyPageRequest,
   sharedChanges: SharedChangesRequest,
   snapshot: SnapshotRequest,
   membership: MembershipRequest,
