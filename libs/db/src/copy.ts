@@ -1,6 +1,7 @@
 import { CompiledQuery } from 'kysely';
 import type { PoolClient } from 'pg';
 import { from as copyFromStream, to as copyToStream } from 'pg-copy-streams';
+import { PREPARED, preparedName } from './prepared';
 import type { DbOrTx } from './transaction';
 
 /**
@@ -37,7 +38,8 @@ const COPY_READY = Symbol('copyReady');
 
 /**
  * Teaches a pg client the two COPY forms above (once per client): its query() runs them as COPY
- * streams and answers like a query, the others as before.
+ * streams and answers like a query; a statement marked PREPARED (prepared.ts) runs as a named
+ * prepared statement; the others as before.
  */
 export function enableCopy(client: PoolClient): void {
   const c = client as PoolClient & { [COPY_READY]?: boolean };
@@ -46,6 +48,7 @@ export function enableCopy(client: PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     const [text, values] = args;
+    if (typeof text === 'string' && text.startsWith(PREPARED)) return query({ name: preparedName(text), text, values });
     if (typeof text === 'string' && isCopyFrom(text)) {
       const data = (values as unknown[] | undefined)?.[0];
       if (!Buffer.isBuffer(data)) return Promise.reject(new Error('copy from stdin needs its data as a Buffer'));

@@ -15,6 +15,7 @@ import {
   QueryCompiler,
 } from 'kysely';
 import { isCopyFrom, isCopyTo } from './copy';
+import { PREPARED } from './prepared';
 
 /**
  * Kysely over embedded PGlite. PGlite is one session, so connections are handed out one at a time:
@@ -100,6 +101,10 @@ class PGliteConnection implements DatabaseConnection {
       const data = res.blob ? Buffer.from(await res.blob.arrayBuffer()) : Buffer.alloc(0);
       return { rows: [{ data } as R] };
     }
+    // PGlite prepares nothing across calls; it reads a statement's kind from its first word, so
+    // the PREPARED mark (a leading comment) goes
+    if (query.sql.startsWith(PREPARED))
+      query = CompiledQuery.raw(query.sql.slice(PREPARED.length), [...query.parameters]);
     // Without parameters use the simple protocol, which (as with pg) allows several statements.
     const res =
       query.parameters.length === 0

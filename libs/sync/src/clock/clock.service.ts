@@ -1,5 +1,5 @@
 import { RawBuilder, sql } from 'kysely';
-import type { DbOrTx } from '@lib/db';
+import { PREPARED, type DbOrTx } from '@lib/db';
 import { ClockDriftError } from '../errors';
 import { LocalStateRepository } from '../store/local-state.repository';
 import { decodeHlc, driftAhead, encodeHlc, Hlc, HLC_ZERO, compareHlc } from './hlc';
@@ -74,7 +74,9 @@ export class ClockService {
 
   /** One clock step in one statement (see the migration clock_function). */
   private async advance(tx: DbOrTx, remote: string | null): Promise<string> {
-    const res = await sql<{ stamp: string }>`select ${this.advanceSql(remote)} as stamp`.execute(tx);
+    const res = await sql<{ stamp: string }>`${sql.raw(PREPARED)}select ${this.advanceSql(remote)} as stamp`.execute(
+      tx,
+    );
     return this.advanced(res.rows[0].stamp);
   }
 

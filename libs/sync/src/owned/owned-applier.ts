@@ -1,5 +1,5 @@
 import { sql, Transaction } from 'kysely';
-import type { Database, Db, DbOrTx } from '@lib/db';
+import { PREPARED, type Database, type Db, type DbOrTx } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { RejectedMessageError } from '../errors';
 import type { SyncMetrics } from '../metrics';
@@ -203,7 +203,11 @@ export class OwnedApplier {
     // the writes overlap.
     const step = (tx: DbOrTx, clockFirst: boolean) => {
       const clock = clockFirst ? this.clock.advanceArgs(maxVersion) : null;
-      return sql<{ o_stamp: string | null; o_continues: boolean; o_known: boolean }>`select * from sync_apply_state(
+      return sql<{
+        o_stamp: string | null;
+        o_continues: boolean;
+        o_known: boolean;
+      }>`${sql.raw(PREPARED)}select * from sync_apply_state(
         ${msg.origin}::uuid, ${msg.from}::text, ${msg.to}::text, ${opts.raiseWatermark !== false}::boolean,
         ${clock?.wall ?? null}::bigint, ${clock?.node ?? null}::text, ${clock?.floor ?? null}::text, ${clock?.remote ?? null}::text,
         ${foreign}::text, ${writes}::text[], ${json}::jsonb)`.execute(tx);

@@ -1,5 +1,5 @@
 import { CompiledQuery, Kysely, RawBuilder, sql } from 'kysely';
-import { copyFrom, copyTo, type Database, type DbOrTx } from '@lib/db';
+import { copyFrom, copyTo, PREPARED, type Database, type DbOrTx } from '@lib/db';
 import { OWNED_MODELS, OwnedModel, ownedModel } from '../models/registry';
 import { ident, literal } from '../models/sql-text';
 import { decodeCursor, encodeCursor, endOfVersion, OwnedCursor, TOMBSTONE_KIND } from './cursor';
@@ -231,7 +231,7 @@ export class OwnedRepository {
       model.columns.filter((c) => c !== 'id').map((c) => sql`${sql.ref(c)} = excluded.${sql.ref(c)}`),
     );
     const t = sql.table(model.table);
-    const res = await sql`insert into ${t} (${cols}) select ${xcols} from ${recordset(model, rows)}
+    const res = await sql`${sql.raw(PREPARED)}insert into ${t} (${cols}) select ${xcols} from ${recordset(model, rows)}
       on conflict (id) do update set ${updates} where ${t}.device_id = excluded.device_id`.execute(db);
     return Number(res.numAffectedRows ?? 0);
   }
@@ -343,7 +343,7 @@ export class OwnedRepository {
     if (rows.length === 0) return 0;
     const cols = sql.join(model.columns.map((c) => sql.ref(c)));
     const xcols = sql.join(model.columns.map((c) => sql.ref(`x.${c}`)));
-    const res = await sql`insert into ${sql.table(model.table)} (${cols}) select ${xcols}
+    const res = await sql`${sql.raw(PREPARED)}insert into ${sql.table(model.table)} (${cols}) select ${xcols}
       from ${recordset(model, rows)}
       where not exists (select 1 from owned_tombstones t where t.model = ${model.name} and t.id = x.id)
       on conflict (id) do nothing`.execute(db);
@@ -444,6 +444,9 @@ export class OwnedRepository {
         return this.changesAfterJson(tx, owner, after, limit, false, only);
       });
     const pageCond = pageAfter(after);
+    // near the head, alone, the statement is prepared (one text per cursor kind); never under the
+    // backlog's planner settings, which a kept plan would carry over
+    const prepare = !db.isTransaction;
     const branches = OWNED_MODELS.filter((m) => !only || m.name === only).map(
       (model) => sql`(select ${sql.lit(model.order)}::int as k, version, id::text as id,
         json_build_array(${wireJsonValues(model)})::text as j
@@ -458,7 +461,7 @@ export class OwnedRepository {
       version: string;
       id: string;
       j: string;
-    }>`${sql.join(branches, sql` union all `)}`.execute(db);
+    }>`${sql.raw(prepare ? PREPARED : '')}${sql.join(branches, sql` union all `)}`.execute(db);
     const out: OwnedChangeJson[] = res.rows.map((r) => ({
       type: r.k === TOMBSTONE_KIND ? 'tombstone' : 'row',
       model: r.k === TOMBSTONE_KIND ? TOMBSTONES : OWNED_MODELS.find((m) => m.order === r.k)!.name,

@@ -1,5 +1,5 @@
 import { sql, Transaction } from 'kysely';
-import type { Database, Db } from '@lib/db';
+import { PREPARED, type Database, type Db } from '@lib/db';
 import type { ClockService } from '../clock/clock.service';
 import { decodeHlc } from '../clock/hlc';
 import { RejectedMessageError } from '../errors';
@@ -115,7 +115,7 @@ export class SharedApplier {
       o_known: boolean;
       o_applied: string[];
       o_conflicts: string[];
-    }>`select * from sync_apply_shared(${msg.origin}::uuid, ${msg.prev}::text, ${last}::text,
+    }>`${sql.raw(PREPARED)}select * from sync_apply_shared(${msg.origin}::uuid, ${msg.prev}::text, ${last}::text,
       ${clock.wall}::bigint, ${clock.node}::text, ${clock.floor}::text, ${writes}::text[], ${raw ?? JSON.stringify(msg)}::jsonb)`.execute(
       this.db,
     );

@@ -11,6 +11,8 @@ import { backoffDelay, sleep } from './backoff';
 export class PublishLoop {
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | null = null;
+  /** A drain is scheduled for the next turn of the event loop (see wake). */
+  private startsSoon = false;
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
@@ -35,19 +37,36 @@ export class PublishLoop {
       this.again = true;
       return;
     }
-    if (this.timer) return;
+    if (this.timer || this.startsSoon) return;
     const delay = immediate ? 0 : Math.max(0, this.lastDrainAt + this.windowMs - performance.now());
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.lastDrainAt = performance.now();
-      this.running = this.run().finally(() => {
-        this.running = null;
-        if (this.again) {
-          this.again = false;
-          this.wake();
-        }
+    if (delay === 0) {
+      // idle: the drain starts right after the code that woke it (a timer would add a millisecond)
+      this.startsSoon = true;
+      setImmediate(() => {
+        this.startsSoon = false;
+        this.start();
       });
-    }, delay);
+    } else
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.start();
+      }, delay);
+  }
+
+  private start(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.lastDrainAt = performance.now();
+    this.running = this.run().finally(() => {
+      this.running = null;
+      if (this.again) {
+        this.again = false;
+        this.wake();
+      }
+    });
   }
 
   private async run(): Promise<void> {
