@@ -53,6 +53,8 @@ export function stateMessage(
     rows?: { model: string; row: Record<string, unknown> }[];
     /** Rows as values in column order, as devices send them. */
     columns?: { model: string; values: unknown[][] }[];
+    /** Rows of one model as COPY text, as devices send a backlog (see copyText). */
+    copy?: { model: string; rows: number; data: string };
     tombstones?: { model: string; id: string; device_id: string; version: string }[];
   },
 ): Record<string, unknown> {
@@ -65,8 +67,14 @@ export function stateMessage(
     to: body.to,
     rows: body.rows ?? [],
     ...(body.columns ? { columns: body.columns } : {}),
+    ...(body.copy ? { copy: body.copy } : {}),
     tombstones: body.tombstones ?? [],
   };
+}
+
+/** Rows as COPY text lines of `columns` (values as text, null as \\N; none may need escaping). */
+export function copyText(columns: readonly string[], rows: readonly Record<string, unknown>[]): string {
+  return rows.map((r) => `${columns.map((c) => (r[c] === null ? '\\N' : String(r[c]))).join('\t')}\n`).join('');
 }
 
 /** An entries row in wire form (snake_case, ISO timestamps), owned by `owner` at `version`. */

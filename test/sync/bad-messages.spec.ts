@@ -5,7 +5,17 @@ import { Cluster } from '../support/cluster';
 import { deadLetters } from '../support/db-queries';
 import { LONG, waitFor } from '../support/device-harness';
 import { createEntries, createVolumeAndLocation, entryInput } from '../support/fixtures';
-import { Broker, cursor, entryRow, logSubject, sharedMessage, stamp, stampMs, stateMessage } from '../support/wire';
+import {
+  Broker,
+  copyText,
+  cursor,
+  entryRow,
+  logSubject,
+  sharedMessage,
+  stamp,
+  stampMs,
+  stateMessage,
+} from '../support/wire';
 
 /**
  * Input from the wire is validated at the boundary: malformed and forged messages published
@@ -37,6 +47,7 @@ describe('bad messages', () => {
     const other = randomUUID();
     const now = Date.now();
     const forgedTag = randomUUID();
+    const copied = Array.from({ length: 7 }, () => randomUUID());
     const bad: { what: string; subject: string; payload: unknown; reason: RegExp }[] = [
       {
         what: 'not JSON',
@@ -123,6 +134,69 @@ describe('bad messages', () => {
         }),
         reason: /another device|own/i,
       },
+      // rows as COPY text (a backlog of one model): checked in the database, refused whole
+      ...[
+        {
+          what: "COPY text claiming another device's entry id as the sender's own",
+          rows: [entryRow(forger, stamp(now, 3, forger), { id: victim, locationId, name: 'copied.jpg' })],
+          reason: /another device|own/i,
+        },
+        {
+          what: "COPY text of another device's rows",
+          rows: [entryRow(a.deviceId, stamp(now, 3, forger), { id: copied[0], locationId, name: 'theirs.jpg' })],
+          reason: /own|page of/i,
+        },
+        {
+          what: 'COPY text with a value its column refuses',
+          rows: [
+            {
+              ...entryRow(forger, stamp(now, 3, forger), { id: copied[1], locationId, name: 'x.jpg' }),
+              kind: 'symlink',
+            },
+          ],
+          reason: /kind|invalid/i,
+        },
+        {
+          what: 'COPY text that is not rows of the model',
+          data: `${copied[2]}\tnot enough columns\n`,
+          reason: /invalid|column|data/i,
+        },
+        {
+          what: 'COPY text with more rows than it says',
+          rows: [0, 1].map((i) =>
+            entryRow(forger, stamp(now, 3, forger), { id: copied[3 + i], locationId, name: `n${i}.jpg` }),
+          ),
+          count: 1,
+          reason: /rows, not/i,
+        },
+        {
+          what: "COPY text with a row past the message's end",
+          rows: [entryRow(forger, stamp(now + 60_000, 0, forger), { id: copied[5], locationId, name: 'later.jpg' })],
+          reason: /past/i,
+        },
+        {
+          what: 'COPY text beside rows as values',
+          rows: [entryRow(forger, stamp(now, 3, forger), { id: copied[6], locationId, name: 'both.jpg' })],
+          also: true,
+          reason: /both/i,
+        },
+      ].map((c) => ({
+        what: c.what,
+        subject: logSubject(lib, 'state', forger),
+        payload: {
+          ...stateMessage(lib, forger, {
+            from: null,
+            to: cursor(stamp(now, 3, forger), 2, 'ffffffff-ffff-ffff-ffff-ffffffffffff'),
+            copy: {
+              model: 'entries',
+              rows: c.count ?? c.rows?.length ?? 1,
+              data: c.data ?? copyText(ENTRIES.columns, c.rows ?? []),
+            },
+          }),
+          ...(c.also ? { columns: [{ model: 'entries', values: [ENTRIES.columns.map((k) => c.rows![0][k])] }] } : {}),
+        },
+        reason: c.reason,
+      })),
       {
         what: "a tombstone for another device's entry",
         subject: logSubject(lib, 'state', forger),
@@ -233,6 +307,7 @@ describe('bad messages', () => {
       expect((await d.req('GET', `/entries/${victim}`)).body).toEqual(victimBefore);
       expect((await d.req('GET', `/tags/${tag.id}`)).body).toEqual({ id: tag.id, name: 'genuine', color: 'green' });
       expect((await d.req('GET', `/tags/${forgedTag}`)).status).toBe(404);
+      for (const id of copied) expect((await d.req('GET', `/entries/${id}`)).status).toBe(404);
     }
   });
 

@@ -121,19 +121,62 @@ describe('device-owned data', () => {
     expect(lists[2]).toEqual(lists[0]);
   });
 
+  it('a batch travels as COPY text between a PGlite device and a Postgres device, both ways', async () => {
+    cluster = await new Cluster().start();
+    const [a, b] = await Promise.all([cluster.device('a', { databaseUrl: null }), cluster.device('b')]);
+    const la = await createVolumeAndLocation(a, 'a');
+    const lb = await createVolumeAndLocation(b, 'b');
+    const fromA = await createEntries(a, la.locationId, 1500);
+    const fromB = await createEntries(b, lb.locationId, 1500);
+    await waitConverged([a, b], { volumes: 2, locations: 2, entries: 3000 });
+    for (const path of [`/entries/${fromA[0]}`, `/entries/${fromA[1499]}`, `/entries/${fromB[777]}`]) {
+      const [ra, rb] = await Promise.all([a.req('GET', path), b.req('GET', path)]);
+      expect({ path, status: rb.status, body: rb.body }).toEqual({ path, status: 200, body: ra.body });
+    }
+    for (const d of [a, b]) {
+      const metrics = String((await d.req<{ raw: string }>('GET', '/metrics')).body.raw);
+      expect(Number(/sync_changes_sent_as_copy_total\{model="entries"[^}]*\} (\d+)/.exec(metrics)?.[1])).toBe(1500);
+    }
+  });
+
+  it('a backlog written while sync was off goes out in order: values, the run of entries as COPY text, values', async () => {
+    cluster = await new Cluster().start();
+    const [a0, b] = await Promise.all([cluster.device('a', { syncEnabled: false }), cluster.device('b')]);
+    const first = await must(a0, 'POST', '/locations', { name: 'first', path: '/first' });
+    const ids = await createEntries(a0, first.id, 1500);
+    await must(a0, 'DELETE', `/entries/${ids[10]}`);
+    await must(a0, 'PATCH', `/entries/${ids[20]}`, { name: 'patched.jpg' });
+    const last = await must(a0, 'POST', '/locations', { name: 'last', path: '/last' });
+    const a = await cluster.restart(a0, { syncEnabled: true });
+    await waitConverged([a, b], { locations: 2, entries: 1499 });
+    expect((await b.req('GET', `/entries/${ids[10]}`)).status).toBe(404);
+    expect((await b.req('GET', `/entries/${ids[20]}`)).body.name).toBe('patched.jpg');
+    expect((await b.req('GET', `/locations/${last.id}`)).body.name).toBe('last');
+    const metrics = String((await a.req<{ raw: string }>('GET', '/metrics')).body.raw);
+    // the location before the run, and the patched entry, the tombstone and the location after it, as values
+    expect(Number(/sync_changes_sent_as_copy_total\{model="entries"[^}]*\} (\d+)/.exec(metrics)?.[1])).toBe(1498);
+  });
+
   it('changes are cut into messages the server accepts, even with a small max_payload', async () => {
     // 32 KB instead of the default 1 MB: a batch of entries must travel in many messages
     cluster = await new Cluster({ natsSettings: 'max_payload: 32768' }).start();
     const [a, b0] = await cluster.startDevices(['a', 'b']);
     const { locationId } = await createVolumeAndLocation(a, 'a');
     const long = (i: number) => `/mnt/a/${'deep/'.repeat(300)}file-${i}.jpg`; // ~1.5 KB per path
-    const items = Array.from({ length: 600 }, (_, i) => ({ ...entryInput(locationId, i), path: long(i) }));
+    // a backlog of one model's rows: it travels as COPY text, cut to the limit too
+    const items = Array.from({ length: 1200 }, (_, i) => ({ ...entryInput(locationId, i), path: long(i) }));
+    items[7].name = 'tab\there, newline\nthere, backslash \\ and "quotes", ünïcødé ✓';
     await must(a, 'POST', '/entries/batch', { items });
     const notes = 'n'.repeat(20_000);
     for (const e of items.slice(0, 5)) await must(a, 'PUT', `/entries/${e.id}/metadata`, { notes });
-    await waitConverged([a, b0], { entries: 600, user_metadata: 5 });
-    expect((await b0.req('GET', `/entries/${items[599].id}`)).body.path).toBe(long(599));
+    await waitConverged([a, b0], { entries: 1200, user_metadata: 5 });
+    expect((await b0.req('GET', `/entries/${items[1199].id}`)).body.path).toBe(long(1199));
+    expect((await b0.req('GET', `/entries/${items[7].id}`)).body).toEqual(
+      (await a.req('GET', `/entries/${items[7].id}`)).body,
+    );
     expect((await b0.req('GET', `/entries/${items[0].id}/metadata`)).body.notes).toBe(notes);
+    const metrics = String((await a.req<{ raw: string }>('GET', '/metrics')).body.raw);
+    expect(Number(/sync_changes_sent_as_copy_total\{model="entries"[^}]*\} (\d+)/.exec(metrics)?.[1])).toBe(1200);
 
     // and a device catching up after being away gets it in pieces too
     await b0.close();
@@ -141,6 +184,6 @@ describe('device-owned data', () => {
     await must(a, 'POST', '/entries/batch', { items: more });
     for (const e of more.slice(0, 5)) await must(a, 'PUT', `/entries/${e.id}/metadata`, { notes });
     const b = await cluster.restart(b0);
-    await waitConverged([a, b], { entries: 900, user_metadata: 10 });
+    await waitConverged([a, b], { entries: 1500, user_metadata: 10 });
   });
 });

@@ -9,6 +9,12 @@ export class SyncMetrics {
     labelNames: ['model'],
     registers: [this.registry],
   });
+  readonly sentAsCopy = new Counter({
+    name: 'sync_changes_sent_as_copy_total',
+    help: 'Of the changes published, those that travelled as COPY text (a backlog of one model), per model',
+    labelNames: ['model'],
+    registers: [this.registry],
+  });
   readonly applied = new Counter({
     name: 'sync_changes_applied_total',
     help: 'Remote changes applied, per model',

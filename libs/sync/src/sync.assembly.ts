@@ -193,6 +193,7 @@ export function assembleEngine(deps: EngineDeps, engine: EngineState) {
     receiver,
     consumer,
     ownedLoop,
+    ownedPublisher: owned,
     sharedLoop,
   };
 }

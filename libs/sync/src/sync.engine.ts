@@ -98,9 +98,10 @@ export class SyncEngine {
     // Reset before anything is subscribed, so no heartbeat of this run is wiped.
     await this.devices.markAllPeersOffline(this.db);
     this.unsubscribe.push(
-      this.signal.on('owned', () => {
+      this.signal.on('owned', (rows) => {
         this.parts.presence.headsChanged();
         this.parts.antiEntropy.changed();
+        this.parts.ownedPublisher.written(rows);
         this.parts.ownedLoop.wake();
       }),
     );

@@ -6,10 +6,11 @@ export type ChangeKind = 'owned' | 'shared' | 'received';
 /** In-process notice that a write committed, so the publisher (and the change feed) wake without polling. */
 export class ChangeSignal {
   private readonly emitter = new EventEmitter();
-  notify(kind: ChangeKind): void {
-    this.emitter.emit(kind);
+  /** `rows`: how many rows the write touched, as far as the writer knows (a hint, for batching). */
+  notify(kind: ChangeKind, rows = 1): void {
+    this.emitter.emit(kind, rows);
   }
-  on(kind: ChangeKind, fn: () => void): () => void {
+  on(kind: ChangeKind, fn: (rows: number) => void): () => void {
     this.emitter.on(kind, fn);
     return () => this.emitter.off(kind, fn);
   }

@@ -52,6 +52,8 @@ export class OwnedApplier {
    * (`columns`), and the greatest version it carries.
    */
   validate(msg: StateMessage): Omit<PreparedState, 'msg' | 'json'> {
+    // COPY text is checked where it is staged (prepare): here it would count as no rows at all
+    if (msg.copy) throw new RejectedMessageError('malformed', 'COPY text in a state message checked as values');
     const ids = new Map<string, string[]>();
     const rowModels = new Set<string>();
     let maxVersion = msg.to.split('|')[0];
@@ -159,7 +161,29 @@ export class OwnedApplier {
    * the previous one is being written.
    */
   prepare(msg: StateMessage, raw?: string): PreparedState {
+    if (msg.copy) return this.prepareCopyMessage(msg, msg.copy);
     return { msg, ...this.validate(msg), json: raw ?? JSON.stringify(msg) };
+  }
+
+  /**
+   * A state message whose rows come as COPY text of one model (messages.ts): checked in the
+   * database when applied (stagePage), as a backfill's COPY page is; here only the envelope.
+   */
+  private prepareCopyMessage(msg: StateMessage, copy: NonNullable<StateMessage['copy']>): PreparedState {
+    const model = ownedModel(copy.model);
+    if (!model) throw new RejectedMessageError('unknown_model', `copy of ${copy.model}`);
+    if (msg.rows.length || msg.columns?.length || msg.tombstones.length)
+      throw new RejectedMessageError('malformed', 'a state message with both COPY text and other rows');
+    return {
+      msg,
+      ids: new Map(),
+      rowModels: new Set(),
+      valueModels: new Set(),
+      tombstones: [],
+      maxVersion: decodeCursor(msg.to).version,
+      json: '{}',
+      stage: { model, data: Buffer.from(copy.data, 'utf8'), rows: copy.rows },
+    };
   }
 
   /**

@@ -24,11 +24,12 @@ export class OwnedWriter {
   ) {}
 
   async transact<T>(fn: (w: OwnedWrite) => Promise<T>): Promise<T> {
+    let write: OwnedWrite | undefined;
     const result = await this.db.transaction().execute(async (tx) => {
       const version = await this.clock.stamp(tx);
-      return fn(new OwnedWrite(tx, version, this.deviceId, this.repo));
+      return fn((write = new OwnedWrite(tx, version, this.deviceId, this.repo)));
     });
-    this.signal.notify('owned');
+    this.signal.notify('owned', write?.rows ?? 1);
     return result;
   }
 }
@@ -36,6 +37,8 @@ export class OwnedWriter {
 export class OwnedWrite {
   /** The synced "last changed" time of every row this write touches: the stamp's wall time. */
   readonly updatedAt: string;
+  /** How many rows this write gave to be written (those it left alone included): a hint for the publisher. */
+  rows = 0;
 
   constructor(
     readonly tx: Transaction<Database>,
@@ -79,6 +82,7 @@ export class OwnedWrite {
   /** Writes rows as their owner (see stamp). */
   async upsert(model: OwnedModel, rows: readonly Record<string, unknown>[]): Promise<OwnedRow[]> {
     const stamped = this.stamp(rows);
+    this.rows += stamped.length;
     for (let i = 0; i < stamped.length; i += CHUNK) await this.repo.upsert(this.tx, model, stamped.slice(i, i + CHUNK));
     return stamped;
   }
@@ -93,6 +97,7 @@ export class OwnedWrite {
     rows: readonly Record<string, unknown>[],
   ): Promise<{ rows: OwnedRow[]; inserted: number }> {
     const stamped = this.stamp(rows);
+    this.rows += stamped.length;
     let inserted = 0;
     for (let i = 0; i < stamped.length; i += CHUNK)
       inserted += await this.repo.insertNew(this.tx, model, stamped.slice(i, i + CHUNK));

@@ -472,6 +472,34 @@ export class OwnedRepository {
     return out.slice(0, limit);
   }
 
+  /**
+   * The keys of owner's changes after `after` (exclusive), at most `limit`, in cursor order: those
+   * changesAfterJson would return, without their rows. Inside the caller's transaction (a
+   * publisher reads the rows next, in the same snapshot).
+   */
+  async changeKeysAfter(tx: DbOrTx, owner: string, after: string | null, limit: number): Promise<OwnedCursor[]> {
+    await keepKeysetPlan(tx);
+    const pageCond = pageAfter(after);
+    const branches = [
+      ...OWNED_MODELS.map((m) => ({ kind: m.order, table: m.table })),
+      { kind: TOMBSTONE_KIND, table: 'owned_tombstones' },
+    ].map(
+      ({ kind, table }) => sql`(select ${sql.lit(kind)}::int as k, version, id::text as id from ${sql.table(table)}
+        where device_id = ${owner} and ${pageCond(kind)} order by version, id limit ${limit})`,
+    );
+    const res = await sql<{ k: number; version: string; id: string }>`${sql.join(branches, sql` union all `)}`.execute(
+      tx,
+    );
+    const keys = res.rows.map((r) => ({
+      version: r.version,
+      kind: r.k,
+      id: r.id,
+      cursor: encodeCursor({ version: r.version, kind: r.k, id: r.id }),
+    }));
+    keys.sort((a, b) => (a.cursor < b.cursor ? -1 : a.cursor > b.cursor ? 1 : 0));
+    return keys.slice(0, limit).map(({ version, kind, id }) => ({ version, kind, id }));
+  }
+
   /** How many of owner's rows and tombstones changed after `version` (a peer's pending count). */
   async countChangesAfter(db: DbOrTx, owner: string, version: string): Promise<number> {
     let total = 0;

@@ -53,7 +53,9 @@ const columnGroup = z.custom<{ model: string; values: unknown[][] }>(
 /**
  * Owned state of one owner: rows and tombstones in cursor order, after `from` up to `to`. Rows
  * travel as `columns` (values in column order, grouped by model: what a device sends), or as
- * `rows` (objects: what devices sent before, still applied).
+ * `rows` (objects: what devices sent before, still applied), or, for a backlog of one model's
+ * rows alone, as `copy`: that many lines of Postgres COPY text of the model's columns (checked
+ * when applied, in the database; `rows`, `columns` and `tombstones` are then empty).
  */
 export const StateMessage = z
   .object({
@@ -69,6 +71,10 @@ export const StateMessage = z
       .refine((g) => g.reduce((n, x) => n + x.values.length, 0) <= 100_000, 'more than 100000 rows')
       .optional(),
     tombstones: z.array(z.object({ model: z.string(), id: uuid, device_id: uuid, version: hlc }).strict()).max(100_000),
+    copy: z
+      .object({ model: z.string(), rows: z.number().int().min(1).max(100_000), data: z.string() })
+      .strict()
+      .optional(),
   })
   .strict();
 export type StateMessage = z.infer<typeof StateMessage>;
