@@ -5,6 +5,7 @@
 //   BENCH_ENTRIES=100000 BENCH_BACKFILL=1000000 npm run bench
 //   BENCH_PROFILE_DIR=/tmp/prof npm run bench   (a CPU profile of every device process)
 //   BENCH_QUICK=1 npm run bench                 (smaller sizes: about a minute)
+//   BENCH_PGLITE=1 npm run bench                (also backfills a device on embedded PGlite)
 const { spawn, execFileSync } = require('node:child_process');
 const { randomBytes, randomUUID } = require('node:crypto');
 const { mkdtempSync, openSync, readFileSync, rmSync } = require('node:fs');
@@ -389,6 +390,33 @@ async function main() {
         `  of which pulling pages: ${(Number(pulled[2]) / 1000).toFixed(1)} s for ${fmt(Number(pulled[1]))} rows`,
       );
     console.log(`  CPU per row: ${cpuPerRow(used, BACKFILL_N, rawPgUs)}`);
+
+    // the same into a device on embedded PGlite (BENCH_PGLITE=1), stopped afterwards
+    if (process.env.BENCH_PGLITE === '1') {
+      const dataDir = mkdtempSync(join(tmpdir(), 'bench-pglite-'));
+      const t2 = Date.now();
+      const d = await startDevice('bench-d', {
+        LIBRARY_ID: lib,
+        LIBRARY_KEY: key,
+        DATABASE_URL: '',
+        DATA_DIR: dataDir,
+        NATS_URL: nats,
+      });
+      let peakD = 0;
+      for (;;) {
+        peakD = Math.max(peakD, peakRssMb(d.proc.pid));
+        const st = await req(d, 'GET', '/sync/status');
+        if (st.phase === 'ready' && (await req(d, 'GET', '/sync/digest')).models.entries.count >= BACKFILL_N) break;
+        await sleep(500);
+      }
+      const s2 = (Date.now() - t2) / 1000;
+      peakD = Math.max(peakD, peakRssMb(d.proc.pid));
+      console.log(
+        `backfill into PGlite: ${fmt(BACKFILL_N)} entries into a new device D on embedded PGlite, A, B and C online, in ${s2.toFixed(1)} s: ${fmt(BACKFILL_N / s2)} rows/s; ratio to baseline ${(BACKFILL_N / s2 / raw).toFixed(2)}; peak RSS of D ${peakD.toFixed(0)} MB (its database included: PGlite runs in the process)`,
+      );
+      await stopChildren([d.proc]);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   }
 
   // 3. latency: one change written on A until the other device serves it (last: its writes would

@@ -12,6 +12,13 @@ types.setTypeParser(types.builtins.INT8, (v) => Number(v));
 
 export type Db = Kysely<Database>;
 
+/**
+ * How long an idle pooled connection stays open. A new connection's first statements compile the
+ * sync functions and triggers again (tens of milliseconds), and its prepared statements are gone:
+ * a device that writes now and then keeps its connections rather than pay that on the next write.
+ */
+const IDLE_CONNECTION_MS = 5 * 60_000;
+
 export interface DatabaseOptions {
   /** postgres://… of this device's own database; null selects embedded PGlite under dataDir. */
   databaseUrl: string | null;
@@ -37,6 +44,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<{ db: Db; emb
       connectionString: opts.databaseUrl,
       max: opts.poolSize ?? 10,
       connectionTimeoutMillis: 10_000,
+      idleTimeoutMillis: IDLE_CONNECTION_MS,
     });
     pool.on('error', () => undefined); // an idle client dropped by the server; the next query reconnects
     pool.on('connect', enableCopy); // COPY through Kysely (copy.ts)
@@ -135,6 +143,7 @@ async function openPostgresStore(opts: DatabaseOptions): Promise<DeviceStore> {
     connectionString: opts.databaseUrl!,
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: IDLE_CONNECTION_MS,
   });
   pool.on('error', () => undefined); // an idle client dropped by the server; the next query reconnects
   pool.on('connect', enableCopy); // COPY through Kysely (copy.ts)
