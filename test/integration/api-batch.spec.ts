@@ -149,6 +149,49 @@ describe.each(MODES)('POST /entries/batch (%s)', (mode) => {
     expect(await storedIn(l)).toBe(54);
   });
 
+  it('a large batch (written through COPY) keeps every character, and repeats, conflicts and deletes as a small one', async () => {
+    const l = await ownLocation(d);
+    const odd = [
+      'tab\there',
+      'new\nline',
+      'carriage\rreturn',
+      'back\\slash \\N',
+      '"quoted" \'and\' ü ✓ 😀',
+      '\\.',
+      ' lead and trail ',
+    ];
+    const items = [...Array(600)].map((_, i) =>
+      entryInput(l, i, i < odd.length ? { name: odd[i], path: `/p/${odd[i]}` } : {}),
+    );
+    const first = await d.req('POST', '/entries/batch', { items });
+    expect(first.status).toBe(201);
+    expect(first.body.created).toBe(600);
+    for (let i = 0; i < odd.length + 1; i++) {
+      const got = await d.req('GET', `/entries/${items[i].id}`);
+      expect(got.body).toEqual(first.body.items[i]);
+      expect({ name: got.body.name, path: got.body.path }).toEqual({ name: items[i].name, path: items[i].path });
+    }
+    const again = await d.req('POST', '/entries/batch', { items });
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual({ ...first.body, created: 0 });
+    // known and new together: only the new are written
+    const more = [...items.slice(0, 300), ...[...Array(300)].map((_, i) => entryInput(l, 1000 + i))];
+    const mixed = await d.req('POST', '/entries/batch', { items: more });
+    expect(mixed.status).toBe(201);
+    expect(mixed.body.created).toBe(300);
+    expect(await storedIn(l)).toBe(900);
+    // other content under a known id, or a deleted id, refuses the whole batch
+    const fresh = [...Array(600)].map((_, i) => entryInput(l, 2000 + i));
+    const changed = await d.req('POST', '/entries/batch', { items: [...fresh, { ...items[3], sizeBytes: 12345 }] });
+    expect(changed.status).toBe(409);
+    expect((await d.req('DELETE', `/entries/${items[7].id}`)).status).toBe(204);
+    const resurrect = await d.req('POST', '/entries/batch', { items: [...fresh, items[7]] });
+    expect(resurrect.status).toBe(409);
+    expect(resurrect.body.message).toMatch(/^items\[600\]\.id: .*deleted/);
+    expect((await d.req('GET', `/entries/${fresh[0].id}`)).status).toBe(404);
+    expect(await storedIn(l)).toBe(899);
+  });
+
   it('assigns ids to items without one; an empty batch changes nothing', async () => {
     const l = await ownLocation(d);
     const items = [...Array(3)].map((_, i) => {

@@ -5,7 +5,7 @@ import { decodeHlc } from '../clock/hlc';
 import { NotFoundError, NotOwnerError } from '../errors';
 import { OWNED_MODELS, OwnedModel } from '../models/registry';
 import type { ChangeSignal } from '../sync.signals';
-import { OwnedRepository, OwnedRow } from './owned.repository';
+import { COPY_WRITE_MIN_ROWS, OwnedRepository, OwnedRow } from './owned.repository';
 
 /** Rows per statement of a write. */
 const CHUNK = 5000;
@@ -98,9 +98,11 @@ export class OwnedWrite {
   ): Promise<{ rows: OwnedRow[]; inserted: number }> {
     const stamped = this.stamp(rows);
     this.rows += stamped.length;
+    // many rows go in one COPY (see OwnedRepository.insertNew); fewer as JSON, a chunk per statement
+    const chunk = stamped.length >= COPY_WRITE_MIN_ROWS ? stamped.length : CHUNK;
     let inserted = 0;
-    for (let i = 0; i < stamped.length; i += CHUNK)
-      inserted += await this.repo.insertNew(this.tx, model, stamped.slice(i, i + CHUNK));
+    for (let i = 0; i < stamped.length; i += chunk)
+      inserted += await this.repo.insertNew(this.tx, model, stamped.slice(i, i + chunk));
     return { rows: stamped, inserted };
   }
 
