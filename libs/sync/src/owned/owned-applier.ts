@@ -143,16 +143,7 @@ export class OwnedApplier {
       columns: [],
       tombstones: [],
     };
-    return {
-      msg,
-      ids: new Map(),
-      rowModels: new Set(),
-      valueModels: new Set(),
-      tombstones: [],
-      maxVersion: decodeCursor(page.last).version,
-      json: '{}',
-      stage: { model, data: Buffer.from(page.copy, 'utf8'), rows: page.rows },
-    };
+    return staged(msg, model, page.copy, page.rows);
   }
 
   /**
@@ -174,16 +165,7 @@ export class OwnedApplier {
     if (!model) throw new RejectedMessageError('unknown_model', `copy of ${copy.model}`);
     if (msg.rows.length || msg.columns?.length || msg.tombstones.length)
       throw new RejectedMessageError('malformed', 'a state message with both COPY text and other rows');
-    return {
-      msg,
-      ids: new Map(),
-      rowModels: new Set(),
-      valueModels: new Set(),
-      tombstones: [],
-      maxVersion: decodeCursor(msg.to).version,
-      json: '{}',
-      stage: { model, data: Buffer.from(copy.data, 'utf8'), rows: copy.rows },
-    };
+    return staged(msg, model, copy.data, copy.rows);
   }
 
   /**
@@ -295,6 +277,20 @@ export class OwnedApplier {
     if (r.maxVersion !== null && r.maxVersion > maxVersion)
       throw new RejectedMessageError('malformed', `${name} page: a row past the page's end`);
   }
+}
+
+/** A message or page whose rows are `rows` lines of COPY text of `model`, up to its `to`: staged when applied. */
+function staged(msg: StateMessage, model: OwnedModel, copy: string, rows: number): PreparedState {
+  return {
+    msg,
+    ids: new Map(),
+    rowModels: new Set(),
+    valueModels: new Set(),
+    tombstones: [],
+    maxVersion: decodeCursor(msg.to).version,
+    json: '{}',
+    stage: { model, data: Buffer.from(copy, 'utf8'), rows },
+  };
 }
 
 /** Checks tombstones' models and owner; returns the greatest version among them and `maxVersion`. */

@@ -64,14 +64,6 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
       // the last message of a drain covers its whole version (writes commit whole, in version order)
       const lastCursor = batch[batch.length - 1].cursor;
       const to = drained && i === batches.length - 1 ? endOfVersion(lastCursor.split('|')[0]) : lastCursor;
-      const envelope: Omit<StateMessage, 'rows' | 'columns' | 'tombstones'> = {
-        v: 1,
-        kind: 'state',
-        library: this.libraryId,
-        origin: this.deviceId,
-        from,
-        to,
-      };
       // rows as values in column order, grouped by model (in the registry's order: parents first)
       const groups = new Map<string, string[]>();
       const tombstones: string[] = [];
@@ -86,8 +78,12 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
       const columns = OWNED_MODELS.filter((m) => groups.has(m.name)).map(
         (m) => `{"model":${JSON.stringify(m.name)},"values":[${groups.get(m.name)!.join(',')}]}`,
       );
-      // the StateMessage's JSON: the envelope, then the pre-serialised rows and tombstones
-      const text = `${JSON.stringify(envelope).slice(0, -1)},"rows":[],"columns":[${columns.join(',')}],"tombstones":[${tombstones.join(',')}]}`;
+      // the pre-serialised rows and tombstones
+      const text = this.message(
+        from,
+        to,
+        `"rows":[],"columns":[${columns.join(',')}],"tombstones":[${tombstones.join(',')}]`,
+      );
       await this.sent(text, to);
       for (const [model, n] of countBy(batch, (c) => c.model)) this.metrics.sent.inc({ model }, n);
       from = to;
@@ -136,7 +132,8 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
       for (;;) {
         const end = last === keys.length - 1;
         to = drained && end ? endOfVersion(keys[last].version) : encodeCursor(keys[last]);
-        text = this.copyMessage(from, to, model.name, last - first + 1, data.toString('utf8', start, ends[last]));
+        const copy = { model: model.name, rows: last - first + 1, data: data.toString('utf8', start, ends[last]) };
+        text = this.message(from, to, `"rows":[],"columns":[],"tombstones":[],"copy":${JSON.stringify(copy)}`);
         if (Buffer.byteLength(text) <= budget || last === first) break;
         last = first + Math.floor((last - first) / 2);
       }
@@ -151,8 +148,8 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
     return !drained;
   }
 
-  /** A state message's JSON whose rows are `rows` lines of COPY text of `model`. */
-  private copyMessage(from: string | null, to: string, model: string, rows: number, copy: string): string {
+  /** A StateMessage's JSON: the envelope, then `body`, its other fields already serialised. */
+  private message(from: string | null, to: string, body: string): string {
     const envelope: Omit<StateMessage, 'rows' | 'columns' | 'tombstones'> = {
       v: 1,
       kind: 'state',
@@ -161,7 +158,7 @@ export class OwnedPublisher extends LogPublisher<OwnedRepository> {
       from,
       to,
     };
-    return `${JSON.stringify(envelope).slice(0, -1)},"rows":[],"columns":[],"tombstones":[],"copy":${JSON.stringify({ model, rows, data: copy })}}`;
+    return `${JSON.stringify(envelope).slice(0, -1)},${body}}`;
   }
 
   /** Sends one message of the stream up to `to`, and remembers that it went. */
